@@ -1,0 +1,1 @@
+//! Statuses, encrypted media blobs and profile photos. Filled in by later issues.

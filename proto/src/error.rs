@@ -1,0 +1,130 @@
+//! How Juntos errors look on the wire, and how a client reads them back.
+//!
+//! Every error status carries a `google.rpc.ErrorInfo` (domain [`DOMAIN`]) whose `reason` is one
+//! of the constants in [`reason`], so clients branch on a stable name instead of message text.
+//! RESOURCE_EXHAUSTED also carries `google.rpc.RetryInfo` with the time to wait. Messages are for
+//! humans and never contain phone numbers, codes, keys or tokens.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo.domain` of every Juntos error.
+pub const DOMAIN: &str = "juntos";
+
+/// `ErrorInfo.reason` values.
+pub mod reason {
+    /// The phone number is not E.164 or not a valid number.
+    pub const INVALID_PHONE: &str = "INVALID_PHONE";
+    /// Another code for this number may not be sent yet (resend schedule).
+    pub const RESEND_TOO_SOON: &str = "RESEND_TOO_SOON";
+    /// The number has had its maximum of codes today.
+    pub const DAILY_LIMIT: &str = "DAILY_LIMIT";
+    /// Too many code requests from this client address.
+    pub const IP_LIMIT: &str = "IP_LIMIT";
+    /// The hourly SMS budget for this country calling code is spent.
+    pub const COUNTRY_BUDGET: &str = "COUNTRY_BUDGET";
+    /// The SMS provider refused to send to this number.
+    pub const SMS_REJECTED: &str = "SMS_REJECTED";
+    /// The SMS provider could not be reached.
+    pub const SMS_UNAVAILABLE: &str = "SMS_UNAVAILABLE";
+    /// The code is wrong; ErrorInfo metadata `attempts_left` says how many tries remain.
+    pub const WRONG_CODE: &str = "WRONG_CODE";
+    /// The code was wrong too many times and is burned.
+    pub const TOO_MANY_ATTEMPTS: &str = "TOO_MANY_ATTEMPTS";
+    /// The code expired.
+    pub const CODE_EXPIRED: &str = "CODE_EXPIRED";
+    /// No code is pending for this number.
+    pub const NO_CODE: &str = "NO_CODE";
+    /// The device description is invalid.
+    pub const INVALID_DEVICE: &str = "INVALID_DEVICE";
+    /// The account has its maximum number of devices.
+    pub const TOO_MANY_DEVICES: &str = "TOO_MANY_DEVICES";
+    /// The refresh token is unknown, expired or revoked.
+    pub const INVALID_REFRESH_TOKEN: &str = "INVALID_REFRESH_TOKEN";
+    /// A rotated refresh token was presented again; the session is revoked.
+    pub const REFRESH_TOKEN_REUSED: &str = "REFRESH_TOKEN_REUSED";
+    /// The call needs an access token and none was sent.
+    pub const MISSING_TOKEN: &str = "MISSING_TOKEN";
+    /// The access token is malformed or its signature does not verify.
+    pub const INVALID_TOKEN: &str = "INVALID_TOKEN";
+    /// The access token expired: refresh it.
+    pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
+    /// The access token's session was signed out or revoked.
+    pub const SESSION_REVOKED: &str = "SESSION_REVOKED";
+    /// The method is not reachable through the gateway.
+    pub const NOT_PUBLIC: &str = "NOT_PUBLIC";
+    /// A gateway rate limit (per client address or per user).
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// A request message is larger than the gateway accepts.
+    pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+    /// No upstream for the service answered.
+    pub const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
+}
+
+/// A status with an `ErrorInfo` of `reason`.
+pub fn status(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    status_with_metadata(code, reason, message, HashMap::new())
+}
+
+/// A status with an `ErrorInfo` of `reason` and `metadata`.
+pub fn status_with_metadata(
+    code: Code,
+    reason: &str,
+    message: impl Into<String>,
+    metadata: HashMap<String, String>,
+) -> Status {
+    let details = ErrorDetails::with_error_info(reason, DOMAIN, metadata);
+    Status::with_error_details(code, message, details)
+}
+
+/// RESOURCE_EXHAUSTED with an `ErrorInfo` of `reason` and a `RetryInfo` of `retry_after`.
+pub fn resource_exhausted(
+    reason: &str,
+    message: impl Into<String>,
+    retry_after: Duration,
+) -> Status {
+    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, HashMap::new());
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(Code::ResourceExhausted, message, details)
+}
+
+/// The `ErrorInfo.reason` of a Juntos status, if it has one.
+pub fn reason_of(status: &Status) -> Option<String> {
+    status
+        .get_details_error_info()
+        .filter(|i| i.domain == DOMAIN)
+        .map(|i| i.reason)
+}
+
+/// One `ErrorInfo.metadata` value of a Juntos status.
+pub fn metadata_of(status: &Status, key: &str) -> Option<String> {
+    status
+        .get_details_error_info()
+        .and_then(|mut i| i.metadata.remove(key))
+}
+
+/// The `RetryInfo` delay of a status, if it has one.
+pub fn retry_after_of(status: &Status) -> Option<Duration> {
+    status.get_details_retry_info().and_then(|r| r.retry_delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_round_trip() {
+        let s = resource_exhausted(reason::RESEND_TOO_SOON, "wait", Duration::from_secs(30));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(reason_of(&s).as_deref(), Some(reason::RESEND_TOO_SOON));
+        assert_eq!(retry_after_of(&s), Some(Duration::from_secs(30)));
+
+        let meta = HashMap::from([("attempts_left".to_owned(), "3".to_owned())]);
+        let s = status_with_metadata(Code::InvalidArgument, reason::WRONG_CODE, "wrong", meta);
+        assert_eq!(metadata_of(&s, "attempts_left").as_deref(), Some("3"));
+        assert_eq!(retry_after_of(&s), None);
+    }
+}

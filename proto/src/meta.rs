@@ -1,0 +1,66 @@
+//! Request metadata between the gateway and the services behind it.
+//!
+//! The gateway strips every client-sent header starting with [`PREFIX`] (and the usual
+//! forwarding headers), verifies the access token, and then sets these headers from what it
+//! verified. Services trust them because only the gateway can reach them (the Kubernetes
+//! NetworkPolicy in `deploy/k8s`, loopback in `juntos all`); they never trust a field a client
+//! put in a request body for identity.
+
+/// Every header with this prefix is reserved for the gateway.
+pub const PREFIX: &str = "x-juntos-";
+/// The verified user id of the caller.
+pub const USER_ID: &str = "x-juntos-user-id";
+/// The verified device id of the caller.
+pub const DEVICE_ID: &str = "x-juntos-device-id";
+/// The verified session id (refresh-token family) of the caller's access token.
+pub const SESSION_ID: &str = "x-juntos-session-id";
+/// The client's IP address as the gateway saw it.
+pub const CLIENT_IP: &str = "x-juntos-client-ip";
+
+/// Client-sent headers the gateway removes before forwarding, besides everything under [`PREFIX`].
+pub const STRIPPED_FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// The caller of an authenticated RPC, as the gateway verified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub device_id: String,
+    pub session_id: String,
+}
+
+impl Caller {
+    /// Reads the verified caller from a request's metadata; `UNAUTHENTICATED` when absent (a
+    /// call that did not come through the gateway's token check).
+    pub fn from_metadata(metadata: &tonic::metadata::MetadataMap) -> Result<Self, tonic::Status> {
+        let get = |name: &str| {
+            metadata
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| tonic::Status::unauthenticated("missing caller identity"))
+        };
+        Ok(Self {
+            user_id: get(USER_ID)?,
+            device_id: get(DEVICE_ID)?,
+            session_id: get(SESSION_ID)?,
+        })
+    }
+}
+
+/// The client's IP address: the gateway's header when present, else the peer address of the
+/// connection (a direct call inside the cluster).
+pub fn client_ip<T>(request: &tonic::Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get(CLIENT_IP)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.remote_addr().map(|a| a.ip().to_string()))
+}
