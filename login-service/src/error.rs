@@ -1,0 +1,107 @@
+//! The login service's errors, and how they look on the wire.
+
+use std::collections::HashMap;
+
+use juntos_proto::error::{reason, status, status_with_metadata};
+use tonic::{Code, Status};
+
+use crate::store::StoreError;
+
+/// `ErrorInfo.reason` of INTERNAL errors (storage failures, broken invariants).
+pub const INTERNAL_REASON: &str = "INTERNAL";
+
+/// A login service failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The device description is unusable; the text says which part (never its value).
+    #[error("invalid device: {0}")]
+    InvalidDevice(&'static str),
+    /// The phone number is empty or too long to be E.164.
+    #[error("the phone number must be in E.164 form, e.g. +15551234567")]
+    InvalidPhone,
+    /// The code is wrong; `attempts_left` more tries remain.
+    #[error("wrong code")]
+    WrongCode {
+        /// Tries left before the code is burned.
+        attempts_left: u32,
+    },
+    /// The code was wrong too many times and is burned.
+    #[error("too many wrong codes; request a new code")]
+    TooManyAttempts,
+    /// The code expired.
+    #[error("the code expired; request a new code")]
+    CodeExpired,
+    /// No code is pending for the number.
+    #[error("no code is pending for this number; request one")]
+    NoCode,
+    /// otp-service refused the request or could not be reached; passed through as it is.
+    #[error("code verification failed: {}", .0.message())]
+    CodeVerification(#[source] Status),
+    /// The account has its maximum number of devices.
+    #[error("this account has the maximum number of devices; sign one out first")]
+    TooManyDevices,
+    /// The refresh token is unknown, expired or revoked.
+    #[error("invalid refresh token; sign in again")]
+    InvalidRefreshToken,
+    /// A rotated refresh token was presented again; its session is now revoked.
+    #[error("refresh token reused; the session is revoked, sign in again")]
+    RefreshTokenReused,
+    /// The caller's session is revoked (signed out).
+    #[error("this session is signed out")]
+    SessionRevoked,
+    /// The storage failed.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// Something that cannot happen did (a dangling reference, an unknown answer).
+    #[error("internal: {0}")]
+    Internal(&'static str),
+}
+
+/// The crate's result type.
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let message = e.to_string();
+        match e {
+            Error::InvalidDevice(_) => {
+                status(Code::InvalidArgument, reason::INVALID_DEVICE, message)
+            }
+            Error::InvalidPhone => status(Code::InvalidArgument, reason::INVALID_PHONE, message),
+            Error::WrongCode { attempts_left } => status_with_metadata(
+                Code::InvalidArgument,
+                reason::WRONG_CODE,
+                message,
+                HashMap::from([("attempts_left".to_owned(), attempts_left.to_string())]),
+            ),
+            Error::TooManyAttempts => {
+                status(Code::FailedPrecondition, reason::TOO_MANY_ATTEMPTS, message)
+            }
+            Error::CodeExpired => status(Code::FailedPrecondition, reason::CODE_EXPIRED, message),
+            Error::NoCode => status(Code::FailedPrecondition, reason::NO_CODE, message),
+            Error::CodeVerification(s) => s,
+            Error::TooManyDevices => {
+                status(Code::ResourceExhausted, reason::TOO_MANY_DEVICES, message)
+            }
+            Error::InvalidRefreshToken => status(
+                Code::Unauthenticated,
+                reason::INVALID_REFRESH_TOKEN,
+                message,
+            ),
+            Error::RefreshTokenReused => {
+                status(Code::Unauthenticated, reason::REFRESH_TOKEN_REUSED, message)
+            }
+            Error::SessionRevoked => {
+                status(Code::Unauthenticated, reason::SESSION_REVOKED, message)
+            }
+            Error::Store(e) => {
+                tracing::error!(error = %e, "login store failed");
+                status(Code::Internal, INTERNAL_REASON, "internal error")
+            }
+            Error::Internal(what) => {
+                tracing::error!(what, "login service invariant broken");
+                status(Code::Internal, INTERNAL_REASON, "internal error")
+            }
+        }
+    }
+}

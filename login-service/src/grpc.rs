@@ -1,0 +1,322 @@
+//! The tonic servers: unpack the request, call [`LoginService`], pack the answer.
+
+use std::sync::Arc;
+
+use juntos_proto::login::v1::login_internal_server::{LoginInternal, LoginInternalServer};
+use juntos_proto::login::v1::login_server::{Login, LoginServer};
+use juntos_proto::login::v1::{
+    GetVerificationKeysRequest, GetVerificationKeysResponse, ListRevocationsRequest,
+    ListRevocationsResponse, MeRequest, MeResponse, RefreshRequest, RefreshResponse, SignInRequest,
+    SignInResponse, SignOutRequest, SignOutResponse, VerificationKey,
+};
+use juntos_proto::meta::Caller;
+use tonic::{Request, Response, Status};
+
+use crate::service::LoginService;
+
+/// The public `juntos.login.v1.Login` service and the internal `LoginInternal` one, sharing
+/// `service`.
+pub fn servers(
+    service: Arc<LoginService>,
+) -> (
+    LoginServer<LoginGrpc>,
+    LoginInternalServer<LoginInternalGrpc>,
+) {
+    (
+        LoginServer::new(LoginGrpc {
+            service: Arc::clone(&service),
+        }),
+        LoginInternalServer::new(LoginInternalGrpc { service }),
+    )
+}
+
+/// `juntos.login.v1.Login`.
+#[derive(Debug, Clone)]
+pub struct LoginGrpc {
+    service: Arc<LoginService>,
+}
+
+#[tonic::async_trait]
+impl Login for LoginGrpc {
+    async fn sign_in(
+        &self,
+        request: Request<SignInRequest>,
+    ) -> Result<Response<SignInResponse>, Status> {
+        Ok(Response::new(
+            self.service.sign_in(request.into_inner()).await?,
+        ))
+    }
+
+    async fn refresh(
+        &self,
+        request: Request<RefreshRequest>,
+    ) -> Result<Response<RefreshResponse>, Status> {
+        let tokens = self
+            .service
+            .refresh(&request.into_inner().refresh_token)
+            .await?;
+        Ok(Response::new(RefreshResponse {
+            tokens: Some(tokens),
+        }))
+    }
+
+    async fn sign_out(
+        &self,
+        request: Request<SignOutRequest>,
+    ) -> Result<Response<SignOutResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        self.service.sign_out(&caller).await?;
+        Ok(Response::new(SignOutResponse {}))
+    }
+
+    async fn me(&self, request: Request<MeRequest>) -> Result<Response<MeResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        Ok(Response::new(self.service.me(&caller).await?))
+    }
+}
+
+/// `juntos.login.v1.LoginInternal` (for the gateway; never routed from outside).
+#[derive(Debug, Clone)]
+pub struct LoginInternalGrpc {
+    service: Arc<LoginService>,
+}
+
+#[tonic::async_trait]
+impl LoginInternal for LoginInternalGrpc {
+    async fn get_verification_keys(
+        &self,
+        _request: Request<GetVerificationKeysRequest>,
+    ) -> Result<Response<GetVerificationKeysResponse>, Status> {
+        let keys = self
+            .service
+            .verification_keys()
+            .into_iter()
+            .map(|(key_id, public_key)| VerificationKey {
+                key_id,
+                public_key: public_key.to_vec(),
+            })
+            .collect();
+        Ok(Response::new(GetVerificationKeysResponse { keys }))
+    }
+
+    async fn list_revocations(
+        &self,
+        request: Request<ListRevocationsRequest>,
+    ) -> Result<Response<ListRevocationsResponse>, Status> {
+        let since_ms = request.into_inner().since_ms;
+        Ok(Response::new(
+            self.service.list_revocations(since_ms).await?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use juntos_proto::error::{metadata_of, reason, reason_of};
+    use juntos_proto::login::v1::login_client::LoginClient;
+    use juntos_proto::login::v1::login_internal_client::LoginInternalClient;
+    use juntos_proto::meta;
+    use juntos_proto::otp::v1::otp_server::{Otp, OtpServer};
+    use juntos_proto::otp::v1::verify_code_response::Outcome;
+    use juntos_proto::otp::v1::{
+        RequestCodeRequest, RequestCodeResponse, VerifyCodeRequest, VerifyCodeResponse,
+    };
+    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic::Code;
+    use tonic::transport::{Channel, Server};
+
+    use super::*;
+    use crate::code_verifier::OtpCodeVerifier;
+    use crate::config::LoginConfig;
+    use crate::store::SqliteStore;
+    use crate::test_support::{T0, sign_in_request};
+    use crate::token::{TokenIssuer, TokenVerifier};
+
+    /// An otp-service that accepts "123456" for any E.164 number and refuses anything not
+    /// starting with `+`.
+    struct FakeOtp;
+
+    #[tonic::async_trait]
+    impl Otp for FakeOtp {
+        async fn request_code(
+            &self,
+            _request: Request<RequestCodeRequest>,
+        ) -> Result<Response<RequestCodeResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn verify_code(
+            &self,
+            request: Request<VerifyCodeRequest>,
+        ) -> Result<Response<VerifyCodeResponse>, Status> {
+            let request = request.into_inner();
+            if !request.phone.starts_with('+') {
+                return Err(juntos_proto::error::status(
+                    Code::InvalidArgument,
+                    reason::INVALID_PHONE,
+                    "expected E.164",
+                ));
+            }
+            let phone: String = request
+                .phone
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            let response = if request.code == "123456" {
+                VerifyCodeResponse {
+                    outcome: Outcome::Ok as i32,
+                    attempts_left: 0,
+                    phone,
+                }
+            } else {
+                VerifyCodeResponse {
+                    outcome: Outcome::WrongCode as i32,
+                    attempts_left: 2,
+                    phone: String::new(),
+                }
+            };
+            Ok(Response::new(response))
+        }
+    }
+
+    async fn listen() -> (TcpListenerStream, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        (TcpListenerStream::new(listener), addr)
+    }
+
+    async fn channel(addr: SocketAddr) -> Channel {
+        Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Starts a fake otp-service and login-service on loopback; the login address.
+    async fn start() -> SocketAddr {
+        let (otp_incoming, otp_addr) = listen().await;
+        tokio::spawn(
+            Server::builder()
+                .add_service(OtpServer::new(FakeOtp))
+                .serve_with_incoming(otp_incoming),
+        );
+        let verifier = Arc::new(OtpCodeVerifier::new(channel(otp_addr).await));
+        let service = Arc::new(LoginService::new(
+            LoginConfig::default(),
+            Arc::new(SqliteStore::open_in_memory().expect("store")),
+            verifier,
+            TokenIssuer::from_seed(&[42; 32]).expect("seed"),
+            juntos_proto::clock::ManualClock::new(T0),
+        ));
+        let (login, internal) = servers(service);
+        let (incoming, addr) = listen().await;
+        tokio::spawn(
+            Server::builder()
+                .add_service(login)
+                .add_service(internal)
+                .serve_with_incoming(incoming),
+        );
+        addr
+    }
+
+    fn with_caller<T>(message: T, user: &str, device: &str, session: &str) -> Request<T> {
+        let mut request = Request::new(message);
+        let md = request.metadata_mut();
+        md.insert(meta::USER_ID, user.parse().expect("ascii"));
+        md.insert(meta::DEVICE_ID, device.parse().expect("ascii"));
+        md.insert(meta::SESSION_ID, session.parse().expect("ascii"));
+        request
+    }
+
+    #[tokio::test]
+    async fn end_to_end_over_grpc() {
+        let addr = start().await;
+        let mut login = LoginClient::new(channel(addr).await);
+        let mut internal = LoginInternalClient::new(channel(addr).await);
+
+        // Wrong code: the ErrorInfo survives the wire.
+        let wrong = SignInRequest {
+            code: "000000".into(),
+            ..sign_in_request("laptop")
+        };
+        let err = login.sign_in(wrong).await.expect_err("wrong code");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert_eq!(reason_of(&err).as_deref(), Some(reason::WRONG_CODE));
+        assert_eq!(metadata_of(&err, "attempts_left").as_deref(), Some("2"));
+
+        // otp-service's INVALID_ARGUMENT passes through.
+        let bad_phone = SignInRequest {
+            phone: "15550000001".into(),
+            ..sign_in_request("laptop")
+        };
+        let err = login.sign_in(bad_phone).await.expect_err("bad phone");
+        assert_eq!(reason_of(&err).as_deref(), Some(reason::INVALID_PHONE));
+
+        let signed_in = login
+            .sign_in(sign_in_request("laptop"))
+            .await
+            .expect("sign in")
+            .into_inner();
+        assert!(signed_in.new_account);
+        let tokens = signed_in.tokens.expect("tokens");
+
+        let keys = internal
+            .get_verification_keys(GetVerificationKeysRequest {})
+            .await
+            .expect("keys")
+            .into_inner()
+            .keys;
+        assert_eq!(keys.len(), 1);
+        let public: [u8; 32] = keys[0].public_key.as_slice().try_into().expect("32 bytes");
+        let verifier = TokenVerifier::new(vec![(keys[0].key_id.clone(), public)]);
+        let claims = verifier.verify(&tokens.access_token, T0).expect("valid");
+
+        // Me needs the gateway's identity headers.
+        let err = login.me(MeRequest {}).await.expect_err("no caller");
+        assert_eq!(err.code(), Code::Unauthenticated);
+        let me = login
+            .me(with_caller(
+                MeRequest {},
+                &claims.user_id,
+                &claims.device_id,
+                &claims.session_id,
+            ))
+            .await
+            .expect("me")
+            .into_inner();
+        assert_eq!(me.phone, "+15550000001");
+        assert_eq!(me.devices.len(), 1);
+
+        let refreshed = login
+            .refresh(RefreshRequest {
+                refresh_token: tokens.refresh_token.clone(),
+            })
+            .await
+            .expect("refresh")
+            .into_inner();
+        assert!(refreshed.tokens.is_some());
+
+        login
+            .sign_out(with_caller(
+                SignOutRequest {},
+                &claims.user_id,
+                &claims.device_id,
+                &claims.session_id,
+            ))
+            .await
+            .expect("sign out");
+        let revocations = internal
+            .list_revocations(ListRevocationsRequest { since_ms: 0 })
+            .await
+            .expect("revocations")
+            .into_inner();
+        assert_eq!(revocations.server_time_ms, T0);
+        assert_eq!(revocations.revocations.len(), 1);
+        assert_eq!(revocations.revocations[0].session_id, claims.session_id);
+    }
+}

@@ -1,0 +1,31 @@
+//! Juntos login service: accounts, devices and tokens (`juntos.login.v1`).
+//!
+//! Layers: [`grpc`] (tonic servers) → [`service::LoginService`] (logic) → [`store::LoginStore`]
+//! (the only code touching data; [`store::SqliteStore`] is the embedded backend). Access tokens
+//! are PASETO v4.public, made by [`token::TokenIssuer`] and checked by [`token::TokenVerifier`],
+//! which the gateway uses too. Codes are checked by otp-service through [`CodeVerifier`].
+
+#![forbid(unsafe_code)]
+
+mod code_verifier;
+mod config;
+mod device;
+mod error;
+pub mod grpc;
+mod id;
+mod refresh_token;
+pub mod service;
+mod signing_seed;
+pub mod store;
+#[cfg(test)]
+mod test_support;
+pub mod token;
+
+pub use code_verifier::{CodeVerifier, OtpCodeVerifier};
+pub use config::LoginConfig;
+pub use error::{Error, INTERNAL_REASON};
+pub use grpc::{LoginGrpc, LoginInternalGrpc, servers};
+pub use service::LoginService;
+pub use signing_seed::load_or_create_signing_seed;
+pub use store::{LoginStore, SqliteStore, StoreError};
+pub use token::{AccessClaims, InvalidSeed, TokenError, TokenIssuer, TokenVerifier, key_id_of};

@@ -1,0 +1,598 @@
+//! [`LoginStore`] on SQLite: the embedded default.
+//!
+//! One connection does all the work (SQLite allows one writer at a time anyway, and every
+//! operation here is short), guarded by a mutex and used from `spawn_blocking` so the async
+//! threads never wait on disk. Each operation that reads then writes runs in a `BEGIN IMMEDIATE`
+//! transaction, which makes the check-then-act steps (device cap, refresh rotation) atomic even
+//! against another process sharing the file.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, params};
+
+use super::{
+    Account, AddDeviceOutcome, Device, LoginStore, NewDevice, NewSession, Revocation, RevokeReason,
+    RotateOutcome, Session, StoreError,
+};
+
+/// The schema migrations, in order; migration `i` (0-based) brings `user_version` to `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+
+/// How long a statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`LoginStore`] in one SQLite database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Self::with_connection(conn)
+    }
+
+    /// A fresh database in memory, for tests.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::with_connection(Connection::open_in_memory()?)
+    }
+
+    fn with_connection(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        migrate(&mut conn, MIGRATIONS.len())?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection on the blocking thread pool.
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic inside an earlier call cannot leave a transaction open (it rolls back on
+            // drop), so the connection is still usable.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await?
+    }
+}
+
+/// Applies the migrations after the database's `user_version`, up to `target` of them, each in
+/// its own transaction.
+fn migrate(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
+    let latest = i64::try_from(MIGRATIONS.len()).expect("a handful of migrations");
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > latest {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                latest,
+            });
+        }
+        let done = usize::try_from(version)
+            .map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
+        if done >= target {
+            return Ok(());
+        }
+        tx.execute_batch(MIGRATIONS[done])?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}
+
+fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        user_id: row.get(0)?,
+        phone: row.get(1)?,
+        created_at_ms: row.get(2)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str = "device_id, user_id, name, platform, identity_signing_key, \
+                              identity_dh_key, created_at_ms, removed_at_ms";
+
+fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
+    Ok(Device {
+        device_id: row.get(0)?,
+        user_id: row.get(1)?,
+        name: row.get(2)?,
+        platform: row.get(3)?,
+        identity_signing_key: row.get(4)?,
+        identity_dh_key: row.get(5)?,
+        created_at_ms: row.get(6)?,
+        removed_at_ms: row.get(7)?,
+    })
+}
+
+const SESSION_COLUMNS: &str =
+    "s.session_id, s.user_id, s.device_id, s.created_at_ms, s.revoked_at_ms, s.revoke_reason";
+
+/// A session from [`SESSION_COLUMNS`] starting at column `at`.
+fn session_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Session> {
+    let reason: Option<String> = row.get(at + 5)?;
+    Ok(Session {
+        session_id: row.get(at)?,
+        user_id: row.get(at + 1)?,
+        device_id: row.get(at + 2)?,
+        created_at_ms: row.get(at + 3)?,
+        revoked_at_ms: row.get(at + 4)?,
+        // An unknown reason still means revoked; keep the time, drop the label.
+        revoke_reason: reason.as_deref().and_then(RevokeReason::parse),
+    })
+}
+
+fn revoke_session(
+    conn: &Connection,
+    session_id: &str,
+    now_ms: i64,
+    reason: RevokeReason,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE sessions SET revoked_at_ms = ?2, revoke_reason = ?3
+         WHERE session_id = ?1 AND revoked_at_ms IS NULL",
+        params![session_id, now_ms, reason.as_str()],
+    )
+}
+
+#[async_trait]
+impl LoginStore for SqliteStore {
+    async fn find_or_create_account(
+        &self,
+        phone: &str,
+        new_user_id: &str,
+        now_ms: i64,
+    ) -> Result<(Account, bool), StoreError> {
+        let (phone, new_user_id) = (phone.to_owned(), new_user_id.to_owned());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let created = tx.execute(
+                "INSERT INTO accounts (user_id, phone, created_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (phone) DO NOTHING",
+                params![new_user_id, phone, now_ms],
+            )? == 1;
+            let account = tx.query_row(
+                "SELECT user_id, phone, created_at_ms FROM accounts WHERE phone = ?1",
+                params![phone],
+                account_from_row,
+            )?;
+            tx.commit()?;
+            Ok((account, created))
+        })
+        .await
+    }
+
+    async fn account(&self, user_id: &str) -> Result<Option<Account>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT user_id, phone, created_at_ms FROM accounts WHERE user_id = ?1",
+                    params![user_id],
+                    account_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn add_device(
+        &self,
+        device: NewDevice,
+        max_devices: u32,
+    ) -> Result<AddDeviceOutcome, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let active: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM devices WHERE user_id = ?1 AND removed_at_ms IS NULL",
+                params![device.user_id],
+                |r| r.get(0),
+            )?;
+            if active >= i64::from(max_devices) {
+                return Ok(AddDeviceOutcome::TooManyDevices);
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)"
+                ),
+                params![
+                    device.device_id,
+                    device.user_id,
+                    device.name,
+                    device.platform,
+                    device.identity_signing_key,
+                    device.identity_dh_key,
+                    device.created_at_ms,
+                ],
+            )?;
+            tx.commit()?;
+            Ok(AddDeviceOutcome::Added(Device {
+                device_id: device.device_id,
+                user_id: device.user_id,
+                name: device.name,
+                platform: device.platform,
+                identity_signing_key: device.identity_signing_key,
+                identity_dh_key: device.identity_dh_key,
+                created_at_ms: device.created_at_ms,
+                removed_at_ms: None,
+            }))
+        })
+        .await
+    }
+
+    async fn device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ?1"),
+                    params![device_id],
+                    device_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn devices(&self, user_id: &str) -> Result<Vec<Device>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices
+                 WHERE user_id = ?1 AND removed_at_ms IS NULL
+                 ORDER BY created_at_ms, device_id"
+            ))?;
+            let devices = stmt
+                .query_map(params![user_id], device_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(devices)
+        })
+        .await
+    }
+
+    async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO sessions (session_id, user_id, device_id, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    session.session_id,
+                    session.user_id,
+                    session.device_id,
+                    session.created_at_ms
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    session.refresh_token_hash,
+                    session.session_id,
+                    session.created_at_ms,
+                    session.refresh_expires_at_ms,
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
+        let session_id = session_id.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.session_id = ?1"),
+                    params![session_id],
+                    |row| session_from_row(row, 0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<RotateOutcome, StoreError> {
+        let (old_hash, new_hash) = (old_hash.to_owned(), new_hash.to_owned());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let found = tx
+                .query_row(
+                    &format!(
+                        "SELECT t.expires_at_ms, t.rotated_at_ms, {SESSION_COLUMNS}
+                         FROM refresh_tokens t JOIN sessions s ON s.session_id = t.session_id
+                         WHERE t.token_hash = ?1"
+                    ),
+                    params![old_hash],
+                    |row| {
+                        let expires_at_ms: i64 = row.get(0)?;
+                        let rotated_at_ms: Option<i64> = row.get(1)?;
+                        Ok((expires_at_ms, rotated_at_ms, session_from_row(row, 2)?))
+                    },
+                )
+                .optional()?;
+            let Some((expires_at_ms, rotated_at_ms, session)) = found else {
+                return Ok(RotateOutcome::Invalid);
+            };
+            if !session.is_active() {
+                return Ok(RotateOutcome::Invalid);
+            }
+            if rotated_at_ms.is_some() {
+                revoke_session(
+                    &tx,
+                    &session.session_id,
+                    now_ms,
+                    RevokeReason::RefreshTokenReused,
+                )?;
+                tx.commit()?;
+                return Ok(RotateOutcome::Reused {
+                    session_id: session.session_id,
+                });
+            }
+            if expires_at_ms <= now_ms {
+                return Ok(RotateOutcome::Invalid);
+            }
+            tx.execute(
+                "UPDATE refresh_tokens SET rotated_at_ms = ?2 WHERE token_hash = ?1",
+                params![old_hash, now_ms],
+            )?;
+            tx.execute(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![new_hash, session.session_id, now_ms, new_expires_at_ms],
+            )?;
+            tx.commit()?;
+            Ok(RotateOutcome::Rotated { session })
+        })
+        .await
+    }
+
+    async fn revoke_device_sessions(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        now_ms: i64,
+        reason: RevokeReason,
+    ) -> Result<Vec<String>, StoreError> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "UPDATE devices SET removed_at_ms = ?3
+                 WHERE device_id = ?1 AND user_id = ?2 AND removed_at_ms IS NULL",
+                params![device_id, user_id, now_ms],
+            )?;
+            let ids = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT session_id FROM sessions
+                     WHERE device_id = ?1 AND user_id = ?2 AND revoked_at_ms IS NULL
+                     ORDER BY session_id",
+                )?;
+                stmt.query_map(params![device_id, user_id], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            for id in &ids {
+                revoke_session(&tx, id, now_ms, reason)?;
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn revocations_since(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT session_id, revoked_at_ms FROM sessions
+                 WHERE revoked_at_ms IS NOT NULL AND revoked_at_ms >= ?1
+                 ORDER BY revoked_at_ms, session_id",
+            )?;
+            let revocations = stmt
+                .query_map(params![since_ms], |r| {
+                    Ok(Revocation {
+                        session_id: r.get(0)?,
+                        revoked_at_ms: r.get(1)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(revocations)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::suite;
+
+    fn user_version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("user_version")
+    }
+
+    fn columns(conn: &Connection, table: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA table_info({table})"))
+            .expect("table_info");
+        stmt.query_map([], |r| r.get::<_, String>(1))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    }
+
+    #[test]
+    fn migration_0001_creates_the_schema() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "foreign_keys", true).expect("fk");
+        migrate(&mut conn, 1).expect("migrate");
+        assert_eq!(user_version(&conn), 1);
+        assert_eq!(
+            columns(&conn, "accounts"),
+            ["user_id", "phone", "created_at_ms"]
+        );
+        assert_eq!(
+            columns(&conn, "devices"),
+            [
+                "device_id",
+                "user_id",
+                "name",
+                "platform",
+                "identity_signing_key",
+                "identity_dh_key",
+                "created_at_ms",
+                "removed_at_ms"
+            ]
+        );
+        assert_eq!(
+            columns(&conn, "sessions"),
+            [
+                "session_id",
+                "user_id",
+                "device_id",
+                "created_at_ms",
+                "revoked_at_ms",
+                "revoke_reason"
+            ]
+        );
+        assert_eq!(
+            columns(&conn, "refresh_tokens"),
+            [
+                "token_hash",
+                "session_id",
+                "created_at_ms",
+                "expires_at_ms",
+                "rotated_at_ms"
+            ]
+        );
+
+        // The phone is unique, and devices must belong to an account.
+        conn.execute("INSERT INTO accounts VALUES ('u1', '+15550000001', 1)", [])
+            .expect("insert");
+        assert!(
+            conn.execute("INSERT INTO accounts VALUES ('u2', '+15550000001', 1)", [])
+                .is_err()
+        );
+        assert!(
+            conn.execute(
+                "INSERT INTO devices VALUES ('d1', 'nobody', 'n', 1, x'00', x'00', 1, NULL)",
+                []
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn migrations_run_once_and_reach_the_latest_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("login.sqlite3");
+        {
+            let _store = SqliteStore::open(&path).expect("open");
+        }
+        let conn = Connection::open(&path).expect("reopen raw");
+        assert_eq!(
+            user_version(&conn),
+            i64::try_from(MIGRATIONS.len()).expect("small")
+        );
+        conn.execute("INSERT INTO accounts VALUES ('u1', '+15550000001', 1)", [])
+            .expect("insert");
+        drop(conn);
+        // Reopening does not re-run 0001 (which would fail on the existing tables) and keeps data.
+        let store = SqliteStore::open(&path).expect("reopen");
+        let conn = store.conn.lock().expect("lock");
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 1);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("journal_mode");
+        assert_eq!(mode, "wal");
+        let fk: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .expect("fk");
+        assert_eq!(fk, 1);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("login.sqlite3");
+        let conn = Connection::open(&path).expect("open raw");
+        conn.pragma_update(None, "user_version", 99)
+            .expect("set version");
+        drop(conn);
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+
+    // === the shared behavioural suite ===
+
+    macro_rules! sqlite_suite {
+        ($($case:ident),* $(,)?) => {
+            mod in_memory {
+                $(
+                    #[tokio::test]
+                    async fn $case() {
+                        let store = super::SqliteStore::open_in_memory().expect("open");
+                        super::suite::$case(&store).await;
+                    }
+                )*
+            }
+            mod file {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $case() {
+                        let dir = tempfile::tempdir().expect("tempdir");
+                        let store = super::SqliteStore::open(&dir.path().join("login.sqlite3"))
+                            .expect("open");
+                        super::suite::$case(&store).await;
+                    }
+                )*
+            }
+        };
+    }
+
+    sqlite_suite!(
+        account_created_once_per_phone,
+        concurrent_account_creation,
+        device_cap,
+        concurrent_device_cap,
+        devices_lists_active_only,
+        session_round_trip,
+        rotation,
+        reuse_revokes_session,
+        concurrent_rotation,
+        expired_refresh_token,
+        revoke_device_sessions,
+        revocations_since,
+    );
+}
