@@ -1,0 +1,196 @@
+//! Command-line flags of the `juntos` binary. Every flag has a `JUNTOS_*` environment fallback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Juntos: end-to-end encrypted messaging backend. One binary; the subcommand picks the role.
+#[derive(Debug, Parser)]
+#[command(name = "juntos", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub role: Role,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Role {
+    /// Every role in one process on embedded defaults (in-memory codes, SQLite, console SMS).
+    All(AllArgs),
+    /// The routing proxy: the one public endpoint.
+    Gateway(GatewayArgs),
+    /// The one-time code service.
+    Otp(OtpArgs),
+    /// The account, device and token service.
+    Login(LoginArgs),
+}
+
+/// Options every role has.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Seconds SIGTERM waits for open calls and streams to finish.
+    #[arg(long, env = "JUNTOS_DRAIN_SECS", default_value_t = 10)]
+    pub drain_secs: u64,
+    /// Tests only: offset the clock by the milliseconds written in this file.
+    #[arg(long, env = "JUNTOS_TEST_CLOCK_FILE", hide = true)]
+    pub test_clock_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    /// Address of the gateway, the one public endpoint.
+    #[arg(long, env = "JUNTOS_LISTEN", default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// Where keys, databases and the SMS outbox live; created if missing.
+    #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub otp: OtpOptions,
+    #[command(flatten)]
+    pub login: LoginOptions,
+    #[command(flatten)]
+    pub gateway: GatewayOptions,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7700")]
+    pub listen: SocketAddr,
+    /// otp-service endpoints: comma-separated `http://host:port`.
+    #[arg(long, env = "JUNTOS_OTP")]
+    pub otp: String,
+    /// login-service endpoints: comma-separated `http://host:port`.
+    #[arg(long, env = "JUNTOS_LOGIN")]
+    pub login: String,
+    #[command(flatten)]
+    pub gateway: GatewayOptions,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OtpArgs {
+    #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7701")]
+    pub listen: SocketAddr,
+    /// Where the code secret and the console SMS outbox live.
+    #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub otp: OtpOptions,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7702")]
+    pub listen: SocketAddr,
+    /// Where the database and the token signing key live.
+    #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
+    pub data_dir: PathBuf,
+    /// otp-service endpoints: comma-separated `http://host:port`.
+    #[arg(long, env = "JUNTOS_OTP")]
+    pub otp: String,
+    #[command(flatten)]
+    pub login: LoginOptions,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// How codes are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SmsKind {
+    /// Print to stdout and append to `<data-dir>/sms-outbox.jsonl`.
+    Console,
+    /// Twilio's Messages API.
+    Twilio,
+}
+
+#[derive(Debug, Args)]
+pub struct OtpOptions {
+    /// Redis for codes and rate-limit counters (shared by every otp pod); in memory when absent.
+    #[arg(long, env = "JUNTOS_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Secret key (hex, 32 bytes) that codes are hashed with; every otp pod needs the same one.
+    /// When absent, `<data-dir>/otp-secret` is used (created on first start).
+    #[arg(long, env = "JUNTOS_OTP_SECRET", hide_env_values = true)]
+    pub otp_secret: Option<String>,
+    /// How long a code stays valid, in seconds (at most 600).
+    #[arg(long, env = "JUNTOS_OTP_CODE_TTL_SECS", default_value_t = 300)]
+    pub otp_code_ttl_secs: u64,
+    /// Waits between codes to one number, in seconds; the last repeats.
+    #[arg(
+        long,
+        env = "JUNTOS_OTP_RESEND_SCHEDULE_SECS",
+        default_value = "30,60,300,600",
+        value_delimiter = ','
+    )]
+    pub otp_resend_schedule_secs: Vec<u64>,
+    /// Codes one number may get per day.
+    #[arg(long, env = "JUNTOS_OTP_MAX_CODES_PER_DAY", default_value_t = 10)]
+    pub otp_max_codes_per_day: u32,
+    /// Code requests one client address may make per hour.
+    #[arg(long, env = "JUNTOS_OTP_IP_LIMIT_PER_HOUR", default_value_t = 60)]
+    pub otp_ip_limit_per_hour: u32,
+    /// Codes sent per country calling code per hour (SMS-pumping defence).
+    #[arg(
+        long,
+        env = "JUNTOS_OTP_COUNTRY_BUDGET_PER_HOUR",
+        default_value_t = 1000
+    )]
+    pub otp_country_budget_per_hour: u32,
+    /// How codes are sent.
+    #[arg(long, env = "JUNTOS_SMS", value_enum, default_value_t = SmsKind::Console)]
+    pub sms: SmsKind,
+    /// Twilio API base URL.
+    #[arg(
+        long,
+        env = "JUNTOS_TWILIO_BASE_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_base_url: String,
+    /// Twilio account SID.
+    #[arg(long, env = "JUNTOS_TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// Twilio auth token.
+    #[arg(long, env = "JUNTOS_TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+    /// The number (or messaging service) codes are sent from.
+    #[arg(long, env = "JUNTOS_TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+    /// Seconds before a Twilio request times out.
+    #[arg(long, env = "JUNTOS_TWILIO_TIMEOUT_SECS", default_value_t = 10)]
+    pub twilio_timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginOptions {
+    /// Ed25519 seed (hex, 32 bytes) access tokens are signed with. When absent,
+    /// `<data-dir>/token-signing-key` is used (created on first start).
+    #[arg(long, env = "JUNTOS_TOKEN_SIGNING_KEY", hide_env_values = true)]
+    pub token_signing_key: Option<String>,
+    /// Most devices one account may have signed in at once.
+    #[arg(long, env = "JUNTOS_MAX_DEVICES", default_value_t = 8)]
+    pub max_devices: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayOptions {
+    /// Requests per second per client address (sustained).
+    #[arg(long, env = "JUNTOS_IP_RATE", default_value_t = 100)]
+    pub ip_rate: u32,
+    /// Burst per client address.
+    #[arg(long, env = "JUNTOS_IP_BURST", default_value_t = 200)]
+    pub ip_burst: u32,
+    /// Requests per second per signed-in user (sustained).
+    #[arg(long, env = "JUNTOS_USER_RATE", default_value_t = 50)]
+    pub user_rate: u32,
+    /// Burst per signed-in user.
+    #[arg(long, env = "JUNTOS_USER_BURST", default_value_t = 100)]
+    pub user_burst: u32,
+    /// Largest request message, in bytes.
+    #[arg(long, env = "JUNTOS_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+}

@@ -1,0 +1,206 @@
+//! Access-token checks at the gateway.
+//!
+//! The gateway holds only public keys: it fetches them from login-service
+//! (`LoginInternal.GetVerificationKeys`) at start, every minute, and soon after it meets a token
+//! signed by a key it does not know, so key rotation needs no shared files. Revoked sessions come
+//! from `LoginInternal.ListRevocations`, polled every 250 ms, so a sign-out takes effect within a
+//! second. If login-service is unreachable the gateway keeps its last keys and revocation set;
+//! access tokens live 15 minutes, which bounds what an outage can let through.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::HeaderMap;
+use juntos_login::token::{AccessClaims, TokenError, TokenVerifier};
+use juntos_proto::clock::SharedClock;
+use juntos_proto::error::{reason, status};
+use juntos_proto::login::v1::login_internal_client::LoginInternalClient;
+use juntos_proto::login::v1::{GetVerificationKeysRequest, ListRevocationsRequest};
+use tokio::sync::Notify;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::tasks::Tasks;
+
+/// How often the verification keys are fetched when nothing asks sooner.
+const KEY_REFRESH: Duration = Duration::from_secs(60);
+/// The shortest gap between two key fetches triggered by unknown key ids.
+const KEY_REFRESH_MIN_GAP: Duration = Duration::from_secs(2);
+/// How often revocations are polled.
+const REVOCATION_POLL: Duration = Duration::from_millis(250);
+/// Overlap between revocation polls, covering clock skew between login pods.
+const REVOCATION_OVERLAP_MS: i64 = 5_000;
+
+/// Verifies access tokens and tracks revoked sessions.
+pub struct Auth {
+    verifier: RwLock<Arc<TokenVerifier>>,
+    /// Revoked session id → when the entry may be forgotten (Unix ms).
+    revoked: RwLock<HashMap<String, i64>>,
+    clock: SharedClock,
+    login: LoginInternalClient<Channel>,
+    key_refresh_wanted: Notify,
+    /// `since_ms` for the next revocation poll.
+    revocations_since: AtomicI64,
+}
+
+impl Auth {
+    /// An `Auth` with no keys yet; [`Auth::start`] loads them.
+    pub fn new(login: Channel, clock: SharedClock) -> Arc<Self> {
+        Arc::new(Self {
+            verifier: RwLock::new(Arc::new(TokenVerifier::new(Vec::new()))),
+            revoked: RwLock::default(),
+            clock,
+            login: LoginInternalClient::new(login),
+            key_refresh_wanted: Notify::new(),
+            revocations_since: AtomicI64::new(0),
+        })
+    }
+
+    /// Starts the key refresher and the revocation poller; they stop when the returned tasks
+    /// are dropped.
+    pub fn start(self: &Arc<Self>) -> Tasks {
+        let mut tasks = Tasks::default();
+        let this = Arc::clone(self);
+        tasks.spawn(async move { this.refresh_keys_forever().await });
+        let this = Arc::clone(self);
+        tasks.spawn(async move { this.poll_revocations_forever().await });
+        tasks
+    }
+
+    /// Checks the `authorization: Bearer …` header.
+    pub fn check(&self, headers: &HeaderMap) -> Result<AccessClaims, tonic::Status> {
+        let token = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                status(
+                    Code::Unauthenticated,
+                    reason::MISSING_TOKEN,
+                    "this call needs an access token",
+                )
+            })?;
+        let verifier = Arc::clone(&self.verifier.read().expect("verifier lock poisoned"));
+        if verifier.key_ids().is_empty() {
+            return Err(tonic::Status::unavailable(
+                "token keys are not loaded yet; retry shortly",
+            ));
+        }
+        let claims = verifier
+            .verify(token, self.clock.now_ms())
+            .map_err(|e| match e {
+                TokenError::Expired => status(
+                    Code::Unauthenticated,
+                    reason::TOKEN_EXPIRED,
+                    "access token expired; refresh it",
+                ),
+                TokenError::UnknownKey(_) => {
+                    self.key_refresh_wanted.notify_one();
+                    status(
+                        Code::Unauthenticated,
+                        reason::INVALID_TOKEN,
+                        "access token key is not known",
+                    )
+                }
+                _ => status(
+                    Code::Unauthenticated,
+                    reason::INVALID_TOKEN,
+                    "invalid access token",
+                ),
+            })?;
+        if self
+            .revoked
+            .read()
+            .expect("revocation lock poisoned")
+            .contains_key(&claims.session_id)
+        {
+            return Err(status(
+                Code::Unauthenticated,
+                reason::SESSION_REVOKED,
+                "this session was signed out",
+            ));
+        }
+        Ok(claims)
+    }
+
+    async fn refresh_keys_forever(&self) {
+        loop {
+            let wait = match self.fetch_keys().await {
+                Ok(()) => KEY_REFRESH,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not fetch token verification keys");
+                    Duration::from_millis(500)
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.key_refresh_wanted.notified() => {
+                    tokio::time::sleep(KEY_REFRESH_MIN_GAP).await;
+                }
+            }
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<(), tonic::Status> {
+        let keys = self
+            .login
+            .clone()
+            .get_verification_keys(GetVerificationKeysRequest {})
+            .await?
+            .into_inner()
+            .keys;
+        let keys = keys
+            .into_iter()
+            .filter_map(|k| {
+                Some((
+                    k.key_id,
+                    <[u8; 32]>::try_from(k.public_key.as_slice()).ok()?,
+                ))
+            })
+            .collect::<Vec<_>>();
+        if keys.is_empty() {
+            return Err(tonic::Status::internal(
+                "login-service returned no verification keys",
+            ));
+        }
+        *self.verifier.write().expect("verifier lock poisoned") =
+            Arc::new(TokenVerifier::new(keys));
+        Ok(())
+    }
+
+    async fn poll_revocations_forever(&self) {
+        loop {
+            if let Err(e) = self.poll_revocations().await {
+                tracing::warn!(error = %e, "could not poll session revocations");
+            }
+            tokio::time::sleep(REVOCATION_POLL).await;
+        }
+    }
+
+    async fn poll_revocations(&self) -> Result<(), tonic::Status> {
+        let since_ms = self.revocations_since.load(Ordering::SeqCst);
+        let answer = self
+            .login
+            .clone()
+            .list_revocations(ListRevocationsRequest { since_ms })
+            .await?
+            .into_inner();
+        let now = self.clock.now_ms();
+        {
+            let mut revoked = self.revoked.write().expect("revocation lock poisoned");
+            for r in answer.revocations {
+                revoked.insert(r.session_id, r.forget_after_ms);
+            }
+            revoked.retain(|_, forget_after| *forget_after > now);
+        }
+        self.revocations_since.store(
+            (answer.server_time_ms - REVOCATION_OVERLAP_MS).max(0),
+            Ordering::SeqCst,
+        );
+        Ok(())
+    }
+}

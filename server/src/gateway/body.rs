@@ -1,0 +1,166 @@
+//! A request body wrapper that refuses oversized gRPC messages while streaming.
+//!
+//! gRPC frames each message as a 1-byte compression flag, a 4-byte big-endian length, then the
+//! payload. [`FrameLimit`] follows those headers as bytes pass through and fails the body as soon
+//! as a header announces a message above the cap, so an oversized message is never buffered or
+//! forwarded whole, whether the call is unary or a long-lived stream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+/// The body error when a message exceeds the cap.
+#[derive(Debug, thiserror::Error)]
+#[error("gRPC message of {size} bytes exceeds the limit of {limit} bytes")]
+pub struct MessageTooLarge {
+    pub size: usize,
+    pub limit: usize,
+}
+
+/// Where the parser is within the gRPC framing.
+#[derive(Debug, Clone, Copy)]
+enum Position {
+    /// Reading a 5-byte message header; `have` bytes of it seen, the length so far in `len`.
+    Header { have: u8, len: u32 },
+    /// Inside a message payload with `remaining` bytes to go.
+    Payload { remaining: usize },
+}
+
+/// Wraps a gRPC request body and enforces a per-message size cap.
+pub struct FrameLimit<B> {
+    inner: B,
+    limit: usize,
+    position: Position,
+    tripped: Arc<AtomicBool>,
+}
+
+impl<B> FrameLimit<B> {
+    /// Wraps `inner`; `tripped` is set when the cap is hit, so the proxy can tell the client why
+    /// the upstream call failed.
+    pub fn new(inner: B, limit: usize, tripped: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            limit,
+            position: Position::Header { have: 0, len: 0 },
+            tripped,
+        }
+    }
+
+    /// Advances the framing parser over `data`; an error when a header announces too much.
+    fn scan(&mut self, mut data: &[u8]) -> Result<(), MessageTooLarge> {
+        while !data.is_empty() {
+            match &mut self.position {
+                Position::Header { have, len } => {
+                    // Byte 0 is the compression flag; bytes 1..=4 the length.
+                    if *have > 0 {
+                        *len = (*len << 8) | u32::from(data[0]);
+                    }
+                    *have += 1;
+                    data = &data[1..];
+                    if *have == 5 {
+                        let size = usize::try_from(*len).unwrap_or(usize::MAX);
+                        if size > self.limit {
+                            self.tripped.store(true, Ordering::SeqCst);
+                            return Err(MessageTooLarge {
+                                size,
+                                limit: self.limit,
+                            });
+                        }
+                        self.position = if size == 0 {
+                            Position::Header { have: 0, len: 0 }
+                        } else {
+                            Position::Payload { remaining: size }
+                        };
+                    }
+                }
+                Position::Payload { remaining } => {
+                    let take = (*remaining).min(data.len());
+                    *remaining -= take;
+                    data = &data[take..];
+                    if *remaining == 0 {
+                        self.position = Position::Header { have: 0, len: 0 };
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<B> Body for FrameLimit<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.scan(data)?;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(len: u32) -> Vec<u8> {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&len.to_be_bytes());
+        v.extend(std::iter::repeat_n(7u8, len as usize));
+        v
+    }
+
+    fn limit(cap: usize) -> FrameLimit<http_body_util::Empty<Bytes>> {
+        FrameLimit::new(http_body_util::Empty::new(), cap, Arc::default())
+    }
+
+    #[test]
+    fn messages_at_the_cap_pass_in_any_chunking() {
+        let stream: Vec<u8> = [framed(10), framed(0), framed(3)].concat();
+        for chunk in 1..stream.len() {
+            let mut l = limit(10);
+            for part in stream.chunks(chunk) {
+                l.scan(part).expect("within the cap");
+            }
+            assert!(matches!(l.position, Position::Header { have: 0, .. }));
+        }
+    }
+
+    #[test]
+    fn oversized_header_trips_even_when_split() {
+        let stream: Vec<u8> = [framed(4), framed(11)].concat();
+        let mut l = limit(10);
+        let (a, b) = stream.split_at(11);
+        l.scan(a).expect("first message fits");
+        let err = l.scan(b).expect_err("second message is too large");
+        assert_eq!(err.size, 11);
+        assert!(l.tripped.load(Ordering::SeqCst));
+    }
+}

@@ -1,0 +1,114 @@
+//! The gateway's allow-list: which gRPC methods are public, where they go, and whether they
+//! need an access token. Anything not listed never leaves the gateway.
+
+/// The upstream role a method belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Upstream {
+    Otp,
+    Login,
+}
+
+/// What a caller must present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token (requesting a code, signing in, refreshing).
+    Public,
+    /// A valid, unrevoked access token.
+    Authenticated,
+}
+
+/// Where a request path leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Forward to `upstream` after checking `access`.
+    Forward(Upstream, Access),
+    /// Served by the gateway itself (health, reflection).
+    Local,
+    /// A Juntos method that exists but is internal: PERMISSION_DENIED.
+    Internal,
+    /// Not a method anyone serves: UNIMPLEMENTED.
+    Unknown,
+}
+
+/// Public methods, by exact gRPC path. Later issues add their services here.
+const PUBLIC: &[(&str, Upstream, Access)] = &[
+    (
+        "/juntos.otp.v1.Otp/RequestCode",
+        Upstream::Otp,
+        Access::Public,
+    ),
+    (
+        "/juntos.login.v1.Login/SignIn",
+        Upstream::Login,
+        Access::Public,
+    ),
+    (
+        "/juntos.login.v1.Login/Refresh",
+        Upstream::Login,
+        Access::Public,
+    ),
+    (
+        "/juntos.login.v1.Login/SignOut",
+        Upstream::Login,
+        Access::Authenticated,
+    ),
+    (
+        "/juntos.login.v1.Login/Me",
+        Upstream::Login,
+        Access::Authenticated,
+    ),
+];
+
+/// Services the gateway answers itself.
+const LOCAL_PREFIXES: &[&str] = &[
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// Looks up a request path.
+pub fn route(path: &str) -> Route {
+    if let Some((_, upstream, access)) = PUBLIC.iter().find(|(p, _, _)| *p == path) {
+        return Route::Forward(*upstream, *access);
+    }
+    if LOCAL_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        return Route::Local;
+    }
+    if path.starts_with("/juntos.") {
+        return Route::Internal;
+    }
+    Route::Unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_methods_are_not_routed() {
+        assert_eq!(route("/juntos.otp.v1.Otp/VerifyCode"), Route::Internal);
+        assert_eq!(
+            route("/juntos.login.v1.LoginInternal/ListRevocations"),
+            Route::Internal
+        );
+        assert_eq!(
+            route("/juntos.login.v1.LoginInternal/GetVerificationKeys"),
+            Route::Internal
+        );
+        assert_eq!(route("/juntos.otp.v1.Otp/RequestCode/"), Route::Internal);
+        assert_eq!(route("/other.Service/Method"), Route::Unknown);
+    }
+
+    #[test]
+    fn public_methods_route_with_their_access() {
+        assert_eq!(
+            route("/juntos.otp.v1.Otp/RequestCode"),
+            Route::Forward(Upstream::Otp, Access::Public)
+        );
+        assert_eq!(
+            route("/juntos.login.v1.Login/Me"),
+            Route::Forward(Upstream::Login, Access::Authenticated)
+        );
+        assert_eq!(route("/grpc.health.v1.Health/Check"), Route::Local);
+    }
+}

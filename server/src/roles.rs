@@ -1,0 +1,341 @@
+//! Building and running each role from its flags. `juntos all` composes the same functions on
+//! loopback ports, so the one-process system takes exactly the code paths of a cluster.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use juntos_proto::clock::{OffsetFileClock, SharedClock, SystemClock};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::cli::{
+    AllArgs, CommonArgs, GatewayArgs, GatewayOptions, LoginArgs, LoginOptions, OtpArgs, OtpOptions,
+    SmsKind,
+};
+use crate::gateway::{Gateway, GatewayConfig, Rate, parse_endpoints};
+use crate::serve::{local_routes, serve};
+use crate::shutdown::Shutdown;
+
+/// A role's server task.
+type RoleTask = JoinHandle<Result<(), String>>;
+
+/// The clock every role of this process uses.
+pub fn clock(common: &CommonArgs) -> SharedClock {
+    match &common.test_clock_file {
+        Some(path) => {
+            tracing::warn!("test clock enabled: time is offset by the value in --test-clock-file");
+            Arc::new(OffsetFileClock::new(path))
+        }
+        None => Arc::new(SystemClock),
+    }
+}
+
+async fn bind(role: &str, addr: SocketAddr) -> Result<TcpListener, String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{role}: cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| format!("{role}: {e}"))?;
+    // A stable line on stdout so scripts and the test harness learn the port.
+    println!("juntos: {role} listening on {local}");
+    Ok(listener)
+}
+
+fn drain(common: &CommonArgs) -> Duration {
+    Duration::from_secs(common.drain_secs)
+}
+
+/// Reads a 32-byte hex secret from a flag, or from (creating if needed) a file in the data dir.
+fn secret_or_file(
+    flag: Option<&str>,
+    name: &str,
+    file: &Path,
+    load: impl FnOnce(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<Vec<u8>, String> {
+    match flag {
+        Some(hex_value) => {
+            let bytes = hex::decode(hex_value.trim())
+                .map_err(|_| format!("{name} must be 64 hex digits"))?;
+            if bytes.len() != 32 {
+                return Err(format!("{name} must be 64 hex digits"));
+            }
+            Ok(bytes)
+        }
+        None => load(file).map_err(|e| format!("cannot read or create {}: {e}", file.display())),
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))
+}
+
+// === otp ===
+
+/// Starts otp-service on `listener`.
+pub async fn start_otp(
+    listener: TcpListener,
+    options: &OtpOptions,
+    data_dir: &Path,
+    clock: SharedClock,
+    shutdown: Shutdown,
+    drain: Duration,
+) -> Result<RoleTask, String> {
+    ensure_dir(data_dir)?;
+    let config = juntos_otp::OtpConfig {
+        code_ttl: Duration::from_secs(options.otp_code_ttl_secs),
+        resend_schedule: options
+            .otp_resend_schedule_secs
+            .iter()
+            .copied()
+            .map(Duration::from_secs)
+            .collect(),
+        max_codes_per_day: options.otp_max_codes_per_day,
+        ip_limit_per_hour: options.otp_ip_limit_per_hour,
+        country_budget_per_hour: options.otp_country_budget_per_hour,
+        ..juntos_otp::OtpConfig::default()
+    };
+    config.validate().map_err(|e| format!("otp: {e}"))?;
+    let store: Arc<dyn juntos_otp::OtpStore> = match &options.redis_url {
+        Some(url) => Arc::new(
+            juntos_otp::RedisStore::connect(url)
+                .await
+                .map_err(|e| format!("otp: redis: {e}"))?,
+        ),
+        None => Arc::new(juntos_otp::MemoryStore::default()),
+    };
+    let sms: Arc<dyn juntos_otp::SmsSender> = match options.sms {
+        SmsKind::Console => Arc::new(juntos_otp::ConsoleSender::new(
+            data_dir.join("sms-outbox.jsonl"),
+        )),
+        SmsKind::Twilio => {
+            let need = |v: &Option<String>, flag: &str| {
+                v.clone()
+                    .ok_or_else(|| format!("otp: --sms twilio needs {flag}"))
+            };
+            Arc::new(
+                juntos_otp::TwilioSender::new(juntos_otp::TwilioConfig {
+                    base_url: options.twilio_base_url.clone(),
+                    account_sid: need(&options.twilio_account_sid, "--twilio-account-sid")?,
+                    auth_token: need(&options.twilio_auth_token, "--twilio-auth-token")?,
+                    from: need(&options.twilio_from, "--twilio-from")?,
+                    timeout: Duration::from_secs(options.twilio_timeout_secs),
+                    ..juntos_otp::TwilioConfig::default()
+                })
+                .map_err(|e| format!("otp: twilio: {e}"))?,
+            )
+        }
+    };
+    let secret = secret_or_file(
+        options.otp_secret.as_deref(),
+        "--otp-secret",
+        &data_dir.join("otp-secret"),
+        juntos_otp::load_or_create_secret,
+    )?;
+    let service = Arc::new(juntos_otp::OtpService::new(
+        config, store, sms, secret, clock,
+    ));
+    let routes = local_routes(&["juntos.otp.v1.Otp"])
+        .await?
+        .add_service(juntos_otp::server(service));
+    Ok(tokio::spawn(serve(
+        "otp", listener, routes, shutdown, drain,
+    )))
+}
+
+/// `juntos otp`.
+pub async fn run_otp(args: OtpArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let listener = bind("otp", args.listen).await?;
+    let clock = clock(&args.common);
+    Ok(vec![
+        start_otp(
+            listener,
+            &args.otp,
+            &args.data_dir,
+            clock,
+            shutdown,
+            drain(&args.common),
+        )
+        .await?,
+    ])
+}
+
+// === login ===
+
+/// Starts login-service on `listener`, verifying codes with the otp pool at `otp`.
+pub async fn start_login(
+    listener: TcpListener,
+    options: &LoginOptions,
+    otp: &str,
+    data_dir: &Path,
+    clock: SharedClock,
+    shutdown: Shutdown,
+    drain: Duration,
+) -> Result<RoleTask, String> {
+    ensure_dir(data_dir)?;
+    let seed = secret_or_file(
+        options.token_signing_key.as_deref(),
+        "--token-signing-key",
+        &data_dir.join("token-signing-key"),
+        |path| juntos_login::load_or_create_signing_seed(path).map(|s| s.to_vec()),
+    )?;
+    let seed: [u8; 32] = seed
+        .try_into()
+        .map_err(|_| "token signing key must be 32 bytes".to_owned())?;
+    let issuer = juntos_login::TokenIssuer::from_seed(&seed)
+        .map_err(|e| format!("login: token signing key: {e}"))?;
+    let store = juntos_login::SqliteStore::open(&data_dir.join("login.db"))
+        .map_err(|e| format!("login: database: {e}"))?;
+    let otp_channel = channel(otp)?;
+    let config = juntos_login::LoginConfig {
+        max_devices_per_account: options.max_devices,
+        ..juntos_login::LoginConfig::default()
+    };
+    let service = Arc::new(juntos_login::LoginService::new(
+        config,
+        Arc::new(store),
+        Arc::new(juntos_login::OtpCodeVerifier::new(otp_channel)),
+        issuer,
+        clock,
+    ));
+    let (public, internal) = juntos_login::servers(service);
+    let routes = local_routes(&["juntos.login.v1.Login", "juntos.login.v1.LoginInternal"])
+        .await?
+        .add_service(public)
+        .add_service(internal);
+    Ok(tokio::spawn(serve(
+        "login", listener, routes, shutdown, drain,
+    )))
+}
+
+/// A load-balanced channel over a comma-separated endpoint list.
+fn channel(endpoints: &str) -> Result<tonic::transport::Channel, String> {
+    let endpoints = parse_endpoints(endpoints)?;
+    Ok(tonic::transport::Channel::balance_list(
+        endpoints.into_iter().map(|uri| {
+            tonic::transport::Endpoint::from(uri)
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(30))
+        }),
+    ))
+}
+
+/// `juntos login`.
+pub async fn run_login(args: LoginArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let listener = bind("login", args.listen).await?;
+    let clock = clock(&args.common);
+    let task = start_login(
+        listener,
+        &args.login,
+        &args.otp,
+        &args.data_dir,
+        clock,
+        shutdown,
+        drain(&args.common),
+    )
+    .await?;
+    Ok(vec![task])
+}
+
+// === gateway ===
+
+/// Starts the gateway on `listener`.
+pub async fn start_gateway(
+    listener: TcpListener,
+    options: &GatewayOptions,
+    otp: &str,
+    login: &str,
+    clock: SharedClock,
+    shutdown: Shutdown,
+    drain: Duration,
+) -> Result<RoleTask, String> {
+    let config = GatewayConfig {
+        otp: parse_endpoints(otp)?,
+        login: parse_endpoints(login)?,
+        per_ip: Rate {
+            per_second: options.ip_rate,
+            burst: options.ip_burst,
+        },
+        per_user: Rate {
+            per_second: options.user_rate,
+            burst: options.user_burst,
+        },
+        max_message_bytes: options.max_message_bytes,
+        drain,
+    };
+    let (gateway, tasks) = Gateway::new(config, clock).await?;
+    Ok(tokio::spawn(async move {
+        gateway.serve(listener, shutdown).await;
+        drop(tasks);
+        Ok(())
+    }))
+}
+
+/// `juntos gateway`.
+pub async fn run_gateway(args: GatewayArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let listener = bind("gateway", args.listen).await?;
+    let clock = clock(&args.common);
+    let task = start_gateway(
+        listener,
+        &args.gateway,
+        &args.otp,
+        &args.login,
+        clock,
+        shutdown,
+        drain(&args.common),
+    )
+    .await?;
+    Ok(vec![task])
+}
+
+// === all ===
+
+/// `juntos all`: otp and login on loopback ports, the gateway on `--listen`.
+pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let clock = clock(&args.common);
+    let drain = drain(&args.common);
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let otp_listener = bind("otp", loopback).await?;
+    let login_listener = bind("login", loopback).await?;
+    let otp_url = format!(
+        "http://{}",
+        otp_listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let login_url = format!(
+        "http://{}",
+        login_listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let otp = start_otp(
+        otp_listener,
+        &args.otp,
+        &args.data_dir,
+        Arc::clone(&clock),
+        shutdown.clone(),
+        drain,
+    )
+    .await?;
+    let login = start_login(
+        login_listener,
+        &args.login,
+        &otp_url,
+        &args.data_dir,
+        Arc::clone(&clock),
+        shutdown.clone(),
+        drain,
+    )
+    .await?;
+    // The gateway binds last, so its "listening" line means the whole system is up.
+    let gateway_listener = bind("gateway", args.listen).await?;
+    let gateway = start_gateway(
+        gateway_listener,
+        &args.gateway,
+        &otp_url,
+        &login_url,
+        clock,
+        shutdown,
+        drain,
+    )
+    .await?;
+    Ok(vec![otp, login, gateway])
+}
