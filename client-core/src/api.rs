@@ -1,0 +1,163 @@
+//! The gRPC plumbing: one lazily connected channel to the gateway and a thin call per RPC.
+//!
+//! Calls answer the raw [`Status`]; turning it into a [`ClientError`] (and refreshing tokens) is
+//! the caller's business.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use juntos_proto::login::v1::{self as login, login_client::LoginClient};
+use juntos_proto::otp::v1::{self as otp, otp_client::OtpClient};
+use tonic::Status;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{ClientError, Result};
+
+/// How long to wait for a connection to the gateway.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for any one answer.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The gateway's RPCs.
+pub(crate) struct Api {
+    endpoint: Endpoint,
+    // Made on first use, inside the async runtime (making it spawns the channel's worker task).
+    channel: OnceLock<Channel>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("uri", self.endpoint.uri())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// An API for the gateway at `server_url` (`http://host:port`); connects on the first call.
+    pub(crate) fn new(server_url: &str) -> Result<Self> {
+        let invalid = |why: &str| ClientError::InvalidInput {
+            message: format!("server URL {why}"),
+        };
+        let endpoint = Endpoint::from_shared(server_url.trim().to_owned())
+            .map_err(|_| invalid("is not a valid URL (expected http://host:port)"))?;
+        match endpoint.uri().scheme_str() {
+            Some("http") => {}
+            // This build has no TLS; say so rather than fail obscurely at connect time.
+            Some("https") => {
+                return Err(invalid("uses https, which this build does not support yet"));
+            }
+            _ => return Err(invalid("must start with http://")),
+        }
+        if endpoint.uri().host().is_none() {
+            return Err(invalid("has no host"));
+        }
+        let endpoint = endpoint
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        Ok(Self {
+            endpoint,
+            channel: OnceLock::new(),
+        })
+    }
+
+    fn channel(&self) -> Channel {
+        self.channel
+            .get_or_init(|| self.endpoint.connect_lazy())
+            .clone()
+    }
+
+    /// `Otp.RequestCode`.
+    pub(crate) async fn request_code(
+        &self,
+        phone: String,
+    ) -> Result<otp::RequestCodeResponse, Status> {
+        let response = OtpClient::new(self.channel())
+            .request_code(otp::RequestCodeRequest { phone })
+            .await?;
+        Ok(response.into_inner())
+    }
+
+    /// `Login.SignIn`.
+    pub(crate) async fn sign_in(
+        &self,
+        request: login::SignInRequest,
+    ) -> Result<login::SignInResponse, Status> {
+        Ok(LoginClient::new(self.channel())
+            .sign_in(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Login.Refresh`: the rotated tokens.
+    pub(crate) async fn refresh(&self, refresh_token: String) -> Result<login::Tokens, Status> {
+        let response = LoginClient::new(self.channel())
+            .refresh(login::RefreshRequest { refresh_token })
+            .await?;
+        response
+            .into_inner()
+            .tokens
+            .ok_or_else(|| Status::internal("refresh answered without tokens"))
+    }
+
+    /// `Login.SignOut` for the device whose access token is `access_token`.
+    pub(crate) async fn sign_out(&self, access_token: &str) -> Result<(), Status> {
+        let request = authorized(login::SignOutRequest {}, access_token)?;
+        LoginClient::new(self.channel()).sign_out(request).await?;
+        Ok(())
+    }
+
+    /// `Login.Me`.
+    pub(crate) async fn me(&self, access_token: &str) -> Result<login::MeResponse, Status> {
+        let request = authorized(login::MeRequest {}, access_token)?;
+        Ok(LoginClient::new(self.channel())
+            .me(request)
+            .await?
+            .into_inner())
+    }
+}
+
+/// `message` with `authorization: Bearer <access_token>`.
+fn authorized<T>(message: T, access_token: &str) -> Result<tonic::Request<T>, Status> {
+    let value = MetadataValue::try_from(format!("Bearer {access_token}"))
+        // The token is not echoed: it is a secret.
+        .map_err(|_| Status::internal("the stored access token is not a valid header value"))?;
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_url_checks() {
+        assert!(Api::new("http://127.0.0.1:7700").is_ok());
+        assert!(Api::new(" http://localhost:7700/ ").is_ok());
+        for bad in [
+            "",
+            "127.0.0.1:7700",
+            "https://example.org",
+            "ftp://x",
+            "http://",
+        ] {
+            let err = Api::new(bad).expect_err(bad);
+            assert!(
+                matches!(err, ClientError::InvalidInput { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn bearer_header() {
+        let request = authorized(login::MeRequest {}, "v4.public.abc").expect("ascii token");
+        assert_eq!(
+            request.metadata().get("authorization").expect("set"),
+            "Bearer v4.public.abc"
+        );
+        assert!(authorized(login::MeRequest {}, "bad\ntoken").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! The Juntos client library: the one [`Client`] object apps link (through uniffi for Kotlin,
+//! Swift and Python) and `juntos-cli` drives.
+//!
+//! Layout: `client` is the exported object and its token handling; `api` the gRPC calls;
+//! `store` the SQLite file (the only place secrets are kept); `identity` the device's keys.
+#![forbid(unsafe_code)]
+
+mod api;
+mod client;
+mod error;
+mod identity;
+mod records;
+mod session;
+mod store;
+
+pub use client::Client;
+pub use error::ClientError;
+pub use records::{Account, CodeRequest, DeviceSummary, Me, SessionInfo};
+
+uniffi::setup_scaffolding!();
