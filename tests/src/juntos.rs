@@ -1,0 +1,394 @@
+//! The `juntos` binary in one or several roles, on free loopback ports.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::redis_server::RedisServer;
+use crate::twilio::{self, FakeTwilio};
+
+/// The path of the `juntos` binary, built once per test process (`cargo build --bin juntos`,
+/// in the profile the tests run in). `JUNTOS_BIN` overrides it.
+pub fn juntos_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("JUNTOS_BIN") {
+            return PathBuf::from(path);
+        }
+        // The test executable lives in <target>/<profile>/deps/.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target profile dir")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "juntos-server", "--bin", "juntos"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("run cargo build for the juntos binary");
+        assert!(status.success(), "building the juntos binary failed");
+        let bin = profile_dir.join("juntos");
+        assert!(bin.exists(), "juntos binary not found at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A running `juntos` process, killed on drop.
+pub struct Process {
+    child: Child,
+    /// Lines the process printed on stdout.
+    lines: mpsc::Receiver<String>,
+    pub addr: String,
+}
+
+impl Process {
+    /// Starts `juntos <args>` and waits for its `<role> listening on <addr>` line.
+    fn start(role: &str, args: &[String], wanted: &str) -> Self {
+        let mut child = Command::new(juntos_bin())
+            .arg(role)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start juntos");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Owned from here on, so a panic below still kills and reaps the child.
+        let mut process = Self {
+            child,
+            lines,
+            addr: String::new(),
+        };
+        let marker = format!("juntos: {wanted} listening on ");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = process.lines.recv_timeout(left) else {
+                panic!("juntos {role} did not report `{marker}` in time");
+            };
+            if let Some(addr) = line.strip_prefix(&marker) {
+                process.addr = addr.trim().to_owned();
+                return process;
+            }
+        }
+    }
+
+    /// The stdout lines printed since the last call.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    /// Sends SIGTERM and waits for exit; the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for juntos")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What to start.
+#[derive(Default)]
+pub struct SystemBuilder {
+    split_roles: bool,
+    redis: bool,
+    twilio: bool,
+    args: Vec<String>,
+}
+
+impl SystemBuilder {
+    /// Separate `otp`, `login` and `gateway` processes instead of `juntos all`.
+    pub fn split_roles(mut self) -> Self {
+        self.split_roles = true;
+        self
+    }
+
+    /// A real `redis-server` for the otp store.
+    pub fn with_redis(mut self) -> Self {
+        self.redis = true;
+        self
+    }
+
+    /// The fake Twilio as SMS sender.
+    pub fn with_twilio(mut self) -> Self {
+        self.twilio = true;
+        self
+    }
+
+    /// Extra flags for the roles that accept them (`--otp-*` go to otp, gateway flags to the
+    /// gateway; with `juntos all` all go to the one process).
+    pub fn arg(mut self, flag: &str, value: &str) -> Self {
+        self.args.push(flag.to_owned());
+        self.args.push(value.to_owned());
+        self
+    }
+
+    /// Starts everything.
+    pub async fn start(self) -> System {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock_file = dir.path().join("clock-offset");
+        let data_dir = dir.path().join("data");
+        let redis = self.redis.then(RedisServer::start);
+        let twilio = if self.twilio {
+            Some(FakeTwilio::start().await)
+        } else {
+            None
+        };
+
+        let mut otp_args = self.common(&clock_file);
+        otp_args.extend(["--data-dir".to_owned(), path_arg(&data_dir)]);
+        if let Some(redis) = &redis {
+            otp_args.extend(["--redis-url".to_owned(), redis.url()]);
+        }
+        if let Some(twilio) = &twilio {
+            otp_args.extend(
+                [
+                    "--sms",
+                    "twilio",
+                    "--twilio-base-url",
+                    &twilio.base_url(),
+                    "--twilio-account-sid",
+                    twilio::ACCOUNT_SID,
+                    "--twilio-auth-token",
+                    twilio::AUTH_TOKEN,
+                    "--twilio-from",
+                    twilio::FROM,
+                    "--twilio-timeout-secs",
+                    "2",
+                ]
+                .map(str::to_owned),
+            );
+        }
+        let (otp_flags, gateway_flags): (Vec<_>, Vec<_>) = self
+            .args
+            .chunks(2)
+            .map(|c| c.to_vec())
+            .partition(|c| c[0].starts_with("--otp-"));
+
+        let mut processes = Vec::new();
+        let gateway_addr = if self.split_roles {
+            otp_args.extend(otp_flags.concat());
+            let otp = Process::start("otp", &otp_args, "otp");
+            let otp_url = format!("http://{}", otp.addr);
+            let mut login_args = self.common(&clock_file);
+            login_args.extend([
+                "--data-dir".to_owned(),
+                path_arg(&data_dir),
+                "--otp".to_owned(),
+                otp_url.clone(),
+            ]);
+            let login = Process::start("login", &login_args, "login");
+            let mut gateway_args = self.common(&clock_file);
+            gateway_args.extend([
+                "--otp".to_owned(),
+                otp_url,
+                "--login".to_owned(),
+                format!("http://{}", login.addr),
+            ]);
+            gateway_args.extend(gateway_flags.concat());
+            let gateway = Process::start("gateway", &gateway_args, "gateway");
+            let addr = gateway.addr.clone();
+            processes.extend([otp, login, gateway]);
+            addr
+        } else {
+            otp_args.extend(self.args.clone());
+            let all = Process::start("all", &otp_args, "gateway");
+            let addr = all.addr.clone();
+            processes.push(all);
+            addr
+        };
+        let system = System {
+            dir,
+            data_dir,
+            clock_file,
+            gateway_url: format!("http://{gateway_addr}"),
+            processes,
+            redis,
+            twilio,
+        };
+        system.wait_until_ready().await;
+        system
+    }
+
+    fn common(&self, clock_file: &Path) -> Vec<String> {
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--test-clock-file",
+            &path_arg(clock_file),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_str().expect("utf-8 temp path").to_owned()
+}
+
+/// A running system.
+pub struct System {
+    dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    clock_file: PathBuf,
+    /// `http://127.0.0.1:PORT` of the gateway.
+    pub gateway_url: String,
+    processes: Vec<Process>,
+    pub redis: Option<RedisServer>,
+    pub twilio: Option<FakeTwilio>,
+}
+
+impl System {
+    pub fn builder() -> SystemBuilder {
+        SystemBuilder::default()
+    }
+
+    /// `juntos all` with embedded defaults.
+    pub async fn start() -> Self {
+        Self::builder().start().await
+    }
+
+    /// Moves every role's clock forward by `by` (the offset accumulates).
+    pub fn advance_clock(&self, by: Duration) {
+        let now = std::fs::read_to_string(&self.clock_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        let next = now + i64::try_from(by.as_millis()).expect("duration fits");
+        juntos_proto::clock::OffsetFileClock::set_offset(&self.clock_file, next)
+            .expect("write clock offset");
+    }
+
+    /// The data directory shared by the roles.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A fresh directory for a client's home.
+    pub fn client_home(&self, name: &str) -> PathBuf {
+        let home = self.dir.path().join("clients").join(name);
+        std::fs::create_dir_all(&home).expect("client home");
+        home
+    }
+
+    /// A `juntos_client::Client` with its own home, talking to the gateway.
+    pub fn client(&self, name: &str) -> std::sync::Arc<juntos_client::Client> {
+        let home = self.client_home(name);
+        juntos_client::Client::new(self.gateway_url.clone(), path_arg(&home)).expect("client")
+    }
+
+    /// A raw gRPC channel to the gateway.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.gateway_url.clone())
+            .expect("gateway url")
+            .connect()
+            .await
+            .expect("connect to gateway")
+    }
+
+    /// The console SMS outbox (`<data-dir>/sms-outbox.jsonl`): `(to, body)` per line.
+    pub fn sms_outbox(&self) -> Vec<(String, String)> {
+        let Ok(text) = std::fs::read_to_string(self.data_dir.join("sms-outbox.jsonl")) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).expect("outbox line is JSON");
+                (
+                    v["to"].as_str().expect("to").to_owned(),
+                    v["body"].as_str().expect("body").to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The newest code sent to `phone`, from the console outbox or the fake Twilio.
+    pub fn last_code(&self, phone: &str) -> String {
+        let bodies: Vec<String> = match &self.twilio {
+            Some(t) => t
+                .messages()
+                .into_iter()
+                .filter(|m| m.to == phone)
+                .map(|m| m.body)
+                .collect(),
+            None => self
+                .sms_outbox()
+                .into_iter()
+                .filter(|(to, _)| to == phone)
+                .map(|(_, b)| b)
+                .collect(),
+        };
+        let body = bodies
+            .last()
+            .unwrap_or_else(|| panic!("no SMS was sent to the test number"));
+        extract_code(body).expect("the SMS holds a 6-digit code")
+    }
+
+    /// The processes, gateway last.
+    pub fn processes(&mut self) -> &mut [Process] {
+        &mut self.processes
+    }
+
+    /// Waits until the gateway has its token keys (an authenticated call is refused as
+    /// UNAUTHENTICATED, not UNAVAILABLE).
+    async fn wait_until_ready(&self) {
+        use juntos_proto::login::v1::{MeRequest, login_client::LoginClient};
+        let mut client = LoginClient::new(self.channel().await);
+        for _ in 0..200 {
+            match client.me(MeRequest {}).await {
+                Err(s) if s.code() == tonic::Code::Unavailable => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                _ => return,
+            }
+        }
+        panic!("the gateway never loaded its token keys");
+    }
+}
+
+/// The first run of exactly six digits in `text`.
+pub fn extract_code(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i - start == 6 {
+                return Some(text[start..i].to_owned());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}

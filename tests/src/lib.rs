@@ -1,0 +1,33 @@
+//! The system harness: starts real servers on loopback for end-to-end tests and stops them on
+//! drop. `System::builder()` reads like the scenario:
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let sys = juntos_tests::System::builder().split_roles().with_redis().with_twilio().start().await;
+//! # }
+//! ```
+//!
+//! Everything is real: the `juntos` binary (built on first use), `redis-server` (a missing binary
+//! fails the test with install instructions), and a fake Twilio speaking the Messages API over
+//! HTTP. Time is moved with [`System::advance_clock`], which every role reads through
+//! `--test-clock-file`.
+
+mod juntos;
+mod redis_server;
+mod twilio;
+
+pub use juntos::{System, SystemBuilder, juntos_bin};
+pub use redis_server::RedisServer;
+pub use twilio::{FakeTwilio, TwilioMessage};
+
+/// The sender number the fake Twilio is configured with.
+pub fn twilio_from() -> &'static str {
+    twilio::FROM
+}
+
+/// Phone numbers that are valid E.164 numbers (NANP fictional range and UK drama range).
+pub const ALICE: &str = "+12015550101";
+pub const BOB: &str = "+12015550102";
+pub const CAROL: &str = "+447400123456";
+
+pub mod raw;
