@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: installs what the tests need (idempotently), then rustfmt, clippy with
+# -D warnings, every Rust test (unit, store suites against a real redis-server, end-to-end through
+# the gateway), and the Python binding test against a running `juntos all`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/juntos-target}"
+JOBS="${JOBS:-2}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- what the tests need -------------------------------------------------------------------
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if ((${#missing[@]})); then
+    step "installing ${missing[*]} with apt"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+for component in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+        step "installing rustup component $component"
+        rustup component add "$component"
+    fi
+done
+
+# --- checks ----------------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy -j"$JOBS" --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo build -j"$JOBS" -p juntos-server --bin juntos
+cargo test -j"$JOBS" --workspace
+
+step "python bindings"
+cargo build -j"$JOBS" -p juntos-client --lib
+cargo build -j"$JOBS" -p juntos-client --features bindgen --bin uniffi-bindgen
+bindings="$CARGO_TARGET_DIR/python-bindings"
+rm -rf "$bindings" && mkdir -p "$bindings"
+"$CARGO_TARGET_DIR/debug/uniffi-bindgen" generate --library "$CARGO_TARGET_DIR/debug/libjuntos_client.so" \
+    --language python --out-dir "$bindings"
+cp "$CARGO_TARGET_DIR/debug/libjuntos_client.so" "$bindings/"
+JUNTOS_PY_BINDINGS="$bindings" JUNTOS_BIN="$CARGO_TARGET_DIR/debug/juntos" \
+    python3 client-core/python/test_sign_in.py
+
+step "all checks passed"
