@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // No `connect` constructors: they would clash with `Chat.Connect`; clients take a Channel.
+        .build_transport(false)
         .skip_protoc_run()
         .file_descriptor_set_path(&descriptor_path)
         .compile_fds(files)?;

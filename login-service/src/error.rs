@@ -10,6 +10,10 @@ use crate::store::StoreError;
 /// `ErrorInfo.reason` of INTERNAL errors (storage failures, broken invariants).
 pub const INTERNAL_REASON: &str = "INTERNAL";
 
+/// `ErrorInfo.reason` of INVALID_ARGUMENT when a request lists more items (user ids, phone
+/// numbers) than the method accepts. Local: `juntos_proto::error::reason` has no such constant.
+pub const BATCH_TOO_LARGE_REASON: &str = "BATCH_TOO_LARGE";
+
 /// A login service failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -19,6 +23,9 @@ pub enum Error {
     /// The phone number is empty or too long to be E.164.
     #[error("the phone number must be in E.164 form, e.g. +15551234567")]
     InvalidPhone,
+    /// The code is not six digits (no try is spent on it).
+    #[error("the code is the 6 digits from the text message")]
+    MalformedCode,
     /// The code is wrong; `attempts_left` more tries remain.
     #[error("wrong code")]
     WrongCode {
@@ -49,6 +56,21 @@ pub enum Error {
     /// The caller's session is revoked (signed out).
     #[error("this session is signed out")]
     SessionRevoked,
+    /// An uploaded prekey is unusable or its signature does not verify; the text says which
+    /// (never the key).
+    #[error("invalid prekey: {0}")]
+    InvalidPrekey(&'static str),
+    /// The user asked about does not exist.
+    #[error("no such user")]
+    NoSuchUser,
+    /// A request lists more items than allowed.
+    #[error("at most {max} {what} per call")]
+    BatchTooLarge {
+        /// What is listed ("user ids", "phone numbers").
+        what: &'static str,
+        /// The most allowed.
+        max: usize,
+    },
     /// The storage failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -68,6 +90,7 @@ impl From<Error> for Status {
                 status(Code::InvalidArgument, reason::INVALID_DEVICE, message)
             }
             Error::InvalidPhone => status(Code::InvalidArgument, reason::INVALID_PHONE, message),
+            Error::MalformedCode => status(Code::InvalidArgument, reason::INVALID_CODE, message),
             Error::WrongCode { attempts_left } => status_with_metadata(
                 Code::InvalidArgument,
                 reason::WRONG_CODE,
@@ -93,6 +116,13 @@ impl From<Error> for Status {
             }
             Error::SessionRevoked => {
                 status(Code::Unauthenticated, reason::SESSION_REVOKED, message)
+            }
+            Error::InvalidPrekey(_) => {
+                status(Code::InvalidArgument, reason::INVALID_PREKEY, message)
+            }
+            Error::NoSuchUser => status(Code::NotFound, reason::NO_SUCH_USER, message),
+            Error::BatchTooLarge { .. } => {
+                status(Code::InvalidArgument, BATCH_TOO_LARGE_REASON, message)
             }
             Error::Store(e) => {
                 tracing::error!(error = %e, "login store failed");

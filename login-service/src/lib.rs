@@ -1,4 +1,5 @@
-//! Juntos login service: accounts, devices and tokens (`juntos.login.v1`).
+//! Juntos login service: accounts, devices, tokens, the key directory and contacts
+//! (`juntos.login.v1`).
 //!
 //! Layers: [`grpc`] (tonic servers) → [`service::LoginService`] (logic) → [`store::LoginStore`]
 //! (the only code touching data; [`store::SqliteStore`] is the embedded backend). Access tokens
@@ -13,6 +14,7 @@ mod device;
 mod error;
 pub mod grpc;
 mod id;
+mod phone;
 mod refresh_token;
 pub mod service;
 mod signing_seed;
@@ -23,8 +25,8 @@ pub mod token;
 
 pub use code_verifier::{CodeVerifier, OtpCodeVerifier};
 pub use config::LoginConfig;
-pub use error::{Error, INTERNAL_REASON};
-pub use grpc::{LoginGrpc, LoginInternalGrpc, servers};
+pub use error::{BATCH_TOO_LARGE_REASON, Error, INTERNAL_REASON};
+pub use grpc::{DirectoryGrpc, LoginGrpc, LoginInternalGrpc, servers};
 pub use service::LoginService;
 pub use signing_seed::load_or_create_signing_seed;
 pub use store::{LoginStore, SqliteStore, StoreError};

@@ -1,5 +1,6 @@
-//! The login service's logic: sign-in, refresh, sign-out, who-am-I, and what the gateway needs
-//! (verification keys, revocations).
+//! The login service's logic: sign-in, refresh, sign-out, who-am-I, what the gateway needs
+//! (verification keys, revocations), and the key directory and contacts (in [`directory`]'s
+//! half of the `impl`).
 
 use std::sync::Arc;
 
@@ -20,8 +21,17 @@ use crate::store::{
 use crate::token::{AccessClaims, TokenIssuer};
 use crate::{device, id, refresh_token};
 
+mod directory;
+
+pub use directory::{
+    MAX_ACTIVE_DEVICES_USERS, MAX_LIST_DEVICES_USERS, MAX_ONE_TIME_PREKEYS_PER_UPLOAD,
+    MAX_ONE_TIME_PREKEYS_STORED, MAX_RESOLVE_PHONES, PREKEY_REFILL_BELOW,
+};
+
 /// Longest phone number accepted before asking otp-service (`+` and 15 digits).
 const MAX_PHONE_LEN: usize = 16;
+/// Digits in a sign-in code.
+const CODE_LEN: usize = 6;
 
 /// How much longer than the access-token lifetime a revocation is kept, for clock skew between
 /// login-service and the gateway.
@@ -76,10 +86,15 @@ impl LoginService {
         if phone.is_empty() || phone.len() > MAX_PHONE_LEN {
             return Err(Error::InvalidPhone);
         }
+        // A typo of the wrong shape must not cost one of the code's few tries.
+        let code = request.code.trim();
+        if code.len() != CODE_LEN || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::MalformedCode);
+        }
 
         let verdict = self
             .verifier
-            .verify(phone, &request.code)
+            .verify(phone, code)
             .await
             .map_err(Error::CodeVerification)?;
         match verdict.outcome() {
@@ -218,14 +233,7 @@ impl LoginService {
 
     /// `Login.Me`: the caller's account, device and the account's active devices.
     pub async fn me(&self, caller: &Caller) -> Result<MeResponse> {
-        // The gateway refuses revoked sessions within a second; this closes that second.
-        let session = self.store.session(&caller.session_id).await?;
-        let belongs = session.as_ref().is_some_and(|s| {
-            s.is_active() && s.user_id == caller.user_id && s.device_id == caller.device_id
-        });
-        if !belongs {
-            return Err(Error::SessionRevoked);
-        }
+        self.require_active_session(caller).await?;
         let account = self
             .store
             .account(&caller.user_id)
@@ -277,6 +285,21 @@ impl LoginService {
         })
     }
 
+    /// Fails with [`Error::SessionRevoked`] unless the caller's session exists, is active and
+    /// belongs to the caller's user and device. The gateway refuses revoked sessions within a
+    /// second; this closes that second for calls that read or change account data.
+    async fn require_active_session(&self, caller: &Caller) -> Result<()> {
+        let session = self.store.session(&caller.session_id).await?;
+        let belongs = session.as_ref().is_some_and(|s| {
+            s.is_active() && s.user_id == caller.user_id && s.device_id == caller.device_id
+        });
+        if belongs {
+            Ok(())
+        } else {
+            Err(Error::SessionRevoked)
+        }
+    }
+
     /// A new access token for the session, with the given refresh token.
     fn tokens(
         &self,
@@ -308,42 +331,15 @@ mod tests {
     use std::time::Duration;
 
     use juntos_proto::clock::Clock as _;
-    use juntos_proto::error::{self, metadata_of, reason, reason_of};
+    use juntos_proto::error::{self, metadata_of, reason};
     use juntos_proto::login::v1::DeviceInfo;
     use tonic::{Code, Status};
 
     use super::*;
-    use crate::test_support::{Harness, PHONE, T0, device, sign_in_request};
+    use crate::test_support::{Harness, PHONE, T0, assert_status, caller, device, sign_in_request};
     use crate::token::{TokenError, TokenVerifier};
 
     const MINUTE: i64 = 60_000;
-
-    fn caller(response: &SignInResponse) -> Caller {
-        let tokens = response.tokens.as_ref().expect("tokens");
-        // The session id is only in the access token; read it the way the gateway would.
-        let keys = TokenVerifier::new(vec![
-            crate::token::TokenIssuer::from_seed(&[42; 32])
-                .expect("seed")
-                .verification_key(),
-        ]);
-        let claims = keys.verify(&tokens.access_token, T0).expect("valid token");
-        Caller {
-            user_id: claims.user_id,
-            device_id: claims.device_id,
-            session_id: claims.session_id,
-        }
-    }
-
-    fn assert_status(err: Error, code: Code, expected_reason: &str) -> Status {
-        let status = Status::from(err);
-        assert_eq!(status.code(), code, "{status:?}");
-        assert_eq!(
-            reason_of(&status).as_deref(),
-            Some(expected_reason),
-            "{status:?}"
-        );
-        status
-    }
 
     #[tokio::test]
     async fn new_account_then_same_account_on_another_device() {
@@ -523,6 +519,18 @@ mod tests {
             };
             let err = h.service.sign_in(request).await.expect_err("invalid phone");
             assert_status(err, Code::InvalidArgument, reason::INVALID_PHONE);
+        }
+        for code in ["", "12345", "1234567", "12345a", "１２３４５６"] {
+            let request = SignInRequest {
+                code: code.into(),
+                ..sign_in_request("x")
+            };
+            let err = h
+                .service
+                .sign_in(request)
+                .await
+                .expect_err("malformed code");
+            assert_status(err, Code::InvalidArgument, reason::INVALID_CODE);
         }
         assert!(h.verifier.calls().is_empty(), "no code was consumed");
     }

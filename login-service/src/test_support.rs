@@ -4,16 +4,19 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use juntos_proto::clock::ManualClock;
-use juntos_proto::login::v1::{DeviceInfo, Platform, SignInRequest};
+use juntos_proto::clock::{Clock as _, ManualClock};
+use juntos_proto::error::reason_of;
+use juntos_proto::login::v1::{DeviceInfo, Platform, SignInRequest, SignInResponse};
+use juntos_proto::meta::Caller;
 use juntos_proto::otp::v1::VerifyCodeResponse;
 use juntos_proto::otp::v1::verify_code_response::Outcome;
 
 use crate::code_verifier::CodeVerifier;
 use crate::config::LoginConfig;
+use crate::error::Error;
 use crate::service::LoginService;
 use crate::store::SqliteStore;
-use crate::token::TokenIssuer;
+use crate::token::{TokenIssuer, TokenVerifier};
 
 pub(crate) const T0: i64 = 1_750_000_000_000;
 /// What the fake otp-service answers as the normalised form of every phone.
@@ -38,6 +41,16 @@ impl FakeVerifier {
             outcome: outcome as i32,
             attempts_left,
             phone,
+        };
+        self.script.lock().expect("lock").push_back(Ok(response));
+    }
+
+    /// The next call confirms the code for `phone` (already normalised).
+    pub(crate) fn confirm(&self, phone: &str) {
+        let response = VerifyCodeResponse {
+            outcome: Outcome::Ok as i32,
+            attempts_left: 0,
+            phone: phone.to_owned(),
         };
         self.script.lock().expect("lock").push_back(Ok(response));
     }
@@ -80,6 +93,8 @@ pub(crate) struct Harness {
     pub(crate) verifier: Arc<FakeVerifier>,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) issuer: TokenIssuer,
+    /// The service's store, for checking what it wrote.
+    pub(crate) store: Arc<SqliteStore>,
 }
 
 impl Harness {
@@ -94,7 +109,7 @@ impl Harness {
         let issuer = TokenIssuer::from_seed(&[42; 32]).expect("seed");
         let service = Arc::new(LoginService::new(
             config,
-            store,
+            store.clone(),
             verifier.clone(),
             issuer.clone(),
             clock.clone(),
@@ -104,16 +119,69 @@ impl Harness {
             verifier,
             clock,
             issuer,
+            store,
         }
     }
 }
+
+impl Harness {
+    /// Signs a new device named `name` in as `phone` (normalised E.164); its caller identity.
+    pub(crate) async fn sign_in_as(&self, phone: &str, name: &str) -> Caller {
+        self.verifier.confirm(phone);
+        let response = self
+            .service
+            .sign_in(sign_in_request(name))
+            .await
+            .expect("sign in");
+        caller_at(&response, self.clock.now_ms())
+    }
+}
+
+/// The caller identity of a sign-in made within 15 minutes of [`T0`].
+pub(crate) fn caller(response: &SignInResponse) -> Caller {
+    caller_at(response, T0)
+}
+
+/// The caller identity of a sign-in, read from its access token at `now_ms` the way the gateway
+/// would.
+pub(crate) fn caller_at(response: &SignInResponse, now_ms: i64) -> Caller {
+    let tokens = response.tokens.as_ref().expect("tokens");
+    let keys = TokenVerifier::new(vec![
+        TokenIssuer::from_seed(&[42; 32])
+            .expect("seed")
+            .verification_key(),
+    ]);
+    let claims = keys
+        .verify(&tokens.access_token, now_ms)
+        .expect("valid token");
+    Caller {
+        user_id: claims.user_id,
+        device_id: claims.device_id,
+        session_id: claims.session_id,
+    }
+}
+
+/// Asserts that `err` becomes a status with `code` and reason `expected_reason`; the status.
+pub(crate) fn assert_status(err: Error, code: tonic::Code, expected_reason: &str) -> tonic::Status {
+    let status = tonic::Status::from(err);
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(
+        reason_of(&status).as_deref(),
+        Some(expected_reason),
+        "{status:?}"
+    );
+    status
+}
+
+/// The seed of the identity signing key of every [`device`].
+pub(crate) const DEVICE_SIGNING_SEED: [u8; 32] = [7; 32];
 
 /// A valid device description named `name`.
 pub(crate) fn device(name: &str) -> DeviceInfo {
     DeviceInfo {
         name: name.to_owned(),
         platform: Platform::Linux as i32,
-        identity_signing_key: ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+        identity_signing_key: ed25519_dalek::SigningKey::from_bytes(&DEVICE_SIGNING_SEED)
             .verifying_key()
             .to_bytes()
             .to_vec(),

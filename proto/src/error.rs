@@ -30,6 +30,8 @@ pub mod reason {
     pub const SMS_REJECTED: &str = "SMS_REJECTED";
     /// The SMS provider could not be reached.
     pub const SMS_UNAVAILABLE: &str = "SMS_UNAVAILABLE";
+    /// The code is not the six digits of a code (no try was spent).
+    pub const INVALID_CODE: &str = "INVALID_CODE";
     /// The code is wrong; ErrorInfo metadata `attempts_left` says how many tries remain.
     pub const WRONG_CODE: &str = "WRONG_CODE";
     /// The code was wrong too many times and is burned.
@@ -60,6 +62,25 @@ pub mod reason {
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     /// A request message is larger than the gateway accepts.
     pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+    /// A signed prekey's signature does not verify, or a prekey is malformed.
+    pub const INVALID_PREKEY: &str = "INVALID_PREKEY";
+    /// No such user.
+    pub const NO_SUCH_USER: &str = "NO_SUCH_USER";
+    /// A send's device list does not match the directory; ErrorInfo metadata maps each user id
+    /// to its current device ids, comma-separated.
+    pub const STALE_DEVICES: &str = "STALE_DEVICES";
+    /// A send is malformed (empty or duplicate recipient, bad ids).
+    pub const INVALID_ENVELOPE: &str = "INVALID_ENVELOPE";
+    /// An envelope is larger than 64 KiB.
+    pub const ENVELOPE_TOO_LARGE: &str = "ENVELOPE_TOO_LARGE";
+    /// A send names more recipient devices than allowed.
+    pub const TOO_MANY_RECIPIENTS: &str = "TOO_MANY_RECIPIENTS";
+    /// The user sends faster than allowed.
+    pub const SEND_RATE: &str = "SEND_RATE";
+    /// A storage backend is unreachable.
+    pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+    /// An unexpected server-side failure (details are in the server's log).
+    pub const INTERNAL: &str = "INTERNAL";
     /// No upstream for the service answered.
     pub const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
 }

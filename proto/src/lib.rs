@@ -20,8 +20,15 @@ pub mod login {
     }
 }
 
-// `juntos.chat.v1` and `juntos.media.v1` are declared (proto/juntos/{chat,media}/v1) but still
-// empty, so prost generates no module for them yet; later issues add their messages and modules.
+/// `juntos.chat.v1`: messaging.
+pub mod chat {
+    pub mod v1 {
+        tonic::include_proto!("juntos.chat.v1");
+    }
+}
+
+// `juntos.media.v1` is declared (proto/juntos/media/v1) but still empty, so prost generates no
+// module for it yet; a later issue adds its messages and module.
 
 /// The encoded `FileDescriptorSet` of every Juntos `.proto` file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

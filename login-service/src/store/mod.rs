@@ -1,4 +1,5 @@
-//! The login service's storage: accounts, devices, sessions and refresh tokens.
+//! The login service's storage: accounts, devices, sessions, refresh tokens, the key directory
+//! (prekeys) and contacts.
 //!
 //! [`LoginStore`] is the only way the service touches data. Each method is one whole operation
 //! (its atomicity is part of its contract), so a document store can implement it as well as SQL:
@@ -192,7 +193,62 @@ pub struct Revocation {
     pub revoked_at_ms: i64,
 }
 
-/// Storage of accounts, devices, sessions and refresh tokens.
+/// A device's signed prekey: a medium-term X25519 key signed by its Ed25519 identity key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPrekey {
+    /// The device's id for the key.
+    pub key_id: u32,
+    /// X25519 public key (32 bytes).
+    pub public_key: Vec<u8>,
+    /// Ed25519 signature (64 bytes), already verified by the service.
+    pub signature: Vec<u8>,
+}
+
+/// A single-use X25519 prekey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTimePrekey {
+    /// The device's id for the key.
+    pub key_id: u32,
+    /// X25519 public key (32 bytes).
+    pub public_key: Vec<u8>,
+}
+
+/// What a sender needs to start a session with one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrekeyBundle {
+    /// The device.
+    pub device_id: String,
+    /// Ed25519 identity public key (32 bytes).
+    pub identity_signing_key: Vec<u8>,
+    /// X25519 identity public key (32 bytes).
+    pub identity_dh_key: Vec<u8>,
+    /// The device's current signed prekey.
+    pub signed_prekey: SignedPrekey,
+    /// A one-time prekey, now removed from the store; `None` when the device had none left.
+    pub one_time_prekey: Option<OneTimePrekey>,
+}
+
+/// The active devices of one existing user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDevices {
+    /// The user.
+    pub user_id: String,
+    /// Its active (not removed) devices, oldest first; possibly none.
+    pub devices: Vec<Device>,
+}
+
+/// A user recorded as someone's contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The contact's user id.
+    pub user_id: String,
+    /// The E.164 number the contact was found by.
+    pub phone: String,
+    /// When the contact was first recorded, Unix milliseconds.
+    pub added_at_ms: i64,
+}
+
+/// Storage of accounts, devices, sessions, refresh tokens, prekeys and contacts.
 #[async_trait]
 pub trait LoginStore: Send + Sync {
     /// Returns the account of `phone`, creating it with `new_user_id` at `now_ms` when none
@@ -232,7 +288,8 @@ pub trait LoginStore: Send + Sync {
     /// `new_expires_at_ms`, atomically:
     /// * unknown token, revoked session, or token expired at `now_ms`: [`RotateOutcome::Invalid`];
     /// * token already rotated: the session is revoked ([`RevokeReason::RefreshTokenReused`]) at
-    ///   `now_ms` in the same step, [`RotateOutcome::Reused`];
+    ///   `now_ms` in the same step, and its device removed with its prekeys (a device lives as
+    ///   long as its one session), [`RotateOutcome::Reused`];
     /// * otherwise the old token is marked rotated at `now_ms`, the new one stored,
     ///   [`RotateOutcome::Rotated`].
     ///
@@ -245,9 +302,10 @@ pub trait LoginStore: Send + Sync {
         now_ms: i64,
     ) -> Result<RotateOutcome, StoreError>;
 
-    /// Marks the device removed at `now_ms` and revokes every active session of it with
-    /// `reason`, atomically. Returns the ids of the sessions this call revoked (empty when the
-    /// device is unknown, belongs to another user, or was already signed out).
+    /// Marks the device removed at `now_ms`, revokes every active session of it with `reason`
+    /// and deletes its prekeys (signed and one-time), atomically. Returns the ids of the sessions
+    /// this call revoked (empty when the device is unknown, belongs to another user, or was
+    /// already signed out; nothing is written for a device of another user).
     async fn revoke_device_sessions(
         &self,
         user_id: &str,
@@ -258,4 +316,76 @@ pub trait LoginStore: Send + Sync {
 
     /// Sessions revoked at or after `since_ms`, oldest revocation first.
     async fn revocations_since(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError>;
+
+    // === key directory ===
+
+    /// Stores `prekey` as the signed prekey of `device_id` (replacing any previous one), uploaded
+    /// at `now_ms`. The device must exist and be active: `false` (and nothing written) otherwise,
+    /// checked in the same atomic step as the write.
+    async fn set_signed_prekey(
+        &self,
+        device_id: &str,
+        prekey: SignedPrekey,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// The signed prekey of `device_id`, if one is published.
+    async fn signed_prekey(&self, device_id: &str) -> Result<Option<SignedPrekey>, StoreError>;
+
+    /// Adds `prekeys` to the one-time prekeys of `device_id`, uploaded at `now_ms`, then drops
+    /// the oldest until at most `max_stored` remain; all in one atomic step. Returns how many the
+    /// device now has, or `None` (nothing written) when the device is unknown or removed.
+    ///
+    /// "Oldest" is upload order: earlier calls first, and within one call the order of
+    /// `prekeys`. A `key_id` the device already has replaces the stored key and counts as newly
+    /// uploaded (the client's latest upload is the key it holds the private half of); within one
+    /// call the last of a repeated `key_id` wins.
+    async fn add_one_time_prekeys(
+        &self,
+        device_id: &str,
+        prekeys: Vec<OneTimePrekey>,
+        max_stored: u32,
+        now_ms: i64,
+    ) -> Result<Option<u32>, StoreError>;
+
+    /// How many one-time prekeys `device_id` has stored (0 for an unknown device).
+    async fn one_time_prekey_count(&self, device_id: &str) -> Result<u32, StoreError>;
+
+    /// A bundle for every active device of `user_id` that has a signed prekey (a device without
+    /// one cannot be messaged yet and is left out), except `except_device_id` (the fetching
+    /// device itself, which keeps its keys), oldest device first, each with the device's oldest
+    /// one-time prekey, which is deleted in the same atomic step: under any number of concurrent
+    /// calls, each one-time prekey is handed out at most once. A device with none left gets a
+    /// bundle without one. `None` when the user does not exist.
+    async fn take_bundles(
+        &self,
+        user_id: &str,
+        except_device_id: Option<&str>,
+    ) -> Result<Option<Vec<PrekeyBundle>>, StoreError>;
+
+    /// The active devices (with their identity keys) of each of `user_ids` that exists, in the
+    /// order of `user_ids`, once per user even when repeated. Unknown users are left out; a user
+    /// without active devices is listed with none.
+    async fn devices_of(&self, user_ids: &[String]) -> Result<Vec<UserDevices>, StoreError>;
+
+    // === contacts ===
+
+    /// The `(phone, user_id)` of each of `phones` (normalised E.164) that is an account's number,
+    /// in the order of `phones`, once per phone even when repeated. Unknown numbers are left out.
+    async fn users_by_phones(&self, phones: &[String])
+    -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Records each `(user_id, phone)` of `contacts` as a contact of `owner_user_id`, added at
+    /// `now_ms`. A contact already recorded keeps its `added_at_ms` and takes the new phone.
+    /// Contacts that are not accounts, and `owner_user_id` itself, are skipped; nothing is
+    /// written when `owner_user_id` is not an account. One atomic step.
+    async fn add_contacts(
+        &self,
+        owner_user_id: &str,
+        contacts: &[(String, String)],
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The contacts of `owner_user_id`, in the order they were first added (then by user id).
+    async fn contacts(&self, owner_user_id: &str) -> Result<Vec<Contact>, StoreError>;
 }

@@ -14,12 +14,16 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, params};
 
 use super::{
-    Account, AddDeviceOutcome, Device, LoginStore, NewDevice, NewSession, Revocation, RevokeReason,
-    RotateOutcome, Session, StoreError,
+    Account, AddDeviceOutcome, Contact, Device, LoginStore, NewDevice, NewSession, OneTimePrekey,
+    PrekeyBundle, Revocation, RevokeReason, RotateOutcome, Session, SignedPrekey, StoreError,
+    UserDevices,
 };
 
 /// The schema migrations, in order; migration `i` (0-based) brings `user_version` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_key_directory.sql"),
+];
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,15 +116,20 @@ const DEVICE_COLUMNS: &str = "device_id, user_id, name, platform, identity_signi
                               identity_dh_key, created_at_ms, removed_at_ms";
 
 fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
+    device_from_row_at(row, 0)
+}
+
+/// A device from [`DEVICE_COLUMNS`] (in that order) starting at column `at`.
+fn device_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Device> {
     Ok(Device {
-        device_id: row.get(0)?,
-        user_id: row.get(1)?,
-        name: row.get(2)?,
-        platform: row.get(3)?,
-        identity_signing_key: row.get(4)?,
-        identity_dh_key: row.get(5)?,
-        created_at_ms: row.get(6)?,
-        removed_at_ms: row.get(7)?,
+        device_id: row.get(at)?,
+        user_id: row.get(at + 1)?,
+        name: row.get(at + 2)?,
+        platform: row.get(at + 3)?,
+        identity_signing_key: row.get(at + 4)?,
+        identity_dh_key: row.get(at + 5)?,
+        created_at_ms: row.get(at + 6)?,
+        removed_at_ms: row.get(at + 7)?,
     })
 }
 
@@ -152,6 +161,24 @@ fn revoke_session(
          WHERE session_id = ?1 AND revoked_at_ms IS NULL",
         params![session_id, now_ms, reason.as_str()],
     )
+}
+
+/// Whether `device_id` exists and is not removed.
+fn device_is_active(conn: &Connection, device_id: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?1 AND removed_at_ms IS NULL)",
+        params![device_id],
+        |r| r.get(0),
+    )
+}
+
+fn one_time_prekey_count(conn: &Connection, device_id: &str) -> Result<u32, StoreError> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = ?1",
+        params![device_id],
+        |r| r.get(0),
+    )?;
+    u32::try_from(n).map_err(|_| StoreError::Corrupt("one-time prekey count out of range".into()))
 }
 
 #[async_trait]
@@ -350,6 +377,20 @@ impl LoginStore for SqliteStore {
                     now_ms,
                     RevokeReason::RefreshTokenReused,
                 )?;
+                // A device lives as long as its one session: with the session gone it can never
+                // be used again, so it leaves the device list (and the device cap) now instead of
+                // lingering as a device senders must encrypt for.
+                tx.execute(
+                    "UPDATE devices SET removed_at_ms = ?2
+                     WHERE device_id = ?1 AND removed_at_ms IS NULL",
+                    params![session.device_id, now_ms],
+                )?;
+                for table in ["signed_prekeys", "one_time_prekeys"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE device_id = ?1"),
+                        params![session.device_id],
+                    )?;
+                }
                 tx.commit()?;
                 return Ok(RotateOutcome::Reused {
                     session_id: session.session_id,
@@ -400,6 +441,16 @@ impl LoginStore for SqliteStore {
             for id in &ids {
                 revoke_session(&tx, id, now_ms, reason)?;
             }
+            // Only the owner's sign-out removes the device's keys.
+            for table in ["signed_prekeys", "one_time_prekeys"] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE device_id = ?1 AND EXISTS (
+                             SELECT 1 FROM devices WHERE device_id = ?1 AND user_id = ?2)"
+                    ),
+                    params![device_id, user_id],
+                )?;
+            }
             tx.commit()?;
             Ok(ids)
         })
@@ -422,6 +473,301 @@ impl LoginStore for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(revocations)
+        })
+        .await
+    }
+
+    async fn set_signed_prekey(
+        &self,
+        device_id: &str,
+        prekey: SignedPrekey,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let device_id = device_id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !device_is_active(&tx, &device_id)? {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO signed_prekeys (device_id, key_id, public_key, signature, uploaded_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (device_id) DO UPDATE SET key_id = excluded.key_id,
+                     public_key = excluded.public_key, signature = excluded.signature,
+                     uploaded_at_ms = excluded.uploaded_at_ms",
+                params![
+                    device_id,
+                    prekey.key_id,
+                    prekey.public_key,
+                    prekey.signature,
+                    now_ms
+                ],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn signed_prekey(&self, device_id: &str) -> Result<Option<SignedPrekey>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT key_id, public_key, signature FROM signed_prekeys WHERE device_id = ?1",
+                    params![device_id],
+                    |r| {
+                        Ok(SignedPrekey {
+                            key_id: r.get(0)?,
+                            public_key: r.get(1)?,
+                            signature: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn add_one_time_prekeys(
+        &self,
+        device_id: &str,
+        prekeys: Vec<OneTimePrekey>,
+        max_stored: u32,
+        now_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !device_is_active(&tx, &device_id)? {
+                return Ok(None);
+            }
+            {
+                // Delete, then insert: a replaced key gets a new rowid, i.e. counts as newest.
+                let mut delete = tx.prepare_cached(
+                    "DELETE FROM one_time_prekeys WHERE device_id = ?1 AND key_id = ?2",
+                )?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO one_time_prekeys (device_id, key_id, public_key, uploaded_at_ms)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for prekey in &prekeys {
+                    delete.execute(params![device_id, prekey.key_id])?;
+                    insert.execute(params![device_id, prekey.key_id, prekey.public_key, now_ms])?;
+                }
+            }
+            let count = one_time_prekey_count(&tx, &device_id)?;
+            let count = if count > max_stored {
+                tx.execute(
+                    "DELETE FROM one_time_prekeys WHERE rowid IN (
+                         SELECT rowid FROM one_time_prekeys WHERE device_id = ?1
+                         ORDER BY rowid LIMIT ?2)",
+                    params![device_id, count - max_stored],
+                )?;
+                max_stored
+            } else {
+                count
+            };
+            tx.commit()?;
+            Ok(Some(count))
+        })
+        .await
+    }
+
+    async fn one_time_prekey_count(&self, device_id: &str) -> Result<u32, StoreError> {
+        let device_id = device_id.to_owned();
+        self.call(move |conn| one_time_prekey_count(conn, &device_id))
+            .await
+    }
+
+    async fn take_bundles(
+        &self,
+        user_id: &str,
+        except_device_id: Option<&str>,
+    ) -> Result<Option<Vec<PrekeyBundle>>, StoreError> {
+        let user_id = user_id.to_owned();
+        let except = except_device_id.map(str::to_owned);
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM accounts WHERE user_id = ?1)",
+                params![user_id],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Ok(None);
+            }
+            let mut bundles = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT d.device_id, d.identity_signing_key, d.identity_dh_key,
+                            p.key_id, p.public_key, p.signature
+                     FROM devices d JOIN signed_prekeys p ON p.device_id = d.device_id
+                     WHERE d.user_id = ?1 AND d.removed_at_ms IS NULL
+                         AND d.device_id IS NOT ?2
+                     ORDER BY d.created_at_ms, d.device_id",
+                )?;
+                stmt.query_map(params![user_id, except], |r| {
+                    Ok(PrekeyBundle {
+                        device_id: r.get(0)?,
+                        identity_signing_key: r.get(1)?,
+                        identity_dh_key: r.get(2)?,
+                        signed_prekey: SignedPrekey {
+                            key_id: r.get(3)?,
+                            public_key: r.get(4)?,
+                            signature: r.get(5)?,
+                        },
+                        one_time_prekey: None,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            {
+                let mut take = tx.prepare_cached(
+                    "DELETE FROM one_time_prekeys WHERE rowid = (
+                         SELECT rowid FROM one_time_prekeys WHERE device_id = ?1
+                         ORDER BY rowid LIMIT 1)
+                     RETURNING key_id, public_key",
+                )?;
+                for bundle in &mut bundles {
+                    bundle.one_time_prekey = take
+                        .query_row(params![bundle.device_id], |r| {
+                            Ok(OneTimePrekey {
+                                key_id: r.get(0)?,
+                                public_key: r.get(1)?,
+                            })
+                        })
+                        .optional()?;
+                }
+            }
+            tx.commit()?;
+            Ok(Some(bundles))
+        })
+        .await
+    }
+
+    async fn devices_of(&self, user_ids: &[String]) -> Result<Vec<UserDevices>, StoreError> {
+        let user_ids = user_ids.to_vec();
+        self.call(move |conn| {
+            // One snapshot for the whole answer.
+            let tx = conn.transaction()?;
+            let mut users = Vec::new();
+            {
+                // A user without active devices is one row of NULL device columns.
+                let mut stmt = tx.prepare_cached(
+                    "SELECT a.user_id, d.device_id IS NOT NULL,
+                            d.device_id, d.user_id, d.name, d.platform, d.identity_signing_key,
+                            d.identity_dh_key, d.created_at_ms, d.removed_at_ms
+                     FROM accounts a LEFT JOIN devices d
+                         ON d.user_id = a.user_id AND d.removed_at_ms IS NULL
+                     WHERE a.user_id = ?1
+                     ORDER BY d.created_at_ms, d.device_id",
+                )?;
+                let mut seen = std::collections::HashSet::new();
+                for user_id in &user_ids {
+                    if !seen.insert(user_id.as_str()) {
+                        continue;
+                    }
+                    let rows = stmt
+                        .query_map(params![user_id], |r| {
+                            let has_device: bool = r.get(1)?;
+                            Ok(if has_device {
+                                Some(device_from_row_at(r, 2)?)
+                            } else {
+                                None
+                            })
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    users.push(UserDevices {
+                        user_id: user_id.clone(),
+                        devices: rows.into_iter().flatten().collect(),
+                    });
+                }
+            }
+            tx.commit()?;
+            Ok(users)
+        })
+        .await
+    }
+
+    async fn users_by_phones(
+        &self,
+        phones: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let phones = phones.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let mut found = Vec::new();
+            {
+                let mut stmt =
+                    tx.prepare_cached("SELECT user_id FROM accounts WHERE phone = ?1")?;
+                let mut seen = std::collections::HashSet::new();
+                for phone in phones {
+                    if seen.contains(&phone) {
+                        continue;
+                    }
+                    let user_id: Option<String> =
+                        stmt.query_row(params![phone], |r| r.get(0)).optional()?;
+                    if let Some(user_id) = user_id {
+                        found.push((phone.clone(), user_id));
+                    }
+                    seen.insert(phone);
+                }
+            }
+            tx.commit()?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn add_contacts(
+        &self,
+        owner_user_id: &str,
+        contacts: &[(String, String)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let owner = owner_user_id.to_owned();
+        let contacts = contacts.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO contacts (owner_user_id, contact_user_id, phone, added_at_ms)
+                     SELECT ?1, a.user_id, ?3, ?4 FROM accounts a
+                     WHERE a.user_id = ?2 AND a.user_id != ?1
+                         AND EXISTS (SELECT 1 FROM accounts WHERE user_id = ?1)
+                     ON CONFLICT (owner_user_id, contact_user_id)
+                         DO UPDATE SET phone = excluded.phone",
+                )?;
+                for (user_id, phone) in &contacts {
+                    stmt.execute(params![owner, user_id, phone, now_ms])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn contacts(&self, owner_user_id: &str) -> Result<Vec<Contact>, StoreError> {
+        let owner = owner_user_id.to_owned();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT contact_user_id, phone, added_at_ms FROM contacts
+                 WHERE owner_user_id = ?1 ORDER BY added_at_ms, contact_user_id",
+            )?;
+            let contacts = stmt
+                .query_map(params![owner], |r| {
+                    Ok(Contact {
+                        user_id: r.get(0)?,
+                        phone: r.get(1)?,
+                        added_at_ms: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(contacts)
         })
         .await
     }
@@ -509,6 +855,115 @@ mod tests {
     }
 
     #[test]
+    fn migration_0002_adds_the_key_directory() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "foreign_keys", true).expect("fk");
+        migrate(&mut conn, 1).expect("migrate to 1");
+        conn.execute_batch(
+            "INSERT INTO accounts VALUES ('u1', '+15550000001', 1), ('u2', '+15550000002', 1);
+             INSERT INTO devices VALUES ('d1', 'u1', 'n', 1, x'00', x'00', 1, NULL);",
+        )
+        .expect("data before 0002");
+        migrate(&mut conn, 2).expect("migrate to 2");
+        assert_eq!(user_version(&conn), 2);
+        assert_eq!(
+            columns(&conn, "signed_prekeys"),
+            [
+                "device_id",
+                "key_id",
+                "public_key",
+                "signature",
+                "uploaded_at_ms"
+            ]
+        );
+        assert_eq!(
+            columns(&conn, "one_time_prekeys"),
+            ["device_id", "key_id", "public_key", "uploaded_at_ms"]
+        );
+        assert_eq!(
+            columns(&conn, "contacts"),
+            ["owner_user_id", "contact_user_id", "phone", "added_at_ms"]
+        );
+        let devices: i64 = conn
+            .query_row("SELECT COUNT(*) FROM devices", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(devices, 1, "existing data kept");
+
+        // One signed prekey per device; one-time prekeys unique per (device, key id); keys
+        // belong to a device and contacts to accounts.
+        conn.execute(
+            "INSERT INTO signed_prekeys VALUES ('d1', 1, x'01', x'02', 1)",
+            [],
+        )
+        .expect("signed");
+        assert!(
+            conn.execute(
+                "INSERT INTO signed_prekeys VALUES ('d1', 2, x'01', x'02', 1)",
+                []
+            )
+            .is_err()
+        );
+        conn.execute(
+            "INSERT INTO one_time_prekeys VALUES ('d1', 1, x'01', 1)",
+            [],
+        )
+        .expect("one-time");
+        conn.execute(
+            "INSERT INTO one_time_prekeys VALUES ('d1', 2, x'01', 1)",
+            [],
+        )
+        .expect("another key id");
+        assert!(
+            conn.execute(
+                "INSERT INTO one_time_prekeys VALUES ('d1', 1, x'01', 1)",
+                []
+            )
+            .is_err()
+        );
+        assert!(
+            conn.execute(
+                "INSERT INTO one_time_prekeys VALUES ('dx', 1, x'01', 1)",
+                []
+            )
+            .is_err()
+        );
+        assert!(
+            conn.execute(
+                "INSERT INTO signed_prekeys VALUES ('dx', 1, x'01', x'02', 1)",
+                []
+            )
+            .is_err()
+        );
+        conn.execute(
+            "INSERT INTO contacts VALUES ('u1', 'u2', '+15550000002', 1)",
+            [],
+        )
+        .expect("contact");
+        assert!(
+            conn.execute(
+                "INSERT INTO contacts VALUES ('u1', 'u2', '+15550000002', 2)",
+                []
+            )
+            .is_err()
+        );
+        assert!(
+            conn.execute(
+                "INSERT INTO contacts VALUES ('u1', 'ux', '+15550000009', 1)",
+                []
+            )
+            .is_err()
+        );
+        // STRICT: a key id must be an integer.
+        assert!(
+            conn.execute(
+                "INSERT INTO one_time_prekeys VALUES ('d1', 'x', x'01', 1)",
+                []
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn migrations_run_once_and_reach_the_latest_version() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("login.sqlite3");
@@ -560,10 +1015,12 @@ mod tests {
         ($($case:ident),* $(,)?) => {
             mod in_memory {
                 $(
-                    #[tokio::test]
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                     async fn $case() {
-                        let store = super::SqliteStore::open_in_memory().expect("open");
-                        super::suite::$case(&store).await;
+                        let store: std::sync::Arc<dyn super::LoginStore> = std::sync::Arc::new(
+                            super::SqliteStore::open_in_memory().expect("open"),
+                        );
+                        super::suite::$case(super::suite::Handle::handle(&store)).await;
                     }
                 )*
             }
@@ -572,9 +1029,11 @@ mod tests {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                     async fn $case() {
                         let dir = tempfile::tempdir().expect("tempdir");
-                        let store = super::SqliteStore::open(&dir.path().join("login.sqlite3"))
-                            .expect("open");
-                        super::suite::$case(&store).await;
+                        let store: std::sync::Arc<dyn super::LoginStore> = std::sync::Arc::new(
+                            super::SqliteStore::open(&dir.path().join("login.sqlite3"))
+                                .expect("open"),
+                        );
+                        super::suite::$case(super::suite::Handle::handle(&store)).await;
                     }
                 )*
             }
@@ -594,5 +1053,12 @@ mod tests {
         expired_refresh_token,
         revoke_device_sessions,
         revocations_since,
+        signed_prekey_round_trip,
+        one_time_prekeys_cap_and_replace,
+        take_bundles,
+        concurrent_take_bundles,
+        sign_out_deletes_prekeys,
+        devices_of,
+        phones_and_contacts,
     );
 }

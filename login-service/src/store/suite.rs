@@ -1,9 +1,33 @@
 //! The behavioural suite every [`LoginStore`] backend must pass. Each case takes a fresh, empty
-//! store; a backend's tests call every case (see the `sqlite_suite!` macro in `sqlite.rs`).
+//! store (`&Arc<dyn LoginStore>` where it spawns tasks, `&dyn LoginStore` otherwise); a
+//! backend's tests call every case (see the `sqlite_suite!` macro in `sqlite.rs`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::{
-    AddDeviceOutcome, LoginStore, NewDevice, NewSession, Revocation, RevokeReason, RotateOutcome,
+    AddDeviceOutcome, Contact, LoginStore, NewDevice, NewSession, OneTimePrekey, Revocation,
+    RevokeReason, RotateOutcome, SignedPrekey,
 };
+
+/// How a backend's test hands its fresh store to a case: cases take `&dyn LoginStore`, or
+/// `&Arc<dyn LoginStore>` when they spawn tasks; `handle(&store)` gives either.
+pub(crate) trait Handle<'a> {
+    /// The store as this case takes it.
+    fn handle(store: &'a Arc<dyn LoginStore>) -> Self;
+}
+
+impl<'a> Handle<'a> for &'a dyn LoginStore {
+    fn handle(store: &'a Arc<dyn LoginStore>) -> Self {
+        store.as_ref()
+    }
+}
+
+impl<'a> Handle<'a> for &'a Arc<dyn LoginStore> {
+    fn handle(store: &'a Arc<dyn LoginStore>) -> Self {
+        store
+    }
+}
 
 const T0: i64 = 1_750_000_000_000;
 const DAY: i64 = 24 * 60 * 60 * 1000;
@@ -272,6 +296,9 @@ pub(crate) async fn reuse_revokes_session(store: &dyn LoginStore) {
         Some(RevokeReason::RefreshTokenReused)
     );
 
+    // The device went with its session: it no longer counts or receives.
+    assert!(store.devices("u1").await.expect("devices").is_empty());
+
     // The newest token of the family is dead too, and so is the reused one from now on.
     let newest = store
         .rotate_refresh_token("h2", "h3", T0 + 31 * DAY, T0 + 3000)
@@ -481,4 +508,497 @@ pub(crate) async fn revocations_since(store: &dyn LoginStore) {
             .expect("list")
             .is_empty()
     );
+}
+
+// === key directory ===
+
+fn signed(key_id: u32) -> SignedPrekey {
+    SignedPrekey {
+        key_id,
+        public_key: vec![u8::try_from(key_id % 250).expect("small"); 32],
+        signature: vec![9; 64],
+    }
+}
+
+fn one_time(key_ids: impl IntoIterator<Item = u32>) -> Vec<OneTimePrekey> {
+    key_ids
+        .into_iter()
+        .map(|key_id| OneTimePrekey {
+            key_id,
+            public_key: vec![u8::try_from(key_id % 250).expect("small"); 32],
+        })
+        .collect()
+}
+
+/// The one-time prekey ids `take_bundles` hands out for `device_id` of `user_id` until none is
+/// left (the device must have a signed prekey).
+async fn drain(store: &dyn LoginStore, user_id: &str, device_id: &str) -> Vec<u32> {
+    let mut ids = Vec::new();
+    loop {
+        let bundles = store
+            .take_bundles(user_id, None)
+            .await
+            .expect("take")
+            .expect("user exists");
+        let bundle = bundles
+            .into_iter()
+            .find(|b| b.device_id == device_id)
+            .expect("device has a bundle");
+        match bundle.one_time_prekey {
+            Some(k) => ids.push(k.key_id),
+            None => return ids,
+        }
+    }
+}
+
+pub(crate) async fn signed_prekey_round_trip(store: &dyn LoginStore) {
+    signed_in(store).await;
+    assert_eq!(store.signed_prekey("d1").await.expect("get"), None);
+    assert!(
+        !store
+            .set_signed_prekey("nope", signed(1), T0)
+            .await
+            .expect("set"),
+        "unknown device"
+    );
+    assert!(
+        store
+            .set_signed_prekey("d1", signed(1), T0)
+            .await
+            .expect("set")
+    );
+    assert_eq!(
+        store.signed_prekey("d1").await.expect("get"),
+        Some(signed(1))
+    );
+    assert!(
+        store
+            .set_signed_prekey("d1", signed(2), T0 + 1)
+            .await
+            .expect("replace")
+    );
+    assert_eq!(
+        store.signed_prekey("d1").await.expect("get"),
+        Some(signed(2))
+    );
+
+    store
+        .revoke_device_sessions("u1", "d1", T0 + 2, RevokeReason::SignOut)
+        .await
+        .expect("sign out");
+    assert!(
+        !store
+            .set_signed_prekey("d1", signed(3), T0 + 3)
+            .await
+            .expect("set"),
+        "removed device"
+    );
+    assert_eq!(store.signed_prekey("d1").await.expect("get"), None);
+}
+
+pub(crate) async fn one_time_prekeys_cap_and_replace(store: &dyn LoginStore) {
+    signed_in(store).await;
+    assert_eq!(
+        store
+            .add_one_time_prekeys("nope", one_time(1..3), 5, T0)
+            .await
+            .expect("add"),
+        None,
+        "unknown device"
+    );
+    assert_eq!(store.one_time_prekey_count("nope").await.expect("count"), 0);
+    assert_eq!(
+        store
+            .add_one_time_prekeys("d1", one_time(1..4), 5, T0)
+            .await
+            .expect("add"),
+        Some(3)
+    );
+    // Re-uploading key 1 replaces it and makes it the newest.
+    let replacement = OneTimePrekey {
+        key_id: 1,
+        public_key: vec![0xee; 32],
+    };
+    assert_eq!(
+        store
+            .add_one_time_prekeys("d1", vec![replacement.clone()], 5, T0 + 1)
+            .await
+            .expect("add"),
+        Some(3)
+    );
+    // Over the cap of 5: the two oldest (2, 3) go.
+    assert_eq!(
+        store
+            .add_one_time_prekeys("d1", one_time([10, 11, 12, 13]), 5, T0 + 2)
+            .await
+            .expect("add"),
+        Some(5)
+    );
+    assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 5);
+
+    assert!(
+        store
+            .set_signed_prekey("d1", signed(1), T0)
+            .await
+            .expect("set")
+    );
+    let first = store
+        .take_bundles("u1", None)
+        .await
+        .expect("take")
+        .expect("user")
+        .remove(0);
+    assert_eq!(first.one_time_prekey, Some(replacement));
+    assert_eq!(drain(store, "u1", "d1").await, [10, 11, 12, 13]);
+    assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 0);
+
+    // Within one call the order of the list is the upload order.
+    store
+        .add_one_time_prekeys("d1", one_time([30, 20, 25]), 5, T0 + 3)
+        .await
+        .expect("add");
+    assert_eq!(drain(store, "u1", "d1").await, [30, 20, 25]);
+
+    // A removed device takes no more keys.
+    store
+        .revoke_device_sessions("u1", "d1", T0 + 4, RevokeReason::SignOut)
+        .await
+        .expect("sign out");
+    assert_eq!(
+        store
+            .add_one_time_prekeys("d1", one_time(1..3), 5, T0 + 5)
+            .await
+            .expect("add"),
+        None
+    );
+    assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 0);
+}
+
+pub(crate) async fn take_bundles(store: &dyn LoginStore) {
+    assert_eq!(store.take_bundles("u1", None).await.expect("take"), None);
+    store
+        .find_or_create_account("+15550000001", "u1", T0)
+        .await
+        .expect("account");
+    assert_eq!(
+        store.take_bundles("u1", None).await.expect("take"),
+        Some(vec![]),
+        "an existing user without devices"
+    );
+    // d2 (oldest) and d1 publish; d3 has no signed prekey; d4 is signed out.
+    for (device, at) in [
+        ("d1", T0 + 2),
+        ("d2", T0 + 1),
+        ("d3", T0 + 3),
+        ("d4", T0 + 4),
+    ] {
+        store
+            .add_device(new_device("u1", device, at), 8)
+            .await
+            .expect("device");
+    }
+    for (device, key) in [("d1", 1), ("d2", 2), ("d4", 4)] {
+        assert!(
+            store
+                .set_signed_prekey(device, signed(key), T0)
+                .await
+                .expect("set")
+        );
+        store
+            .add_one_time_prekeys(device, one_time([key * 100, key * 100 + 1]), 10, T0)
+            .await
+            .expect("add");
+    }
+    store
+        .add_one_time_prekeys("d3", one_time([300]), 10, T0)
+        .await
+        .expect("add");
+    store
+        .revoke_device_sessions("u1", "d4", T0 + 5, RevokeReason::SignOut)
+        .await
+        .expect("sign out");
+
+    let bundles = store
+        .take_bundles("u1", None)
+        .await
+        .expect("take")
+        .expect("user");
+    let ids: Vec<&str> = bundles.iter().map(|b| b.device_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["d2", "d1"],
+        "active devices with a signed prekey, oldest first"
+    );
+    let d2 = &bundles[0];
+    assert_eq!(d2.identity_signing_key, [1; 32]);
+    assert_eq!(d2.identity_dh_key, [2; 32]);
+    assert_eq!(d2.signed_prekey, signed(2));
+    assert_eq!(d2.one_time_prekey, Some(one_time([200]).remove(0)));
+    assert_eq!(
+        bundles[1].one_time_prekey.as_ref().map(|k| k.key_id),
+        Some(100)
+    );
+    assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 1);
+    assert_eq!(
+        store.one_time_prekey_count("d3").await.expect("count"),
+        1,
+        "a device left out keeps its keys"
+    );
+
+    let second = store
+        .take_bundles("u1", None)
+        .await
+        .expect("take")
+        .expect("user");
+    let keys: Vec<Option<u32>> = second
+        .iter()
+        .map(|b| b.one_time_prekey.as_ref().map(|k| k.key_id))
+        .collect();
+    assert_eq!(keys, [Some(201), Some(101)]);
+    let third = store
+        .take_bundles("u1", None)
+        .await
+        .expect("take")
+        .expect("user");
+    assert_eq!(third.len(), 2, "bundles without one-time prekeys");
+    assert!(third.iter().all(|b| b.one_time_prekey.is_none()));
+    assert_eq!(third[0].signed_prekey, signed(2));
+
+    // The fetching device is left out and keeps its keys.
+    store
+        .add_one_time_prekeys("d2", one_time([7]), 10, T0)
+        .await
+        .expect("add");
+    let others = store
+        .take_bundles("u1", Some("d2"))
+        .await
+        .expect("take")
+        .expect("user");
+    let ids: Vec<&str> = others.iter().map(|b| b.device_id.as_str()).collect();
+    assert_eq!(ids, ["d1"]);
+    assert_eq!(store.one_time_prekey_count("d2").await.expect("count"), 1);
+}
+
+pub(crate) async fn concurrent_take_bundles(store: &Arc<dyn LoginStore>) {
+    const KEYS: u32 = 40;
+    const TASKS: usize = 64;
+    signed_in(store.as_ref()).await;
+    store
+        .add_device(new_device("u1", "d2", T0 + 1), 8)
+        .await
+        .expect("device");
+    for device in ["d1", "d2"] {
+        assert!(
+            store
+                .set_signed_prekey(device, signed(1), T0)
+                .await
+                .expect("set")
+        );
+        store
+            .add_one_time_prekeys(device, one_time(0..KEYS), 1000, T0)
+            .await
+            .expect("add");
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let store = Arc::clone(store);
+        tasks.spawn(async move { store.take_bundles("u1", None).await });
+    }
+    let mut handed_out: Vec<(String, u32)> = Vec::new();
+    let mut empty = 0;
+    while let Some(result) = tasks.join_next().await {
+        let bundles = result.expect("task").expect("take").expect("user");
+        assert_eq!(bundles.len(), 2, "every fetch gets both devices");
+        for bundle in bundles {
+            match bundle.one_time_prekey {
+                Some(k) => handed_out.push((bundle.device_id, k.key_id)),
+                None => empty += 1,
+            }
+        }
+    }
+    let distinct: HashSet<&(String, u32)> = handed_out.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        handed_out.len(),
+        "a one-time prekey handed out twice"
+    );
+    assert_eq!(handed_out.len(), 2 * KEYS as usize, "every key handed out");
+    assert_eq!(empty, 2 * TASKS - 2 * KEYS as usize);
+    for device in ["d1", "d2"] {
+        assert_eq!(store.one_time_prekey_count(device).await.expect("count"), 0);
+    }
+}
+
+pub(crate) async fn sign_out_deletes_prekeys(store: &dyn LoginStore) {
+    signed_in(store).await;
+    store
+        .find_or_create_account("+15550000002", "u2", T0)
+        .await
+        .expect("account");
+    store
+        .add_device(new_device("u1", "d2", T0), 8)
+        .await
+        .expect("device");
+    for device in ["d1", "d2"] {
+        store
+            .set_signed_prekey(device, signed(1), T0)
+            .await
+            .expect("set");
+        store
+            .add_one_time_prekeys(device, one_time(0..5), 100, T0)
+            .await
+            .expect("add");
+    }
+
+    // Another user's sign-out attempt leaves the keys alone.
+    store
+        .revoke_device_sessions("u2", "d1", T0 + 1, RevokeReason::SignOut)
+        .await
+        .expect("revoke");
+    assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 5);
+    assert!(store.signed_prekey("d1").await.expect("get").is_some());
+
+    store
+        .revoke_device_sessions("u1", "d1", T0 + 2, RevokeReason::SignOut)
+        .await
+        .expect("revoke");
+    assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 0);
+    assert_eq!(store.signed_prekey("d1").await.expect("get"), None);
+    // The other device keeps its keys.
+    assert_eq!(store.one_time_prekey_count("d2").await.expect("count"), 5);
+    assert!(store.signed_prekey("d2").await.expect("get").is_some());
+}
+
+pub(crate) async fn devices_of(store: &dyn LoginStore) {
+    for (phone, user) in [
+        ("+15550000001", "u1"),
+        ("+15550000002", "u2"),
+        ("+15550000003", "u3"),
+    ] {
+        store
+            .find_or_create_account(phone, user, T0)
+            .await
+            .expect("account");
+    }
+    for (user, device, at) in [
+        ("u1", "d1b", T0 + 2),
+        ("u1", "d1a", T0 + 1),
+        ("u1", "d1x", T0 + 3),
+        ("u2", "d2", T0),
+    ] {
+        store
+            .add_device(new_device(user, device, at), 8)
+            .await
+            .expect("device");
+    }
+    store
+        .revoke_device_sessions("u1", "d1x", T0 + 4, RevokeReason::SignOut)
+        .await
+        .expect("sign out");
+
+    let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let users = store
+        .devices_of(&ids(&["u2", "nobody", "u3", "u1", "u2"]))
+        .await
+        .expect("devices");
+    let summary: Vec<(&str, Vec<&str>)> = users
+        .iter()
+        .map(|u| {
+            (
+                u.user_id.as_str(),
+                u.devices.iter().map(|d| d.device_id.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("u2", vec!["d2"]),
+            ("u3", vec![]),
+            ("u1", vec!["d1a", "d1b"]),
+        ]
+    );
+    let d1a = &users[2].devices[0];
+    assert_eq!(d1a.user_id, "u1");
+    assert_eq!(d1a.identity_signing_key, [1; 32]);
+    assert_eq!(d1a.identity_dh_key, [2; 32]);
+    assert_eq!(d1a.removed_at_ms, None);
+    assert!(store.devices_of(&[]).await.expect("devices").is_empty());
+}
+
+pub(crate) async fn phones_and_contacts(store: &dyn LoginStore) {
+    for (phone, user) in [
+        ("+15550000001", "u1"),
+        ("+15550000002", "u2"),
+        ("+15550000003", "u3"),
+    ] {
+        store
+            .find_or_create_account(phone, user, T0)
+            .await
+            .expect("account");
+    }
+    let phones = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let found = store
+        .users_by_phones(&phones(&[
+            "+15550000003",
+            "+15559999999",
+            "+15550000001",
+            "+15550000003",
+        ]))
+        .await
+        .expect("lookup");
+    assert_eq!(
+        found,
+        [
+            ("+15550000003".to_owned(), "u3".to_owned()),
+            ("+15550000001".to_owned(), "u1".to_owned()),
+        ]
+    );
+    assert!(store.users_by_phones(&[]).await.expect("lookup").is_empty());
+
+    let pair = |u: &str, p: &str| (u.to_owned(), p.to_owned());
+    store
+        .add_contacts(
+            "u1",
+            &[
+                pair("u3", "+15550000003"),
+                pair("u1", "+15550000001"),    // self: skipped
+                pair("ghost", "+15550000009"), // not an account: skipped
+            ],
+            T0 + 10,
+        )
+        .await
+        .expect("add");
+    store
+        .add_contacts(
+            "u1",
+            &[pair("u2", "+15550000002"), pair("u3", "+15550000033")],
+            T0 + 20,
+        )
+        .await
+        .expect("add again");
+    assert_eq!(
+        store.contacts("u1").await.expect("contacts"),
+        [
+            Contact {
+                user_id: "u3".into(),
+                phone: "+15550000033".into(),
+                added_at_ms: T0 + 10,
+            },
+            Contact {
+                user_id: "u2".into(),
+                phone: "+15550000002".into(),
+                added_at_ms: T0 + 20,
+            },
+        ],
+        "first time kept, newest phone"
+    );
+    assert!(store.contacts("u2").await.expect("contacts").is_empty());
+
+    store
+        .add_contacts("ghost", &[pair("u1", "+15550000001")], T0)
+        .await
+        .expect("unknown owner writes nothing");
+    assert!(store.contacts("ghost").await.expect("contacts").is_empty());
 }
