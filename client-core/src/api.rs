@@ -6,7 +6,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use juntos_proto::login::v1::{self as login, login_client::LoginClient};
+use juntos_proto::chat::v1::{self as chat, chat_client::ChatClient};
+use juntos_proto::login::v1::{
+    self as login, directory_client::DirectoryClient, login_client::LoginClient,
+};
 use juntos_proto::otp::v1::{self as otp, otp_client::OtpClient};
 use tonic::Status;
 use tonic::metadata::MetadataValue;
@@ -113,6 +116,122 @@ impl Api {
         let request = authorized(login::MeRequest {}, access_token)?;
         Ok(LoginClient::new(self.channel())
             .me(request)
+            .await?
+            .into_inner())
+    }
+}
+
+// === directory and chat ===
+
+impl Api {
+    /// `Directory.UploadPrekeys`.
+    pub(crate) async fn upload_prekeys(
+        &self,
+        access_token: &str,
+        request: login::UploadPrekeysRequest,
+    ) -> Result<login::UploadPrekeysResponse, Status> {
+        let request = authorized(request, access_token)?;
+        Ok(DirectoryClient::new(self.channel())
+            .upload_prekeys(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Directory.PrekeyStatus`.
+    pub(crate) async fn prekey_status(
+        &self,
+        access_token: &str,
+    ) -> Result<login::PrekeyStatusResponse, Status> {
+        let request = authorized(login::PrekeyStatusRequest {}, access_token)?;
+        Ok(DirectoryClient::new(self.channel())
+            .prekey_status(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Directory.FetchBundles`.
+    pub(crate) async fn fetch_bundles(
+        &self,
+        access_token: &str,
+        user_id: String,
+    ) -> Result<login::FetchBundlesResponse, Status> {
+        let request = authorized(login::FetchBundlesRequest { user_id }, access_token)?;
+        Ok(DirectoryClient::new(self.channel())
+            .fetch_bundles(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Directory.ListDevices`.
+    pub(crate) async fn list_devices(
+        &self,
+        access_token: &str,
+        user_ids: Vec<String>,
+    ) -> Result<login::ListDevicesResponse, Status> {
+        let request = authorized(login::ListDevicesRequest { user_ids }, access_token)?;
+        Ok(DirectoryClient::new(self.channel())
+            .list_devices(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Directory.ResolvePhones`.
+    pub(crate) async fn resolve_phones(
+        &self,
+        access_token: &str,
+        phones: Vec<String>,
+    ) -> Result<login::ResolvePhonesResponse, Status> {
+        let request = authorized(login::ResolvePhonesRequest { phones }, access_token)?;
+        Ok(DirectoryClient::new(self.channel())
+            .resolve_phones(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Chat.Send`.
+    pub(crate) async fn send(
+        &self,
+        access_token: &str,
+        request: chat::SendRequest,
+    ) -> Result<chat::SendResponse, Status> {
+        let request = authorized(request, access_token)?;
+        Ok(ChatClient::new(self.channel())
+            .send(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Chat.Sync`.
+    pub(crate) async fn sync(
+        &self,
+        access_token: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<chat::SyncResponse, Status> {
+        let request = authorized(chat::SyncRequest { after_seq, limit }, access_token)?;
+        Ok(ChatClient::new(self.channel())
+            .sync(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Chat.Ack`.
+    pub(crate) async fn ack(&self, access_token: &str, up_to_seq: u64) -> Result<(), Status> {
+        let request = authorized(chat::AckRequest { up_to_seq }, access_token)?;
+        ChatClient::new(self.channel()).ack(request).await?;
+        Ok(())
+    }
+
+    /// `Chat.Connect`: the server's frames; the client's frames come from `outgoing`.
+    pub(crate) async fn connect(
+        &self,
+        access_token: &str,
+        outgoing: tokio::sync::mpsc::Receiver<chat::ClientFrame>,
+    ) -> Result<tonic::Streaming<chat::ServerFrame>, Status> {
+        let stream = tokio_stream::wrappers::ReceiverStream::new(outgoing);
+        let request = authorized(stream, access_token)?;
+        Ok(ChatClient::new(self.channel())
+            .connect(request)
             .await?
             .into_inner())
     }

@@ -35,11 +35,13 @@ pub const DATABASE_FILE: &str = "client.db";
 /// one server (the gateway).
 #[derive(uniffi::Object)]
 pub struct Client {
-    api: Arc<Api>,
-    store: Arc<Store>,
-    clock: SharedClock,
+    pub(crate) api: Arc<Api>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) clock: SharedClock,
     /// Held for the whole of every refresh (see the module doc).
     refresh_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Messaging: the app's listener, the background tasks and their wake-ups.
+    pub(crate) messaging: crate::messaging::State,
 }
 
 impl std::fmt::Debug for Client {
@@ -107,6 +109,11 @@ impl Client {
         };
         self.store.save_session(&session)?;
         tracing::info!(user_id = %session.user_id, device_id = %session.device_id, "signed in");
+        // Others can only start sessions with this device once its prekeys are published;
+        // `start` retries if this fails.
+        if let Err(e) = self.ensure_prekeys().await {
+            tracing::warn!(error = %e, "could not publish prekeys yet");
+        }
         Ok(Account {
             user_id: session.user_id,
             device_id: session.device_id,
@@ -187,35 +194,54 @@ impl Client {
             store: Arc::new(store),
             clock,
             refresh_lock: Arc::new(tokio::sync::Mutex::new(())),
+            messaging: crate::messaging::State::default(),
         }))
     }
 
     /// Runs `call` with an access token; on TOKEN_EXPIRED refreshes once and runs it again. A
     /// session-ending answer clears the local session.
-    async fn authorized<T, F, Fut>(&self, call: F) -> Result<T>
+    pub(crate) async fn authorized<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        match self.authorized_status(call).await? {
+            Ok(answer) => Ok(answer),
+            Err(status) => Err(failure(&self.store, &status)),
+        }
+    }
+
+    /// [`Client::authorized`], but a failed call's status comes back as it is (the outer error
+    /// is for local failures, refreshes that failed, and ended sessions), for callers that read
+    /// the status details.
+    pub(crate) async fn authorized_status<T, F, Fut>(&self, call: F) -> Result<Result<T, Status>>
     where
         F: Fn(String) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let token = self.access_token().await?;
         let status = match call(token.clone()).await {
-            Ok(answer) => return Ok(answer),
+            Ok(answer) => return Ok(Ok(answer)),
             Err(status) => status,
         };
         let status = if needs_refresh(&status) {
             let token = self.refresh(&token).await?;
             match call(token).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => return Ok(Ok(answer)),
                 Err(status) => status,
             }
         } else {
             status
         };
-        Err(failure(&self.store, &status))
+        let error = ClientError::from(&status);
+        if error.ends_session() {
+            return Err(failure(&self.store, &status));
+        }
+        Ok(Err(status))
     }
 
     /// The stored access token, refreshed first if it expires soon by the local clock.
-    async fn access_token(&self) -> Result<String> {
+    pub(crate) async fn access_token(&self) -> Result<String> {
         let session = self.store.session()?.ok_or(ClientError::NotSignedIn)?;
         if session
             .tokens

@@ -7,14 +7,19 @@
 
 mod api;
 mod client;
+pub mod crypto;
 mod error;
 mod identity;
+mod messaging;
 mod records;
 mod session;
 mod store;
 
 pub use client::Client;
 pub use error::ClientError;
-pub use records::{Account, CodeRequest, DeviceSummary, Me, SessionInfo};
+pub use records::{
+    Account, CodeRequest, Conversation, DeviceSummary, Event, EventListener, Me, Message,
+    MessageReaction, MessageStatus, SessionInfo,
+};
 
 uniffi::setup_scaffolding!();

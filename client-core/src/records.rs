@@ -91,3 +91,134 @@ impl From<pb::MeResponse> for Me {
         }
     }
 }
+
+/// Where an outgoing message is, or that an incoming one was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum MessageStatus {
+    /// Waiting in the outbox (offline, or not yet sent).
+    Queued,
+    /// Stored by the server.
+    Sent,
+    /// On at least one of the recipient's devices.
+    Delivered,
+    /// Read on at least one of the recipient's devices (or, incoming, read here).
+    Read,
+    /// Could not be sent (refused by the server); it will not be retried.
+    Failed,
+    /// Incoming and not yet read here.
+    Received,
+}
+
+impl MessageStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+            Self::Received => "received",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Self {
+        match s {
+            "queued" => Self::Queued,
+            "sent" => Self::Sent,
+            "delivered" => Self::Delivered,
+            "read" => Self::Read,
+            "failed" => Self::Failed,
+            _ => Self::Received,
+        }
+    }
+
+    /// Outgoing progress only moves forward: queued < sent < delivered < read.
+    pub(crate) fn rank(self) -> u8 {
+        match self {
+            Self::Queued | Self::Failed | Self::Received => 0,
+            Self::Sent => 1,
+            Self::Delivered => 2,
+            Self::Read => 3,
+        }
+    }
+}
+
+/// One user's reaction to a message.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct MessageReaction {
+    pub user_id: String,
+    pub emoji: String,
+}
+
+/// A message in the local history.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Message {
+    /// Chosen by the sending device; the id replies, edits, deletes and reactions refer to.
+    pub message_id: String,
+    /// The other user of the conversation.
+    pub conversation_user_id: String,
+    pub sender_user_id: String,
+    pub sender_device_id: String,
+    /// Sent by this account (from this or another of its devices).
+    pub outgoing: bool,
+    /// The text; empty once deleted for everyone.
+    pub body: String,
+    /// The message this replies to.
+    pub quoted_message_id: Option<String>,
+    pub forwarded: bool,
+    pub status: MessageStatus,
+    /// The sender's clock when written, Unix ms.
+    pub sent_at_ms: i64,
+    /// The server's clock when stored, Unix ms (once known).
+    pub server_time_ms: Option<i64>,
+    pub edited: bool,
+    pub deleted: bool,
+    pub reactions: Vec<MessageReaction>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the text: Debug output ends up in logs.
+        f.debug_struct("Message")
+            .field("message_id", &self.message_id)
+            .field("outgoing", &self.outgoing)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A conversation in the local history.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Conversation {
+    pub user_id: String,
+    /// The phone number, when this device resolved it.
+    pub phone: Option<String>,
+    pub last_message_id: String,
+    pub unread: u32,
+}
+
+/// Something the app should know about, delivered through [`EventListener`].
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum Event {
+    /// A new message arrived (or another device of this account sent one).
+    MessageReceived { message: Message },
+    /// A message changed: edited, deleted, reacted to, or its status moved.
+    MessageChanged { message: Message },
+    /// A message could not be sent and will not be retried.
+    SendFailed { message_id: String, error: String },
+    /// Something arrived that could not be decrypted (it is dropped).
+    Undecryptable {
+        sender_user_id: String,
+        sender_device_id: String,
+    },
+    /// The live connection to the server is up.
+    Connected,
+    /// The live connection dropped; the client reconnects by itself.
+    Disconnected { reason: String },
+}
+
+/// Receives [`Event`]s; implemented by the app (in Kotlin, Swift, Python or Rust).
+#[uniffi::export(with_foreign)]
+pub trait EventListener: Send + Sync {
+    fn on_event(&self, event: Event);
+}

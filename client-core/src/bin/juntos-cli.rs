@@ -5,6 +5,11 @@
 //! juntos-cli ... sign-in +15551234567 123456 [--device-name NAME]
 //! juntos-cli ... whoami
 //! juntos-cli ... sign-out
+//! juntos-cli ... send +12015550124 "hello"
+//! juntos-cli ... listen [--for SECONDS] [--json]
+//! juntos-cli ... history +12015550124
+//! juntos-cli ... read +12015550124
+//! juntos-cli ... safety-number +12015550124
 //! ```
 //!
 //! On failure it prints one line, `error: <what happened>`, to stderr and exits with 1 (2 for a
@@ -16,7 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use juntos_client::{Client, ClientError};
+use juntos_client::{Client, ClientError, Event, EventListener, Message};
 use juntos_proto::clock::{OffsetFileClock, SharedClock, SystemClock};
 
 /// The longest device name the server accepts, in characters.
@@ -65,6 +70,40 @@ enum Command {
     Whoami,
     /// Sign this device out and forget its keys.
     SignOut,
+    /// Send a text message (queued and sent when the network allows).
+    Send {
+        /// The recipient: E.164 phone number or user id.
+        to: String,
+        /// The text.
+        text: String,
+    },
+    /// Receive: print incoming messages and events (sending delivered receipts) until Ctrl-C.
+    Listen {
+        /// Stop after this many seconds.
+        #[arg(long = "for")]
+        seconds: Option<u64>,
+        /// One JSON object per event.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the conversation with someone.
+    History {
+        /// E.164 phone number or user id.
+        peer: String,
+        /// How many of the newest messages.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Mark the conversation with someone read (they get read receipts).
+    Read {
+        /// E.164 phone number or user id.
+        peer: String,
+    },
+    /// Show the safety number to compare with someone.
+    SafetyNumber {
+        /// E.164 phone number or user id.
+        peer: String,
+    },
 }
 
 #[tokio::main]
@@ -118,8 +157,140 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             client.sign_out().await?;
             println!("signed out");
         }
+        Command::Send { to, text } => {
+            let message = client.send_text(to, text).await?;
+            match client.flush_outbox().await {
+                Ok(0) => println!("sent {}", message.message_id),
+                Ok(_) | Err(ClientError::Network { .. }) => {
+                    println!(
+                        "queued {} (offline: it goes out on the next run)",
+                        message.message_id
+                    )
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Command::Listen { seconds, json } => {
+            let printer: Arc<dyn EventListener> = Arc::new(Printer { json });
+            Arc::clone(&client).start(Some(printer)).await?;
+            match seconds {
+                Some(s) => tokio::time::sleep(std::time::Duration::from_secs(s)).await,
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            client.stop();
+            // Receipts queued while listening go out before exit (best effort).
+            let _ = client.flush_outbox().await;
+        }
+        Command::History { peer, limit } => {
+            for m in client.history(peer, limit).await? {
+                println!("{}", history_line(&m));
+            }
+        }
+        Command::Read { peer } => {
+            let n = client.mark_read(peer).await?;
+            let _ = client.flush_outbox().await;
+            println!("marked {n} read");
+        }
+        Command::SafetyNumber { peer } => {
+            println!("{}", client.safety_number(peer).await?);
+        }
     }
     Ok(())
+}
+
+/// Prints events as they come.
+struct Printer {
+    json: bool,
+}
+
+impl EventListener for Printer {
+    fn on_event(&self, event: Event) {
+        if self.json {
+            println!("{}", event_json(&event));
+            return;
+        }
+        match event {
+            Event::MessageReceived { message } => println!("{}", history_line(&message)),
+            Event::MessageChanged { message } => println!("changed {}", history_line(&message)),
+            Event::SendFailed { message_id, error } => println!("failed {message_id}: {error}"),
+            Event::Undecryptable { sender_user_id, .. } => {
+                println!("undecryptable message from {sender_user_id}")
+            }
+            Event::Connected => println!("connected"),
+            Event::Disconnected { reason } => println!("disconnected: {reason}"),
+        }
+    }
+}
+
+/// One history line: `<id> <status> <from> [reply to …] [forwarded] text`.
+fn history_line(m: &Message) -> String {
+    let who = if m.outgoing {
+        "me".to_owned()
+    } else {
+        m.sender_user_id.clone()
+    };
+    let mut line = format!("{} {:?} {who}:", m.message_id, m.status);
+    if let Some(q) = &m.quoted_message_id {
+        line.push_str(&format!(" [reply to {q}]"));
+    }
+    if m.forwarded {
+        line.push_str(" [forwarded]");
+    }
+    if m.deleted {
+        line.push_str(" [deleted]");
+    } else {
+        line.push(' ');
+        line.push_str(&m.body);
+        if m.edited {
+            line.push_str(" [edited]");
+        }
+    }
+    for r in &m.reactions {
+        line.push_str(&format!(" {}:{}", r.user_id, r.emoji));
+    }
+    line
+}
+
+/// An event as one JSON object.
+fn event_json(event: &Event) -> String {
+    let message = |kind: &str, m: &Message| {
+        serde_json::json!({
+            "event": kind,
+            "message_id": m.message_id,
+            "conversation": m.conversation_user_id,
+            "sender": m.sender_user_id,
+            "sender_device": m.sender_device_id,
+            "outgoing": m.outgoing,
+            "text": m.body,
+            "quoted": m.quoted_message_id,
+            "forwarded": m.forwarded,
+            "status": format!("{:?}", m.status).to_lowercase(),
+            "edited": m.edited,
+            "deleted": m.deleted,
+            "reactions": m.reactions.iter().map(|r| serde_json::json!({"user": r.user_id, "emoji": r.emoji})).collect::<Vec<_>>(),
+            "sent_at_ms": m.sent_at_ms,
+        })
+    };
+    let value = match event {
+        Event::MessageReceived { message: m } => message("message", m),
+        Event::MessageChanged { message: m } => message("changed", m),
+        Event::SendFailed { message_id, error } => {
+            serde_json::json!({"event": "send_failed", "message_id": message_id, "error": error})
+        }
+        Event::Undecryptable {
+            sender_user_id,
+            sender_device_id,
+        } => {
+            serde_json::json!({"event": "undecryptable", "sender": sender_user_id, "sender_device": sender_device_id})
+        }
+        Event::Connected => serde_json::json!({"event": "connected"}),
+        Event::Disconnected { reason } => {
+            serde_json::json!({"event": "disconnected", "reason": reason})
+        }
+    };
+    value.to_string()
 }
 
 /// `~/.juntos-cli`, or `./.juntos-cli` without a home directory.

@@ -431,6 +431,8 @@ async fn token_expired_answer_refreshes_once_and_retries() {
 async fn refused_refresh_ends_the_session() {
     let s = setup(30_000, true).await;
     s.fake.state().refresh_invalid = true;
+    // Whatever sign-in left behind (it may already have refreshed once), it is stale now.
+    s.clock.advance_ms(3_600_000);
     let ended = s.client.me().await;
     assert!(matches!(ended, Err(ClientError::SessionEnded)), "{ended:?}");
     assert!(!s.client.is_signed_in());

@@ -13,8 +13,13 @@ use crate::error::{ClientError, Result};
 use crate::identity::IdentityKeys;
 use crate::session::{Session, Tokens};
 
+pub(crate) mod messaging;
+
 /// The migrations, in order: the database is at version N once the first N have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_messaging.sql"),
+];
 
 /// The client database.
 pub(crate) struct Store {
@@ -42,6 +47,7 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&mut conn)?;
+        restrict_permissions(path)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -76,7 +82,6 @@ impl Store {
     }
 
     /// The stored identity keys, if any.
-    #[cfg(test)]
     pub(crate) fn identity(&self) -> Result<Option<IdentityKeys>> {
         read_identity(&self.conn())
     }
@@ -179,6 +184,27 @@ fn read_identity(conn: &Connection) -> Result<Option<IdentityKeys>> {
         })
 }
 
+/// Makes the database files readable by this user only: they hold identity keys and tokens,
+/// and a home directory the app did not create may be more open than that.
+fn restrict_permissions(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files = vec![path.to_path_buf()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            files.push(name.into());
+        }
+        for file in files.iter().filter(|f| f.exists()) {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Applies every migration newer than the database's `user_version`, each in its own transaction.
 fn migrate(conn: &mut Connection) -> Result<()> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -258,7 +284,23 @@ mod tests {
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows");
-        assert_eq!(tables, ["identity", "session"]);
+        assert_eq!(
+            tables,
+            [
+                "contacts",
+                "device_lists",
+                "devices",
+                "identity",
+                "messages",
+                "one_time_prekeys",
+                "outbox",
+                "ratchet_sessions",
+                "reactions",
+                "session",
+                "signed_prekeys",
+                "sqlite_sequence",
+            ]
+        );
     }
 
     #[test]

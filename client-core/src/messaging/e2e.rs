@@ -1,0 +1,206 @@
+//! The messaging layer's view of the crypto module: encrypt for a device, decrypt from one,
+//! make prekeys, compute a safety number. Keys stay inside `crate::crypto`; this file only moves
+//! bytes between it and the store.
+
+use juntos_proto::login::v1 as login;
+use rand::rngs::OsRng;
+use rusqlite::Connection;
+use zeroize::Zeroizing;
+
+use crate::crypto::{
+    self, CryptoError, IdentityKeyPair, IdentityPublic, OneTimePrekeyPair, PrekeySecrets,
+    RemoteBundle, Session, SignedPrekeyPair,
+};
+use crate::error::{ClientError, Result};
+use crate::identity::IdentityKeys;
+use crate::store::messaging::{self as db, DeviceRecord, StoredPrekey};
+
+/// What decrypting one envelope produced.
+pub(crate) struct Decrypted {
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The session state to store.
+    pub state: Vec<u8>,
+    /// The one-time prekey the message consumed (delete it with the state).
+    pub consumed_one_time_prekey: Option<u32>,
+}
+
+/// Why an envelope did not decrypt.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct DecryptError(CryptoError);
+
+impl DecryptError {
+    /// A replayed or already-processed message: safe to acknowledge silently.
+    pub(crate) fn is_duplicate(&self) -> bool {
+        self.0 == CryptoError::Duplicate
+    }
+}
+
+fn keypair(identity: &IdentityKeys) -> IdentityKeyPair {
+    IdentityKeyPair::from_secret_bytes(
+        &identity.signing_secret_bytes(),
+        &identity.dh_secret_bytes(),
+    )
+}
+
+fn crypto_failure(e: CryptoError) -> ClientError {
+    ClientError::Server {
+        message: format!("encryption failed: {e}"),
+    }
+}
+
+/// Encrypts `plaintext` for `device`, continuing its stored session or starting one from
+/// `bundle`. The wire bytes and the new session state.
+pub(crate) fn encrypt(
+    identity: &IdentityKeys,
+    device: &DeviceRecord,
+    state: Option<&[u8]>,
+    bundle: Option<&login::PrekeyBundle>,
+    plaintext: &[u8],
+    now_ms: i64,
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut session = match state {
+        Some(state) => Session::decode(state).map_err(crypto_failure)?,
+        None => {
+            let bundle = bundle.ok_or_else(|| ClientError::Server {
+                message: "no prekey bundle".to_owned(),
+            })?;
+            let remote = RemoteBundle::try_from(bundle).map_err(crypto_failure)?;
+            if remote.identity_signing != device.identity_signing
+                || remote.identity_dh != device.identity_dh
+            {
+                return Err(ClientError::Server {
+                    message: "a prekey bundle does not match the device's identity".to_owned(),
+                });
+            }
+            Session::initiate(&keypair(identity), &remote, &mut OsRng).map_err(crypto_failure)?
+        }
+    };
+    let wire = session.encrypt(plaintext, now_ms).map_err(crypto_failure)?;
+    Ok((wire, session.encode().to_vec()))
+}
+
+/// Prekey secrets read from the client database.
+struct StoredPrekeys<'a>(&'a Connection);
+
+impl PrekeySecrets for StoredPrekeys<'_> {
+    fn signed_prekey(&self, key_id: u32) -> Option<Zeroizing<[u8; 32]>> {
+        db::signed_prekey_secret(self.0, key_id).ok().flatten()
+    }
+
+    fn one_time_prekey(&self, key_id: u32) -> Option<Zeroizing<[u8; 32]>> {
+        db::one_time_prekey_secret(self.0, key_id).ok().flatten()
+    }
+}
+
+/// Decrypts an envelope from `sender` (whose identity this device trusts), with the stored
+/// session or, for a first message, a new one from this device's prekeys.
+pub(crate) fn decrypt(
+    identity: &IdentityKeys,
+    sender: &DeviceRecord,
+    state: Option<&[u8]>,
+    conn: &Connection,
+    wire: &[u8],
+    now_ms: i64,
+) -> Result<Decrypted, DecryptError> {
+    let info = crypto::peek(wire).map_err(DecryptError)?;
+    if let Some(state) = state {
+        let mut session = Session::decode(state).map_err(DecryptError)?;
+        match session.decrypt(wire, now_ms) {
+            Ok(plaintext) => {
+                return Ok(Decrypted {
+                    plaintext: Zeroizing::new(plaintext),
+                    state: session.encode().to_vec(),
+                    consumed_one_time_prekey: None,
+                });
+            }
+            // A prekey message that is not for this session: the sender started a new one
+            // (reinstalled, or lost its state); accept it below.
+            Err(CryptoError::InvalidMessage) if info.is_prekey_message => {}
+            Err(e) => return Err(DecryptError(e)),
+        }
+    }
+    if !info.is_prekey_message {
+        return Err(DecryptError(CryptoError::InvalidMessage));
+    }
+    // The sender's identity in the message must be the one the directory lists for its device.
+    let claimed = (info.sender_identity_signing, info.sender_identity_dh);
+    if claimed != (Some(sender.identity_signing), Some(sender.identity_dh)) {
+        return Err(DecryptError(CryptoError::InvalidMessage));
+    }
+    let accepted = Session::accept(&keypair(identity), &StoredPrekeys(conn), wire, now_ms)
+        .map_err(DecryptError)?;
+    Ok(Decrypted {
+        plaintext: Zeroizing::new(accepted.plaintext),
+        state: accepted.session.encode().to_vec(),
+        consumed_one_time_prekey: accepted.consumed_one_time_prekey,
+    })
+}
+
+/// A fresh signed prekey with id `key_id`.
+pub(crate) fn signed_prekey(identity: &IdentityKeys, key_id: u32) -> StoredPrekey {
+    let pair = SignedPrekeyPair::generate(&keypair(identity), key_id, &mut OsRng);
+    StoredPrekey {
+        key_id,
+        secret: pair.secret_bytes(),
+        public: pair.public(),
+        signature: Some(pair.signature()),
+    }
+}
+
+/// `count` fresh one-time prekeys with ids from `first_id`.
+pub(crate) fn one_time_prekeys(first_id: u32, count: u32) -> Vec<StoredPrekey> {
+    (0..count)
+        .map(|i| {
+            let pair = OneTimePrekeyPair::generate(first_id.wrapping_add(i), &mut OsRng);
+            StoredPrekey {
+                key_id: pair.key_id(),
+                secret: pair.secret_bytes(),
+                public: pair.public(),
+                signature: None,
+            }
+        })
+        .collect()
+}
+
+/// The upload of freshly made prekeys.
+pub(crate) fn upload_request(
+    signed: Option<&StoredPrekey>,
+    one_time: &[StoredPrekey],
+) -> login::UploadPrekeysRequest {
+    login::UploadPrekeysRequest {
+        signed_prekey: signed.map(|p| login::SignedPrekey {
+            key_id: p.key_id,
+            public_key: p.public.to_vec(),
+            signature: p.signature.map(|s| s.to_vec()).unwrap_or_default(),
+        }),
+        one_time_prekeys: one_time
+            .iter()
+            .map(|p| login::OneTimePrekey {
+                key_id: p.key_id,
+                public_key: p.public.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+/// The safety number of two accounts, over every device identity of each.
+pub(crate) fn safety_number(
+    me: &str,
+    identity: &IdentityKeys,
+    my_other_devices: &[DeviceRecord],
+    peer: &str,
+    peer_devices: &[DeviceRecord],
+) -> String {
+    let public = |d: &DeviceRecord| IdentityPublic {
+        signing: d.identity_signing,
+        dh: d.identity_dh,
+    };
+    let mut mine: Vec<IdentityPublic> = my_other_devices.iter().map(public).collect();
+    mine.push(IdentityPublic {
+        signing: identity.signing_public(),
+        dh: identity.dh_public(),
+    });
+    let theirs: Vec<IdentityPublic> = peer_devices.iter().map(public).collect();
+    crypto::safety_number(me, &mine, peer, &theirs).to_string()
+}

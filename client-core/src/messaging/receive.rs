@@ -1,0 +1,437 @@
+//! The inbox: envelopes from the live connection (or a poll) are decrypted, applied to the
+//! history together with the session state that decrypted them, and only then acknowledged.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use juntos_proto::chat::v1 as chat;
+use juntos_proto::chat::v1::client_frame::Frame as ClientFrame;
+use juntos_proto::chat::v1::server_frame::Frame as ServerFrame;
+use tokio::sync::mpsc;
+
+use super::content::{Body, Content, Receipt, ReceiptKind, Text};
+use super::e2e;
+use crate::Client;
+use crate::error::{ClientError, Result};
+use crate::records::{Event, Message, MessageStatus};
+use crate::store::messaging::{self as db, NewMessage, Tx};
+
+/// Acknowledge at least this often while envelopes stream in.
+const ACK_EVERY: u64 = 64;
+/// Flush a pending acknowledgement after this much quiet.
+const ACK_DELAY: Duration = Duration::from_millis(100);
+/// Heartbeat period of the live connection.
+const HEARTBEAT: Duration = Duration::from_secs(20);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Envelopes per page when polling.
+const SYNC_PAGE: u32 = 500;
+
+/// What processing one envelope came to.
+enum Processed {
+    /// Applied (or a harmless duplicate): acknowledge it.
+    Done,
+    /// Could not be decrypted or understood: acknowledge (it will never succeed) and tell the app.
+    Dropped,
+}
+
+/// Why a live connection ended.
+enum End {
+    /// Another connection of this device took over.
+    Replaced,
+    /// The server closed it or the network dropped.
+    Closed(String),
+}
+
+/// Keeps the live connection up, reconnecting with backoff.
+pub(super) async fn run_connection(client: Arc<Client>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let started = std::time::Instant::now();
+        match client.connect_once().await {
+            Ok(End::Replaced) => {
+                client.emit(Event::Disconnected {
+                    reason: "another connection of this device took over".to_owned(),
+                });
+                return;
+            }
+            Ok(End::Closed(reason)) => client.emit(Event::Disconnected { reason }),
+            Err(ClientError::NotSignedIn | ClientError::SessionEnded) => {
+                client.emit(Event::Disconnected {
+                    reason: "signed out".to_owned(),
+                });
+                return;
+            }
+            Err(e) => client.emit(Event::Disconnected {
+                reason: e.to_string(),
+            }),
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(250);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+impl Client {
+    /// One live connection, until it ends.
+    async fn connect_once(&self) -> Result<End> {
+        let (frames, outgoing) = mpsc::channel::<chat::ClientFrame>(16);
+        let outgoing = std::sync::Mutex::new(Some(outgoing));
+        let api = self.api.clone();
+        let answer = self
+            .authorized_status(|token| {
+                let api = api.clone();
+                // The stream can only be handed over once; a retry after a refresh gets a fresh
+                // channel below.
+                let receiver = outgoing.lock().ok().and_then(|mut o| o.take());
+                async move {
+                    match receiver {
+                        Some(receiver) => api.connect(&token, receiver).await,
+                        None => Err(tonic::Status::unavailable("reconnect")),
+                    }
+                }
+            })
+            .await?;
+        let mut stream = match answer {
+            Ok(stream) => stream,
+            Err(status) => return Err(ClientError::from(&status)),
+        };
+        self.emit(Event::Connected);
+        // The network is back: whatever waits in the outbox can go, and prekeys may need refilling.
+        self.messaging.outbox_wake.notify_one();
+        if let Err(e) = self.ensure_prekeys().await {
+            tracing::debug!(error = %e, "prekey refill failed");
+        }
+
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut pending_ack: Option<u64> = None;
+        let mut since_ack = 0u64;
+        let mut receipts = Receipts::default();
+        loop {
+            let next = tokio::select! {
+                next = stream.message() => next,
+                () = tokio::time::sleep(ACK_DELAY), if pending_ack.is_some() => {
+                    self.flush(&frames, &mut pending_ack, &mut since_ack, &mut receipts).await?;
+                    continue;
+                }
+                _ = heartbeat.tick() => {
+                    let beat = ClientFrame::Heartbeat(chat::Heartbeat { time_ms: self.clock.now_ms() });
+                    if frames.send(chat::ClientFrame { frame: Some(beat) }).await.is_err() {
+                        return Ok(End::Closed("connection closed".to_owned()));
+                    }
+                    continue;
+                }
+            };
+            match next {
+                Ok(Some(chat::ServerFrame {
+                    frame: Some(ServerFrame::Envelope(envelope)),
+                })) => {
+                    let seq = envelope.seq;
+                    self.process(envelope, &mut receipts).await?;
+                    pending_ack = Some(seq);
+                    since_ack += 1;
+                    if since_ack >= ACK_EVERY {
+                        self.flush(&frames, &mut pending_ack, &mut since_ack, &mut receipts)
+                            .await?;
+                    }
+                }
+                Ok(Some(chat::ServerFrame {
+                    frame: Some(ServerFrame::Replaced(_)),
+                })) => return Ok(End::Replaced),
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(End::Closed("the server closed the connection".to_owned())),
+                Err(status) => return Ok(End::Closed(ClientError::from(&status).to_string())),
+            }
+        }
+    }
+
+    /// Sends the pending acknowledgement and queues the receipts gathered so far.
+    async fn flush(
+        &self,
+        frames: &mpsc::Sender<chat::ClientFrame>,
+        pending_ack: &mut Option<u64>,
+        since_ack: &mut u64,
+        receipts: &mut Receipts,
+    ) -> Result<()> {
+        self.queue_receipts(receipts)?;
+        if let Some(seq) = pending_ack.take() {
+            *since_ack = 0;
+            if frames
+                .send(chat::ClientFrame {
+                    frame: Some(ClientFrame::AckUpTo(seq)),
+                })
+                .await
+                .is_err()
+            {
+                return Err(ClientError::Network {
+                    message: "connection closed".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls the mailbox until it is empty: fetch, process, acknowledge.
+    pub(crate) async fn sync_mailbox(&self) -> Result<u64> {
+        let mut processed = 0;
+        let mut receipts = Receipts::default();
+        loop {
+            let api = self.api.clone();
+            let page = self
+                .authorized(|token| {
+                    let api = api.clone();
+                    async move { api.sync(&token, 0, SYNC_PAGE).await }
+                })
+                .await?;
+            let Some(last) = page.envelopes.last().map(|e| e.seq) else {
+                break;
+            };
+            for envelope in page.envelopes {
+                self.process(envelope, &mut receipts).await?;
+                processed += 1;
+            }
+            self.queue_receipts(&mut receipts)?;
+            self.authorized(|token| {
+                let api = api.clone();
+                async move { api.ack(&token, last).await }
+            })
+            .await?;
+            if !page.more {
+                break;
+            }
+        }
+        Ok(processed)
+    }
+
+    /// Decrypts and applies one envelope. An error means "try again later" (nothing was
+    /// acknowledged); anything that can never succeed is dropped and reported.
+    async fn process(&self, envelope: chat::Envelope, receipts: &mut Receipts) -> Result<()> {
+        match self.apply(&envelope, receipts).await? {
+            Processed::Done => {}
+            Processed::Dropped => {
+                tracing::warn!(
+                    seq = envelope.seq,
+                    "dropped an envelope that could not be decrypted"
+                );
+                self.emit(Event::Undecryptable {
+                    sender_user_id: envelope.sender_user_id,
+                    sender_device_id: envelope.sender_device_id,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, envelope: &chat::Envelope, receipts: &mut Receipts) -> Result<Processed> {
+        let (me, _) = self.me_ids()?;
+        let identity = self.store.identity()?.ok_or(ClientError::NotSignedIn)?;
+        let sender_device = self.sender_device(envelope).await?;
+        let Some(sender_device) = sender_device else {
+            return Ok(Processed::Dropped);
+        };
+        let state = self
+            .store
+            .read(|c| db::ratchet_session(c, &envelope.sender_device_id))?;
+        let now = self.clock.now_ms();
+        let decrypted = self.store.read(|c| {
+            Ok(e2e::decrypt(
+                &identity,
+                &sender_device,
+                state.as_deref(),
+                c,
+                &envelope.ciphertext,
+                now,
+            ))
+        })?;
+        let decrypted = match decrypted {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, "decryption failed");
+                return Ok(if e.is_duplicate() {
+                    Processed::Done
+                } else {
+                    Processed::Dropped
+                });
+            }
+        };
+        let Some(content) = Content::decode_bytes(&decrypted.plaintext) else {
+            return Ok(Processed::Dropped);
+        };
+        let own = envelope.sender_user_id == me;
+        if !own && content.to_user_id != me {
+            return Ok(Processed::Dropped);
+        }
+        let conversation = if own {
+            content.to_user_id.clone()
+        } else {
+            envelope.sender_user_id.clone()
+        };
+        let (events, delivered) = self.store.write(|tx| {
+            tx.save_ratchet_session(
+                &envelope.sender_user_id,
+                &envelope.sender_device_id,
+                &decrypted.state,
+                now,
+            )?;
+            if let Some(key_id) = decrypted.consumed_one_time_prekey {
+                tx.consume_one_time_prekey(key_id)?;
+            }
+            apply_content(tx, envelope, &content, &conversation, own)
+        })?;
+        if delivered && !own {
+            receipts
+                .delivered
+                .entry(envelope.sender_user_id.clone())
+                .or_default()
+                .push(content.message_id.clone());
+        }
+        for event in events {
+            self.emit(event);
+        }
+        Ok(Processed::Done)
+    }
+
+    /// The sender device's trusted identity, fetching the sender's device list when the device
+    /// is new to this one. None when the directory does not list it (drop the envelope).
+    async fn sender_device(&self, envelope: &chat::Envelope) -> Result<Option<db::DeviceRecord>> {
+        let find = |devices: Vec<db::DeviceRecord>| {
+            devices
+                .into_iter()
+                .find(|d| d.device_id == envelope.sender_device_id)
+        };
+        if let Some(device) = find(
+            self.store
+                .read(|c| db::devices_of(c, &envelope.sender_user_id))?,
+        ) {
+            return Ok(Some(device));
+        }
+        self.refresh_devices(&envelope.sender_user_id).await?;
+        Ok(find(
+            self.store
+                .read(|c| db::devices_of(c, &envelope.sender_user_id))?,
+        ))
+    }
+
+    /// Queues one delivered receipt per sender for what was gathered.
+    fn queue_receipts(&self, receipts: &mut Receipts) -> Result<()> {
+        for (user, ids) in std::mem::take(&mut receipts.delivered) {
+            for chunk in ids.chunks(500) {
+                let body = Body::Receipt(Receipt {
+                    kind: ReceiptKind::Delivered as i32,
+                    message_ids: chunk.to_vec(),
+                });
+                self.queue(&user, body)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Receipts gathered while processing, sent in batches.
+#[derive(Default)]
+struct Receipts {
+    delivered: BTreeMap<String, Vec<String>>,
+}
+
+/// Applies decrypted content to the history. The events to emit, and whether a delivered
+/// receipt is due (a new text from someone else).
+fn apply_content(
+    tx: &Tx<'_>,
+    envelope: &chat::Envelope,
+    content: &Content,
+    conversation: &str,
+    own: bool,
+) -> Result<(Vec<Event>, bool)> {
+    let sender = envelope.sender_user_id.as_str();
+    let changed = |tx: &Tx<'_>, id: &str| -> Result<Vec<Event>> {
+        Ok(tx
+            .message(id)?
+            .map(|message| Event::MessageChanged { message })
+            .into_iter()
+            .collect())
+    };
+    match &content.body {
+        Some(Body::Text(Text {
+            text,
+            quoted_message_id,
+            forwarded,
+        })) => {
+            let inserted = tx.insert_message(&NewMessage {
+                message_id: content.message_id.clone(),
+                conversation_user_id: conversation.to_owned(),
+                sender_user_id: sender.to_owned(),
+                sender_device_id: envelope.sender_device_id.clone(),
+                outgoing: own,
+                body: text.clone(),
+                quoted_message_id: Some(quoted_message_id.clone()).filter(|q| !q.is_empty()),
+                forwarded: *forwarded,
+                status: if own {
+                    MessageStatus::Sent
+                } else {
+                    MessageStatus::Received
+                },
+                sent_at_ms: content.sent_at_ms,
+                server_time_ms: Some(envelope.server_time_ms),
+            })?;
+            if !inserted {
+                return Ok((Vec::new(), false));
+            }
+            let message: Option<Message> = tx.message(&content.message_id)?;
+            Ok((
+                message
+                    .map(|message| Event::MessageReceived { message })
+                    .into_iter()
+                    .collect(),
+                !own,
+            ))
+        }
+        Some(Body::Edit(edit)) => {
+            if tx.edit_message(
+                &edit.target_message_id,
+                sender,
+                &edit.text,
+                content.sent_at_ms,
+            )? {
+                return Ok((changed(tx, &edit.target_message_id)?, false));
+            }
+            Ok((Vec::new(), false))
+        }
+        Some(Body::Delete(delete)) => {
+            if tx.delete_message(&delete.target_message_id, sender)? {
+                return Ok((changed(tx, &delete.target_message_id)?, false));
+            }
+            Ok((Vec::new(), false))
+        }
+        Some(Body::Reaction(reaction)) => {
+            if tx.set_reaction(&reaction.target_message_id, sender, &reaction.emoji)? {
+                return Ok((changed(tx, &reaction.target_message_id)?, false));
+            }
+            Ok((Vec::new(), false))
+        }
+        Some(Body::Receipt(receipt)) => {
+            let status = match ReceiptKind::try_from(receipt.kind) {
+                Ok(ReceiptKind::Delivered) => MessageStatus::Delivered,
+                Ok(ReceiptKind::Read) => MessageStatus::Read,
+                _ => return Ok((Vec::new(), false)),
+            };
+            let mut events = Vec::new();
+            if own {
+                // Another device of this account read these: they are read here too.
+                if status == MessageStatus::Read {
+                    tx.mark_read(conversation)?;
+                }
+                return Ok((events, false));
+            }
+            for id in receipt.message_ids.iter().take(1_000) {
+                if tx.advance_status(id, status, None)? {
+                    events.extend(changed(tx, id)?);
+                }
+            }
+            Ok((events, false))
+        }
+        None => Ok((Vec::new(), false)),
+    }
+}

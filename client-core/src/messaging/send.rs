@@ -1,0 +1,271 @@
+//! The outbox: queued sends drained in order, encrypted per device at send time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use juntos_proto::chat::v1 as chat;
+use juntos_proto::error::{metadata_of, reason, reason_of};
+use juntos_proto::login::v1 as login;
+use tonic::{Code, Status};
+
+use super::e2e;
+use crate::Client;
+use crate::error::{ClientError, Result};
+use crate::records::{Event, MessageStatus};
+use crate::store::messaging::{self as db, DeviceRecord, OutboxItem};
+
+/// Rounds of device-list correction before a send waits for the next drain.
+const STALE_ROUNDS: usize = 4;
+/// Longest wait between drain attempts while the network is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How one outbox item went.
+enum Outcome {
+    /// Stored by the server.
+    Sent { server_time_ms: i64 },
+    /// Refused for good; dropped from the outbox.
+    Refused(String),
+}
+
+/// The outbox worker: drains whenever woken, backing off while the network is down.
+pub(super) async fn run_outbox(client: Arc<Client>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match client.drain_outbox().await {
+            Ok(()) => {
+                backoff = Duration::from_millis(250);
+                client.messaging.outbox_wake.notified().await;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, ?backoff, "outbox waits for the network");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = client.messaging.outbox_wake.notified() => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Sends the outbox in order until it is empty; stops at the first send that may succeed
+    /// later (network down, rate limit), leaving it at the head.
+    pub(crate) async fn drain_outbox(&self) -> Result<()> {
+        // One drain at a time, so items leave strictly in order.
+        let _drain = self.messaging_drain_lock().lock().await;
+        while let Some(item) = self.store.read(db::outbox_head)? {
+            let outcome = match self.send_item(&item).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    self.store.write(|tx| tx.count_attempt(item.seq))?;
+                    return Err(e);
+                }
+            };
+            let message_id =
+                super::content::Content::decode_bytes(&item.content).map(|c| c.message_id);
+            let changed = self.store.write(|tx| {
+                tx.dequeue(item.seq)?;
+                let Some(id) = &message_id else {
+                    return Ok(None);
+                };
+                let moved = match &outcome {
+                    Outcome::Sent { server_time_ms } => {
+                        tx.advance_status(id, MessageStatus::Sent, Some(*server_time_ms))?
+                    }
+                    Outcome::Refused(_) => tx.advance_status(id, MessageStatus::Failed, None)?,
+                };
+                if moved { tx.message(id) } else { Ok(None) }
+            })?;
+            if let Outcome::Refused(error) = &outcome {
+                self.emit(Event::SendFailed {
+                    message_id: message_id.clone().unwrap_or_default(),
+                    error: error.clone(),
+                });
+            }
+            if let Some(message) = changed {
+                self.emit(Event::MessageChanged { message });
+            }
+        }
+        Ok(())
+    }
+
+    /// Encrypts `item` for every device it must reach and sends it, fixing a stale device list
+    /// as the server reports it.
+    async fn send_item(&self, item: &OutboxItem) -> Result<Outcome> {
+        let (me, my_device) = self.me_ids()?;
+        for _ in 0..STALE_ROUNDS {
+            let mut targets = self.known_devices(&item.to_user_id).await?;
+            if item.to_user_id != me {
+                targets.extend(self.known_devices(&me).await?);
+            }
+            targets.retain(|d| d.device_id != my_device);
+            let envelopes = self.encrypt_for(&targets, &item.content).await?;
+            let request = chat::SendRequest {
+                client_msg_id: item.client_msg_id.clone(),
+                envelopes,
+            };
+            let api = self.api.clone();
+            let answer = self
+                .authorized_status(|token| {
+                    let (api, request) = (api.clone(), request.clone());
+                    async move { api.send(&token, request).await }
+                })
+                .await?;
+            match answer {
+                Ok(response) => {
+                    return Ok(Outcome::Sent {
+                        server_time_ms: response.server_time_ms,
+                    });
+                }
+                Err(status) if reason_of(&status).as_deref() == Some(reason::STALE_DEVICES) => {
+                    self.fix_devices(&status, &[item.to_user_id.as_str(), me.as_str()])
+                        .await?;
+                }
+                Err(status) => return classify(&status),
+            }
+        }
+        Err(ClientError::Server {
+            message: "the recipient's device list keeps changing; will retry".to_owned(),
+        })
+    }
+
+    /// Encrypts `plaintext` for each target, creating sessions from prekey bundles where none
+    /// exists, and saves every session state before anything leaves the device.
+    async fn encrypt_for(
+        &self,
+        targets: &[DeviceRecord],
+        plaintext: &[u8],
+    ) -> Result<Vec<chat::OutgoingEnvelope>> {
+        let identity = self.store.identity()?.ok_or(ClientError::NotSignedIn)?;
+        let mut bundles: HashMap<String, login::PrekeyBundle> = HashMap::new();
+        let mut fetched_users = Vec::new();
+        let mut envelopes = Vec::with_capacity(targets.len());
+        let mut states = Vec::with_capacity(targets.len());
+        let now = self.clock.now_ms();
+        for device in targets {
+            let state = self
+                .store
+                .read(|c| db::ratchet_session(c, &device.device_id))?;
+            if state.is_none()
+                && !bundles.contains_key(&device.device_id)
+                && !fetched_users.contains(&device.user_id)
+            {
+                fetched_users.push(device.user_id.clone());
+                for bundle in self.fetch_bundles(&device.user_id).await? {
+                    bundles.insert(bundle.device_id.clone(), bundle);
+                }
+            }
+            let bundle = bundles.get(&device.device_id);
+            if state.is_none() && bundle.is_none() {
+                // The device has not published prekeys yet: the send cannot include it now.
+                return Err(ClientError::Server {
+                    message: "a recipient device has no prekeys yet; will retry".to_owned(),
+                });
+            }
+            let (wire, new_state) =
+                e2e::encrypt(&identity, device, state.as_deref(), bundle, plaintext, now)?;
+            envelopes.push(chat::OutgoingEnvelope {
+                recipient_user_id: device.user_id.clone(),
+                recipient_device_id: device.device_id.clone(),
+                ciphertext: wire,
+            });
+            states.push((device, new_state));
+        }
+        self.store.write(|tx| {
+            for (device, state) in &states {
+                tx.save_ratchet_session(&device.user_id, &device.device_id, state, now)?;
+            }
+            Ok(())
+        })?;
+        Ok(envelopes)
+    }
+
+    /// The devices of `user_id` this device knows, fetching the list the first time.
+    pub(crate) async fn known_devices(&self, user_id: &str) -> Result<Vec<DeviceRecord>> {
+        if !self.store.read(|c| db::device_list_known(c, user_id))? {
+            self.refresh_devices(user_id).await?;
+        }
+        self.store.read(|c| db::devices_of(c, user_id))
+    }
+
+    /// Fetches `user_id`'s device list from the directory and stores it.
+    pub(crate) async fn refresh_devices(&self, user_id: &str) -> Result<()> {
+        let api = self.api.clone();
+        let users = vec![user_id.to_owned()];
+        let answer = self
+            .authorized(|token| {
+                let (api, users) = (api.clone(), users.clone());
+                async move { api.list_devices(&token, users).await }
+            })
+            .await?;
+        let devices: Vec<DeviceRecord> = answer
+            .users
+            .into_iter()
+            .filter(|u| u.user_id == user_id)
+            .flat_map(|u| u.devices)
+            .filter_map(|d| {
+                Some(DeviceRecord {
+                    user_id: user_id.to_owned(),
+                    device_id: d.device_id,
+                    identity_signing: d.identity_signing_key.try_into().ok()?,
+                    identity_dh: d.identity_dh_key.try_into().ok()?,
+                })
+            })
+            .collect();
+        let now = self.clock.now_ms();
+        self.store
+            .write(|tx| tx.replace_devices(user_id, &devices, now))
+    }
+
+    /// Prekey bundles of every device of `user_id`, after checking their identities against
+    /// what this device already trusts.
+    async fn fetch_bundles(&self, user_id: &str) -> Result<Vec<login::PrekeyBundle>> {
+        let api = self.api.clone();
+        let user = user_id.to_owned();
+        let answer = self
+            .authorized(|token| {
+                let (api, user) = (api.clone(), user.clone());
+                async move { api.fetch_bundles(&token, user).await }
+            })
+            .await?;
+        let known = self.store.read(|c| db::devices_of(c, user_id))?;
+        Ok(answer
+            .bundles
+            .into_iter()
+            .filter(|b| {
+                known.iter().any(|k| {
+                    k.device_id == b.device_id
+                        && k.identity_signing[..] == b.identity_signing_key[..]
+                        && k.identity_dh[..] == b.identity_dh_key[..]
+                })
+            })
+            .collect())
+    }
+
+    /// Re-reads the device lists the server said were wrong.
+    async fn fix_devices(&self, status: &Status, users: &[&str]) -> Result<()> {
+        for user in users {
+            if metadata_of(status, user).is_some() {
+                self.refresh_devices(user).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn messaging_drain_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.messaging.drain
+    }
+}
+
+/// Whether a refused send can succeed later (Err) or never will (Refused).
+fn classify(status: &Status) -> Result<Outcome> {
+    match status.code() {
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::PermissionDenied
+        | Code::FailedPrecondition => Ok(Outcome::Refused(ClientError::from(status).to_string())),
+        _ => Err(ClientError::from(status)),
+    }
+}
