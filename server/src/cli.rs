@@ -23,6 +23,8 @@ pub enum Role {
     Otp(OtpArgs),
     /// The account, device and token service.
     Login(LoginArgs),
+    /// The messaging service: mailboxes, sends and live streams.
+    Chat(ChatArgs),
 }
 
 /// Options every role has.
@@ -49,6 +51,8 @@ pub struct AllArgs {
     #[command(flatten)]
     pub login: LoginOptions,
     #[command(flatten)]
+    pub chat: ChatOptions,
+    #[command(flatten)]
     pub gateway: GatewayOptions,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -64,6 +68,10 @@ pub struct GatewayArgs {
     /// login-service endpoints: comma-separated `http://host:port`.
     #[arg(long, env = "JUNTOS_LOGIN")]
     pub login: String,
+    /// chat endpoints: comma-separated `http://host:port`. Without it, chat calls answer
+    /// UNAVAILABLE.
+    #[arg(long, env = "JUNTOS_CHAT")]
+    pub chat: Option<String>,
     #[command(flatten)]
     pub gateway: GatewayOptions,
     #[command(flatten)]
@@ -95,6 +103,22 @@ pub struct LoginArgs {
     pub otp: String,
     #[command(flatten)]
     pub login: LoginOptions,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7703")]
+    pub listen: SocketAddr,
+    /// Where the mailbox database (`chat.db`) lives.
+    #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
+    pub data_dir: PathBuf,
+    /// login-service endpoints (for device lists): comma-separated `http://host:port`.
+    #[arg(long, env = "JUNTOS_LOGIN")]
+    pub login: String,
+    #[command(flatten)]
+    pub chat: ChatOptions,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -177,6 +201,35 @@ pub struct LoginOptions {
 }
 
 #[derive(Debug, Args)]
+pub struct ChatOptions {
+    /// Sends per second per user (sustained); more answer RESOURCE_EXHAUSTED reason SEND_RATE.
+    #[arg(long, env = "JUNTOS_CHAT_SEND_RATE", default_value_t = 100)]
+    pub chat_send_rate: u32,
+    /// Sends per user in a burst.
+    #[arg(long, env = "JUNTOS_CHAT_SEND_BURST", default_value_t = 200)]
+    pub chat_send_burst: u32,
+    /// Seconds between server heartbeats on a Connect stream (each also polls the mailbox).
+    #[arg(long, env = "JUNTOS_CHAT_HEARTBEAT_SECS", default_value_t = 30)]
+    pub chat_heartbeat_secs: u64,
+    /// A Connect stream with nothing from the client for this many seconds is closed.
+    #[arg(long, env = "JUNTOS_CHAT_IDLE_TIMEOUT_SECS", default_value_t = 90)]
+    pub chat_idle_timeout_secs: u64,
+    /// Most envelopes pushed on a Connect stream and not yet acked.
+    #[arg(long, env = "JUNTOS_CHAT_PUSH_WINDOW", default_value_t = 500)]
+    pub chat_push_window: usize,
+    /// Milliseconds a user's device list from login is reused (0: ask login on every send).
+    #[arg(long, env = "JUNTOS_CHAT_DIRECTORY_CACHE_MS", default_value_t = 1000)]
+    pub chat_directory_cache_ms: u64,
+    /// Hours a send's client_msg_id is remembered, so a retry gets the first answer.
+    #[arg(
+        long,
+        env = "JUNTOS_CHAT_DEDUPE_RETENTION_HOURS",
+        default_value_t = 168
+    )]
+    pub chat_dedupe_retention_hours: u64,
+}
+
+#[derive(Debug, Args)]
 pub struct GatewayOptions {
     /// Requests per second per client address (sustained).
     #[arg(long, env = "JUNTOS_IP_RATE", default_value_t = 100)]
@@ -190,7 +243,7 @@ pub struct GatewayOptions {
     /// Burst per signed-in user.
     #[arg(long, env = "JUNTOS_USER_BURST", default_value_t = 100)]
     pub user_burst: u32,
-    /// Largest request message, in bytes.
-    #[arg(long, env = "JUNTOS_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    /// Largest request message, in bytes (the default fits a send of 256 envelopes of 64 KiB).
+    #[arg(long, env = "JUNTOS_MAX_MESSAGE_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub max_message_bytes: usize,
 }

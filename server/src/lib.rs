@@ -1,8 +1,9 @@
-//! The `juntos` binary's library: the routing proxy ([`gateway`]), serving helpers, and the
-//! composition of every role from its flags ([`roles`]). The chat service joins in a later issue.
+//! The `juntos` binary's library: the chat service ([`chat`]), the routing proxy ([`gateway`]),
+//! serving helpers, and the composition of every role from its flags ([`roles`]).
 
 #![forbid(unsafe_code)]
 
+pub mod chat;
 pub mod cli;
 pub mod gateway;
 pub mod roles;

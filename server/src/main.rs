@@ -1,5 +1,5 @@
 //! `juntos`: every Juntos role in one binary. `juntos all` runs the whole system on embedded
-//! defaults; `juntos gateway|otp|login` runs one role, as a Kubernetes pod does.
+//! defaults; `juntos gateway|otp|login|chat` runs one role, as a Kubernetes pod does.
 
 use clap::Parser;
 use juntos_server::cli::{Cli, Role};
@@ -21,6 +21,7 @@ async fn main() -> std::process::ExitCode {
         Role::Gateway(args) => roles::run_gateway(args, shutdown).await,
         Role::Otp(args) => roles::run_otp(args, shutdown).await,
         Role::Login(args) => roles::run_login(args, shutdown).await,
+        Role::Chat(args) => roles::run_chat(args, shutdown).await,
     };
     let tasks = match started {
         Ok(tasks) => tasks,

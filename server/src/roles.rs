@@ -10,9 +10,10 @@ use juntos_proto::clock::{OffsetFileClock, SharedClock, SystemClock};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::chat::{ChatConfig, ChatService, LoginDirectory, SqliteChatStore};
 use crate::cli::{
-    AllArgs, CommonArgs, GatewayArgs, GatewayOptions, LoginArgs, LoginOptions, OtpArgs, OtpOptions,
-    SmsKind,
+    AllArgs, ChatArgs, ChatOptions, CommonArgs, GatewayArgs, GatewayOptions, LoginArgs,
+    LoginOptions, OtpArgs, OtpOptions, SmsKind,
 };
 use crate::gateway::{Gateway, GatewayConfig, Rate, parse_endpoints};
 use crate::serve::{local_routes, serve};
@@ -199,11 +200,16 @@ pub async fn start_login(
         issuer,
         clock,
     ));
-    let (public, internal) = juntos_login::servers(service);
-    let routes = local_routes(&["juntos.login.v1.Login", "juntos.login.v1.LoginInternal"])
-        .await?
-        .add_service(public)
-        .add_service(internal);
+    let (public, internal, directory) = juntos_login::servers(service);
+    let routes = local_routes(&[
+        "juntos.login.v1.Login",
+        "juntos.login.v1.LoginInternal",
+        "juntos.login.v1.Directory",
+    ])
+    .await?
+    .add_service(public)
+    .add_service(internal)
+    .add_service(directory);
     Ok(tokio::spawn(serve(
         "login", listener, routes, shutdown, drain,
     )))
@@ -238,14 +244,79 @@ pub async fn run_login(args: LoginArgs, shutdown: Shutdown) -> Result<Vec<RoleTa
     Ok(vec![task])
 }
 
+// === chat ===
+
+/// Starts the chat service on `listener`, checking device lists with the login pool at `login`.
+pub async fn start_chat(
+    listener: TcpListener,
+    options: &ChatOptions,
+    login: &str,
+    data_dir: &Path,
+    clock: SharedClock,
+    shutdown: Shutdown,
+    drain: Duration,
+) -> Result<RoleTask, String> {
+    ensure_dir(data_dir)?;
+    let config = ChatConfig {
+        send_rate_per_second: options.chat_send_rate,
+        send_burst: options.chat_send_burst,
+        heartbeat: Duration::from_secs(options.chat_heartbeat_secs),
+        idle_timeout: Duration::from_secs(options.chat_idle_timeout_secs),
+        push_window: options.chat_push_window,
+        dedupe_retention: Duration::from_secs(options.chat_dedupe_retention_hours * 60 * 60),
+    };
+    config.validate().map_err(|e| format!("chat: {e}"))?;
+    let store = SqliteChatStore::open(&data_dir.join("chat.db"))
+        .map_err(|e| format!("chat: database: {e}"))?;
+    let directory = LoginDirectory::new(
+        channel(login)?,
+        Duration::from_millis(options.chat_directory_cache_ms),
+    );
+    let service = ChatService::new(
+        config,
+        Arc::new(store),
+        Arc::new(directory),
+        clock,
+        shutdown.clone(),
+    );
+    let tasks = service.start();
+    let routes = local_routes(&["juntos.chat.v1.Chat"])
+        .await?
+        .add_service(crate::chat::server(service));
+    Ok(tokio::spawn(async move {
+        let served = serve("chat", listener, routes, shutdown, drain).await;
+        drop(tasks);
+        served
+    }))
+}
+
+/// `juntos chat`.
+pub async fn run_chat(args: ChatArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let listener = bind("chat", args.listen).await?;
+    let clock = clock(&args.common);
+    let task = start_chat(
+        listener,
+        &args.chat,
+        &args.login,
+        &args.data_dir,
+        clock,
+        shutdown,
+        drain(&args.common),
+    )
+    .await?;
+    Ok(vec![task])
+}
+
 // === gateway ===
 
-/// Starts the gateway on `listener`.
+/// Starts the gateway on `listener`; without `chat` endpoints, chat calls answer UNAVAILABLE.
+#[allow(clippy::too_many_arguments)]
 pub async fn start_gateway(
     listener: TcpListener,
     options: &GatewayOptions,
     otp: &str,
     login: &str,
+    chat: Option<&str>,
     clock: SharedClock,
     shutdown: Shutdown,
     drain: Duration,
@@ -253,6 +324,7 @@ pub async fn start_gateway(
     let config = GatewayConfig {
         otp: parse_endpoints(otp)?,
         login: parse_endpoints(login)?,
+        chat: chat.map(parse_endpoints).transpose()?.unwrap_or_default(),
         per_ip: Rate {
             per_second: options.ip_rate,
             burst: options.ip_burst,
@@ -281,6 +353,7 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: Shutdown) -> Result<Vec<Ro
         &args.gateway,
         &args.otp,
         &args.login,
+        args.chat.as_deref(),
         clock,
         shutdown,
         drain(&args.common),
@@ -291,13 +364,14 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: Shutdown) -> Result<Vec<Ro
 
 // === all ===
 
-/// `juntos all`: otp and login on loopback ports, the gateway on `--listen`.
+/// `juntos all`: otp, login and chat on loopback ports, the gateway on `--listen`.
 pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
     let clock = clock(&args.common);
     let drain = drain(&args.common);
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let otp_listener = bind("otp", loopback).await?;
     let login_listener = bind("login", loopback).await?;
+    let chat_listener = bind("chat", loopback).await?;
     let otp_url = format!(
         "http://{}",
         otp_listener.local_addr().map_err(|e| e.to_string())?
@@ -305,6 +379,10 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     let login_url = format!(
         "http://{}",
         login_listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let chat_url = format!(
+        "http://{}",
+        chat_listener.local_addr().map_err(|e| e.to_string())?
     );
     let otp = start_otp(
         otp_listener,
@@ -325,6 +403,16 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
         drain,
     )
     .await?;
+    let chat = start_chat(
+        chat_listener,
+        &args.chat,
+        &login_url,
+        &args.data_dir,
+        Arc::clone(&clock),
+        shutdown.clone(),
+        drain,
+    )
+    .await?;
     // The gateway binds last, so its "listening" line means the whole system is up.
     let gateway_listener = bind("gateway", args.listen).await?;
     let gateway = start_gateway(
@@ -332,10 +420,11 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
         &args.gateway,
         &otp_url,
         &login_url,
+        Some(&chat_url),
         clock,
         shutdown,
         drain,
     )
     .await?;
-    Ok(vec![otp, login, gateway])
+    Ok(vec![otp, login, chat, gateway])
 }

@@ -93,6 +93,11 @@ impl Process {
         }
     }
 
+    /// The operating system's id of the process (for reading `/proc/<pid>/stat`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The stdout lines printed since the last call.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.lines.try_iter().collect()
@@ -193,6 +198,7 @@ impl SystemBuilder {
             .partition(|c| c[0].starts_with("--otp-"));
 
         let mut processes = Vec::new();
+        let mut restart_args = None;
         let gateway_addr = if self.split_roles {
             otp_args.extend(otp_flags.concat());
             let otp = Process::start("otp", &otp_args, "otp");
@@ -222,6 +228,14 @@ impl SystemBuilder {
             let all = Process::start("all", &otp_args, "gateway");
             let addr = all.addr.clone();
             processes.push(all);
+            // A restart listens where the first run did, so clients keep their server URL.
+            let listen = otp_args
+                .iter()
+                .position(|a| a == "--listen")
+                .expect("--listen is set")
+                + 1;
+            otp_args[listen] = addr.clone();
+            restart_args = Some(otp_args);
             addr
         };
         let system = System {
@@ -230,6 +244,7 @@ impl SystemBuilder {
             clock_file,
             gateway_url: format!("http://{gateway_addr}"),
             processes,
+            restart_args,
             redis,
             twilio,
         };
@@ -261,6 +276,8 @@ pub struct System {
     /// `http://127.0.0.1:PORT` of the gateway.
     pub gateway_url: String,
     processes: Vec<Process>,
+    /// How to start `juntos all` again on the same address and data.
+    restart_args: Option<Vec<String>>,
     pub redis: Option<RedisServer>,
     pub twilio: Option<FakeTwilio>,
 }
@@ -349,6 +366,27 @@ impl System {
             .last()
             .unwrap_or_else(|| panic!("no SMS was sent to the test number"));
         extract_code(body).expect("the SMS holds a 6-digit code")
+    }
+
+    /// Kills `juntos all` with SIGKILL (no chance to flush anything) and starts it again on the
+    /// same address and data directory.
+    pub async fn kill_and_restart(&mut self) {
+        let args = self
+            .restart_args
+            .clone()
+            .expect("kill_and_restart needs `juntos all`");
+        let mut old = self.processes.pop().expect("a running process");
+        let _ = old.child.kill();
+        let _ = old.child.wait();
+        drop(old);
+        self.processes.push(Process::start("all", &args, "gateway"));
+        self.wait_until_ready().await;
+    }
+
+    /// The process id of the gateway process; with `juntos all`, of the one process that runs
+    /// every role.
+    pub fn pid(&self) -> u32 {
+        self.processes.last().expect("a running process").pid()
     }
 
     /// The processes, gateway last.

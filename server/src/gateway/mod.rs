@@ -54,6 +54,8 @@ pub struct GatewayConfig {
     pub otp: Vec<Uri>,
     /// login-service endpoints.
     pub login: Vec<Uri>,
+    /// chat endpoints; when empty, chat calls answer UNAVAILABLE.
+    pub chat: Vec<Uri>,
     /// Rate per client address.
     pub per_ip: Rate,
     /// Rate per signed-in user.
@@ -88,10 +90,13 @@ impl Gateway {
             }));
         let auth = Auth::new(login_channel, clock);
         let mut tasks = auth.start();
-        let pools = HashMap::from([
+        let mut pools = HashMap::from([
             (Upstream::Otp, Pool::new(config.otp)),
             (Upstream::Login, Pool::new(config.login)),
         ]);
+        if !config.chat.is_empty() {
+            pools.insert(Upstream::Chat, Pool::new(config.chat));
+        }
         let gateway = Arc::new(Self {
             pools,
             auth,
@@ -207,10 +212,13 @@ impl Gateway {
             }
         };
 
-        let pool = self
-            .pools
-            .get(&upstream)
-            .expect("a pool exists for every upstream");
+        let pool = self.pools.get(&upstream).ok_or_else(|| {
+            status(
+                Code::Unavailable,
+                reason::UPSTREAM_UNAVAILABLE,
+                "this service is not configured on the gateway",
+            )
+        })?;
         let (mut parts, body) = req.into_parts();
         strip_client_headers(&mut parts.headers);
         set_header(&mut parts.headers, meta::CLIENT_IP, &peer.ip().to_string());

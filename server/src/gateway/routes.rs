@@ -6,6 +6,7 @@
 pub enum Upstream {
     Otp,
     Login,
+    Chat,
 }
 
 /// What a caller must present.
@@ -59,6 +60,20 @@ const PUBLIC: &[(&str, Upstream, Access)] = &[
     ),
 ];
 
+/// Public services whose every method is routed, by `/<package>.<Service>/` prefix.
+const PUBLIC_SERVICES: &[(&str, Upstream, Access)] = &[
+    (
+        "/juntos.login.v1.Directory/",
+        Upstream::Login,
+        Access::Authenticated,
+    ),
+    (
+        "/juntos.chat.v1.Chat/",
+        Upstream::Chat,
+        Access::Authenticated,
+    ),
+];
+
 /// Services the gateway answers itself.
 const LOCAL_PREFIXES: &[&str] = &[
     "/grpc.health.v1.Health/",
@@ -69,6 +84,14 @@ const LOCAL_PREFIXES: &[&str] = &[
 /// Looks up a request path.
 pub fn route(path: &str) -> Route {
     if let Some((_, upstream, access)) = PUBLIC.iter().find(|(p, _, _)| *p == path) {
+        return Route::Forward(*upstream, *access);
+    }
+    let service = PUBLIC_SERVICES.iter().find(|(prefix, _, _)| {
+        // Exactly one method name after the prefix.
+        path.strip_prefix(prefix)
+            .is_some_and(|method| !method.is_empty() && !method.contains('/'))
+    });
+    if let Some((_, upstream, access)) = service {
         return Route::Forward(*upstream, *access);
     }
     if LOCAL_PREFIXES.iter().any(|p| path.starts_with(p)) {
@@ -110,5 +133,33 @@ mod tests {
             Route::Forward(Upstream::Login, Access::Authenticated)
         );
         assert_eq!(route("/grpc.health.v1.Health/Check"), Route::Local);
+    }
+
+    #[test]
+    fn whole_services_route_every_method_with_a_token() {
+        for path in [
+            "/juntos.chat.v1.Chat/Send",
+            "/juntos.chat.v1.Chat/Connect",
+            "/juntos.chat.v1.Chat/Sync",
+            "/juntos.chat.v1.Chat/Ack",
+        ] {
+            assert_eq!(
+                route(path),
+                Route::Forward(Upstream::Chat, Access::Authenticated),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            route("/juntos.login.v1.Directory/FetchBundles"),
+            Route::Forward(Upstream::Login, Access::Authenticated)
+        );
+        // The prefix alone, a nested path, or a longer service name are not methods.
+        assert_eq!(route("/juntos.chat.v1.Chat/"), Route::Internal);
+        assert_eq!(route("/juntos.chat.v1.Chat/Send/x"), Route::Internal);
+        assert_eq!(route("/juntos.chat.v1.ChatInternal/Send"), Route::Internal);
+        assert_eq!(
+            route("/juntos.login.v1.LoginInternal/ActiveDevices"),
+            Route::Internal
+        );
     }
 }

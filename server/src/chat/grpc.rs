@@ -1,0 +1,88 @@
+//! The tonic glue for `juntos.chat.v1.Chat`: unpack the request, take the caller from the
+//! gateway's headers, call the service.
+
+use std::sync::Arc;
+
+use juntos_proto::chat::v1::chat_server::{Chat, ChatServer};
+use juntos_proto::chat::v1::{
+    AckRequest, AckResponse, ClientFrame, SendRequest, SendResponse, SyncRequest, SyncResponse,
+};
+use juntos_proto::meta::Caller;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::connect::{ServerFrames, to_proto};
+use super::service::{ChatService, MAX_ENVELOPE_BYTES, MAX_RECIPIENTS};
+use super::store::OutgoingEnvelope;
+
+/// Largest request message the chat server decodes: a send to [`MAX_RECIPIENTS`] devices of
+/// [`MAX_ENVELOPE_BYTES`] each (16 MiB) plus ids and framing, rounded up to 20 MiB. The
+/// gateway's `--max-message-bytes` default matches it.
+pub const MAX_REQUEST_BYTES: usize = 20 * 1024 * 1024;
+
+const _: () = assert!(MAX_RECIPIENTS * (MAX_ENVELOPE_BYTES + 1024) <= MAX_REQUEST_BYTES);
+
+/// The `juntos.chat.v1.Chat` server over `service`.
+pub fn server(service: Arc<ChatService>) -> ChatServer<ChatGrpc> {
+    ChatServer::new(ChatGrpc { service }).max_decoding_message_size(MAX_REQUEST_BYTES)
+}
+
+/// `juntos.chat.v1.Chat`.
+#[derive(Debug, Clone)]
+pub struct ChatGrpc {
+    service: Arc<ChatService>,
+}
+
+#[tonic::async_trait]
+impl Chat for ChatGrpc {
+    async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let request = request.into_inner();
+        let envelopes = request
+            .envelopes
+            .into_iter()
+            .map(|e| OutgoingEnvelope {
+                recipient_user_id: e.recipient_user_id,
+                recipient_device_id: e.recipient_device_id,
+                ciphertext: e.ciphertext,
+            })
+            .collect();
+        let server_time_ms = self
+            .service
+            .send(&caller, request.client_msg_id, envelopes)
+            .await?;
+        Ok(Response::new(SendResponse { server_time_ms }))
+    }
+
+    type ConnectStream = ServerFrames;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<ClientFrame>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        Ok(Response::new(
+            self.service.connect(caller, request.into_inner()),
+        ))
+    }
+
+    async fn sync(&self, request: Request<SyncRequest>) -> Result<Response<SyncResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let request = request.into_inner();
+        let page = self
+            .service
+            .sync(&caller, request.after_seq, request.limit)
+            .await?;
+        Ok(Response::new(SyncResponse {
+            envelopes: page.envelopes.into_iter().map(to_proto).collect(),
+            more: page.more,
+        }))
+    }
+
+    async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        self.service
+            .ack(&caller, request.into_inner().up_to_seq)
+            .await?;
+        Ok(Response::new(AckResponse {}))
+    }
+}

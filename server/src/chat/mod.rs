@@ -1,0 +1,30 @@
+//! The chat service (`juntos.chat.v1.Chat`, the `juntos chat` role): store-and-forward of
+//! end-to-end encrypted envelopes.
+//!
+//! Layers: [`grpc`] (tonic) → [`ChatService`] (logic: [`service`] for Send/Sync/Ack,
+//! [`connect`] for the live stream) → [`ChatStore`] (the only code touching data;
+//! [`SqliteChatStore`] is the embedded backend). Device lists come from login-service through a
+//! [`DeviceDirectory`]; the in-process [`Doorbell`] wakes connected streams.
+
+pub mod connect;
+pub mod directory;
+pub mod doorbell;
+mod error;
+pub mod grpc;
+pub mod service;
+pub mod sqlite;
+pub mod store;
+#[cfg(test)]
+mod suite;
+#[cfg(test)]
+mod test_support;
+
+pub use directory::{DeviceDirectory, DeviceMap, DirectoryError, LoginDirectory};
+pub use doorbell::{Doorbell, Registration};
+pub use error::Error;
+pub use grpc::{ChatGrpc, MAX_REQUEST_BYTES, server};
+pub use service::{ChatConfig, ChatService};
+pub use sqlite::SqliteChatStore;
+pub use store::{
+    ChatStore, OutgoingEnvelope, Page, SendBatch, SendOutcome, StoreError, StoredEnvelope,
+};

@@ -1,0 +1,651 @@
+//! [`ChatStore`] on SQLite: the embedded default.
+//!
+//! - **One writer thread** owns the only writing connection. Writes (sends, acks, prunes) reach
+//!   it over a bounded channel; it takes everything queued (up to [`MAX_BATCH`] requests), runs
+//!   them in one `BEGIN IMMEDIATE` transaction (should one fail, the batch runs again with each
+//!   request in its own savepoint, so it does not fail its neighbours), commits once, and only
+//!   then answers each. One fsync
+//!   covers the whole batch (group commit), and with `synchronous = FULL` an answered write
+//!   survives `kill -9` and power loss.
+//! - **Readers** (fetch, last seq, dedupe lookups) use a small pool of read-only connections on
+//!   the blocking thread pool: up to [`MAX_IDLE_READERS`] are kept open, more are opened when
+//!   needed. WAL mode lets them read while the writer commits.
+//! - Sequence numbers come from the `mailbox_counters` table, written in the same transaction as
+//!   the envelopes, so a number is never reused, even after every envelope is acked and deleted.
+//!
+//! The database file belongs to one process; two chat pods never share it.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::{ChatStore, Page, SendBatch, SendOutcome, StoreError, StoredEnvelope};
+
+/// The schema migrations, in order; migration `i` (0-based) brings `user_version` to `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_chat.sql")];
+
+/// Most write requests committed in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// Write requests that may wait for the writer before senders wait too.
+const QUEUE: usize = 4 * MAX_BATCH;
+/// Read connections kept open between reads.
+pub const MAX_IDLE_READERS: usize = 4;
+/// Dedupe keys deleted per write request while pruning, so a large prune never stalls sends.
+const PRUNE_CHUNK: i64 = 5_000;
+/// How long a statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One request to the writer thread.
+enum Write {
+    Send(SendBatch, Reply<SendOutcome>),
+    Ack {
+        device_id: String,
+        up_to_seq: u64,
+        reply: Reply<u64>,
+    },
+    PruneChunk {
+        older_than_ms: i64,
+        reply: Reply<u64>,
+    },
+}
+
+/// A [`ChatStore`] in one SQLite database file.
+#[derive(Clone)]
+pub struct SqliteChatStore {
+    writer: mpsc::Sender<Write>,
+    readers: Arc<Readers>,
+}
+
+impl std::fmt::Debug for SqliteChatStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteChatStore")
+            .field("path", &self.readers.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteChatStore {
+    /// Opens (creating if needed) the database at `path`, brings its schema up to date and
+    /// starts the writer thread, which stops once every clone of the store is dropped (after
+    /// committing what was queued).
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrate(&mut conn, MIGRATIONS.len())?;
+        let readers = Arc::new(Readers {
+            path: path.to_owned(),
+            idle: Mutex::default(),
+        });
+        // Fail now rather than on the first read if readers cannot open the file.
+        readers.put(readers.open()?);
+
+        let (writer, requests) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("chat-db-writer".to_owned())
+            .spawn(move || writer_loop(conn, requests))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { writer, readers })
+    }
+
+    async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> Write) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `f` on a read connection on the blocking thread pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let result = f(&conn);
+            readers.put(conn);
+            result
+        })
+        .await?
+    }
+}
+
+// === readers ===
+
+/// The read connections.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => self.open(),
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+// === migrations ===
+
+/// Applies the migrations after the database's `user_version`, up to `target` of them, each in
+/// its own transaction.
+fn migrate(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
+    let latest = i64::try_from(MIGRATIONS.len()).expect("a handful of migrations");
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > latest {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                latest,
+            });
+        }
+        let done = usize::try_from(version)
+            .map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
+        if done >= target {
+            return Ok(());
+        }
+        tx.execute_batch(MIGRATIONS[done])?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}
+
+// === writer ===
+
+/// The writer thread: group commit until every sender is gone.
+fn writer_loop(mut conn: Connection, mut requests: mpsc::Receiver<Write>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = requests.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch);
+    }
+}
+
+/// The result of one write request, sent to its caller only after the commit.
+enum Done {
+    Send(Result<SendOutcome, StoreError>),
+    Count(Result<u64, StoreError>),
+}
+
+/// Runs `batch` in one transaction, then answers every request.
+///
+/// The fast path runs every request straight in the transaction. Should any request fail (no
+/// request is expected to; a failure means a broken disk or database), the transaction is
+/// rolled back and the batch runs again with each request in its own savepoint, so the failing
+/// request is refused alone and the others still commit.
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>) {
+    let results = run_batch(conn, batch, false).or_else(|e| {
+        tracing::warn!(error = %e, "chat store batch failed; retrying request by request");
+        run_batch(conn, batch, true)
+    });
+    match results {
+        Ok(results) => {
+            for (write, done) in batch.drain(..).zip(results) {
+                answer(write, done);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "chat store transaction failed");
+            for write in batch.drain(..) {
+                let error = || StoreError::Corrupt(format!("transaction failed: {e}"));
+                let done = match write {
+                    Write::Send(..) => Done::Send(Err(error())),
+                    Write::Ack { .. } | Write::PruneChunk { .. } => Done::Count(Err(error())),
+                };
+                answer(write, done);
+            }
+        }
+    }
+}
+
+/// Sends `done` to the caller of `write` (a caller that stopped waiting is no error).
+fn answer(write: Write, done: Done) {
+    match (write, done) {
+        (Write::Send(_, reply), Done::Send(result)) => drop(reply.send(result)),
+        (Write::Ack { reply, .. } | Write::PruneChunk { reply, .. }, Done::Count(result)) => {
+            drop(reply.send(result));
+        }
+        (Write::Send(_, reply), Done::Count(_)) => {
+            drop(reply.send(Err(StoreError::Corrupt("mismatched write result".into()))))
+        }
+        (Write::Ack { reply, .. } | Write::PruneChunk { reply, .. }, Done::Send(_)) => {
+            drop(reply.send(Err(StoreError::Corrupt("mismatched write result".into()))))
+        }
+    }
+}
+
+/// The transaction of [`commit_batch`]: one result per request, in order. Without `isolate`,
+/// the first failing request fails the whole transaction; with it, each request runs in its
+/// own savepoint and a failing one is rolled back and reported alone.
+fn run_batch(conn: &mut Connection, batch: &[Write], isolate: bool) -> rusqlite::Result<Vec<Done>> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // The next free sequence number of each mailbox this transaction touched.
+    let mut counters: HashMap<String, u64> = HashMap::new();
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch {
+        let mut touched = HashMap::new();
+        let result = if isolate {
+            let sp = tx.savepoint()?;
+            // Dropping the savepoint unreleased rolls it back.
+            apply(&sp, write, &counters, &mut touched).and_then(|done| sp.commit().map(|()| done))
+        } else {
+            apply(&tx, write, &counters, &mut touched)
+        };
+        match result {
+            Ok(done) => {
+                counters.extend(touched);
+                results.push(done);
+            }
+            // Fail the transaction; the caller runs the batch again isolated.
+            Err(e) if !isolate => return Err(e),
+            // The savepoint rolled back when dropped.
+            Err(e) => results.push(match write {
+                Write::Send(..) => Done::Send(Err(e.into())),
+                Write::Ack { .. } | Write::PruneChunk { .. } => Done::Count(Err(e.into())),
+            }),
+        }
+    }
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO mailbox_counters (device_id, last_seq) VALUES (?1, ?2)
+             ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq",
+        )?;
+        for (device_id, next) in &counters {
+            upsert.execute(params![device_id, seq_sql(next - 1)])?;
+        }
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+/// Runs one write request.
+fn apply(
+    conn: &Connection,
+    write: &Write,
+    counters: &HashMap<String, u64>,
+    touched: &mut HashMap<String, u64>,
+) -> rusqlite::Result<Done> {
+    match write {
+        Write::Send(send, _) => {
+            apply_send(conn, send, counters, touched).map(|o| Done::Send(Ok(o)))
+        }
+        Write::Ack {
+            device_id,
+            up_to_seq,
+            ..
+        } => conn
+            .prepare_cached("DELETE FROM envelopes WHERE device_id = ?1 AND seq <= ?2")
+            .and_then(|mut s| s.execute(params![device_id, seq_sql(*up_to_seq)]))
+            .map(|n| Done::Count(Ok(n as u64))),
+        Write::PruneChunk { older_than_ms, .. } => conn
+            .execute(
+                "DELETE FROM send_dedupe WHERE (sender_user_id, client_msg_id) IN (
+                     SELECT sender_user_id, client_msg_id FROM send_dedupe
+                     WHERE server_time_ms < ?1 LIMIT ?2)",
+                params![older_than_ms, PRUNE_CHUNK],
+            )
+            .map(|n| Done::Count(Ok(n as u64))),
+    }
+}
+
+/// Stores one send inside the current transaction. `counters` holds the next free sequence
+/// number of mailboxes already touched by this transaction; `touched` receives this send's.
+fn apply_send(
+    conn: &Connection,
+    send: &SendBatch,
+    counters: &HashMap<String, u64>,
+    touched: &mut HashMap<String, u64>,
+) -> rusqlite::Result<SendOutcome> {
+    let fresh =
+        conn.prepare_cached(
+            "INSERT INTO send_dedupe (sender_user_id, client_msg_id, server_time_ms)
+             VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            send.sender_user_id,
+            send.client_msg_id,
+            send.now_ms
+        ])? == 1;
+    if !fresh {
+        let server_time_ms = conn
+            .prepare_cached(
+                "SELECT server_time_ms FROM send_dedupe
+                 WHERE sender_user_id = ?1 AND client_msg_id = ?2",
+            )?
+            .query_row(params![send.sender_user_id, send.client_msg_id], |r| {
+                r.get(0)
+            })?;
+        return Ok(SendOutcome::Duplicate { server_time_ms });
+    }
+    let mut counter =
+        conn.prepare_cached("SELECT last_seq FROM mailbox_counters WHERE device_id = ?1")?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO envelopes (device_id, seq, sender_user_id, sender_device_id, client_msg_id,
+                                server_time_ms, ciphertext)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut seqs = Vec::with_capacity(send.envelopes.len());
+    for envelope in &send.envelopes {
+        let device = &envelope.recipient_device_id;
+        let seq = match touched.entry(device.clone()) {
+            Entry::Occupied(mut next) => {
+                let seq = *next.get();
+                *next.get_mut() += 1;
+                seq
+            }
+            Entry::Vacant(slot) => {
+                let seq = match counters.get(device) {
+                    Some(next) => *next,
+                    None => {
+                        let last: Option<i64> = counter
+                            .query_row(params![device], |r| r.get(0))
+                            .optional()?;
+                        seq_from_sql(last.unwrap_or(0))? + 1
+                    }
+                };
+                slot.insert(seq + 1);
+                seq
+            }
+        };
+        insert.execute(params![
+            device,
+            seq_sql(seq),
+            send.sender_user_id,
+            send.sender_device_id,
+            send.client_msg_id,
+            send.now_ms,
+            envelope.ciphertext,
+        ])?;
+        seqs.push(seq);
+    }
+    Ok(SendOutcome::Stored {
+        server_time_ms: send.now_ms,
+        seqs,
+    })
+}
+
+/// A sequence number as SQLite stores it (sequence numbers stay far below `i64::MAX`).
+fn seq_sql(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn seq_from_sql(seq: i64) -> rusqlite::Result<u64> {
+    u64::try_from(seq).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, seq))
+}
+
+// === impl ChatStore ===
+
+#[async_trait]
+impl ChatStore for SqliteChatStore {
+    async fn send(&self, batch: SendBatch) -> Result<SendOutcome, StoreError> {
+        self.write(|reply| Write::Send(batch, reply)).await
+    }
+
+    async fn sent_at(
+        &self,
+        sender_user_id: &str,
+        client_msg_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let (sender, id) = (sender_user_id.to_owned(), client_msg_id.to_owned());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT server_time_ms FROM send_dedupe
+                     WHERE sender_user_id = ?1 AND client_msg_id = ?2",
+                )?
+                .query_row(params![sender, id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn fetch(&self, device_id: &str, after_seq: u64, limit: u32) -> Result<Page, StoreError> {
+        let device_id = device_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, sender_user_id, sender_device_id, client_msg_id, server_time_ms,
+                        ciphertext
+                 FROM envelopes WHERE device_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![device_id, seq_sql(after_seq), i64::from(limit) + 1],
+                |r| {
+                    Ok(StoredEnvelope {
+                        seq: seq_from_sql(r.get(0)?)?,
+                        sender_user_id: r.get(1)?,
+                        sender_device_id: r.get(2)?,
+                        client_msg_id: r.get(3)?,
+                        server_time_ms: r.get(4)?,
+                        ciphertext: r.get(5)?,
+                    })
+                },
+            )?;
+            let mut envelopes = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = envelopes.len() > limit as usize;
+            envelopes.truncate(limit as usize);
+            Ok(Page { envelopes, more })
+        })
+        .await
+    }
+
+    async fn ack(&self, device_id: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+        let device_id = device_id.to_owned();
+        self.write(|reply| Write::Ack {
+            device_id,
+            up_to_seq,
+            reply,
+        })
+        .await
+    }
+
+    async fn last_seq(&self, device_id: &str) -> Result<u64, StoreError> {
+        let device_id = device_id.to_owned();
+        self.read(move |conn| {
+            let last: Option<i64> = conn
+                .prepare_cached("SELECT last_seq FROM mailbox_counters WHERE device_id = ?1")?
+                .query_row(params![device_id], |r| r.get(0))
+                .optional()?;
+            Ok(seq_from_sql(last.unwrap_or(0))?)
+        })
+        .await
+    }
+
+    async fn prune_dedupe(&self, older_than_ms: i64) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .write(|reply| Write::PruneChunk {
+                    older_than_ms,
+                    reply,
+                })
+                .await?;
+            total += deleted;
+            if deleted < PRUNE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::suite;
+
+    fn fresh() -> (tempfile::TempDir, SqliteChatStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteChatStore::open(&dir.path().join("chat.db")).expect("open");
+        (dir, store)
+    }
+
+    macro_rules! sqlite_suite {
+        ($($case:ident),* $(,)?) => {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (_dir, store) = fresh();
+                    suite::$case(&store).await;
+                }
+            )*
+        };
+    }
+
+    sqlite_suite!(
+        mailbox_is_ordered_and_paged,
+        seqs_increase_across_acks,
+        multi_recipient_send_is_atomic,
+        duplicate_send_returns_first_answer,
+        ack_deletes_a_range,
+        concurrent_senders_get_distinct_seqs,
+        mailboxes_are_separate,
+        prune_forgets_old_dedupe_keys,
+    );
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopen_keeps_envelopes_and_counters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chat.db");
+        let store = SqliteChatStore::open(&path).expect("open");
+        suite::before_reopen(&store).await;
+        drop(store);
+        let store = SqliteChatStore::open(&path).expect("reopen");
+        suite::after_reopen(&store).await;
+    }
+
+    /// A send that fails half-way stores nothing (no envelope, no counter, no dedupe key), and
+    /// the sends committed in the same group commit are not affected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_send_rolls_back_alone() {
+        use crate::chat::store::OutgoingEnvelope;
+
+        let (dir, store) = fresh();
+        let conn = Connection::open(dir.path().join("chat.db")).expect("open");
+        conn.execute_batch(
+            "CREATE TRIGGER fail_boom BEFORE INSERT ON envelopes WHEN NEW.device_id = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+        )
+        .expect("trigger");
+        let send = |id: &str, devices: &[&str]| SendBatch {
+            sender_user_id: "a".into(),
+            sender_device_id: "ad1".into(),
+            client_msg_id: id.into(),
+            envelopes: devices
+                .iter()
+                .map(|d| OutgoingEnvelope {
+                    recipient_user_id: "b".into(),
+                    recipient_device_id: (*d).into(),
+                    ciphertext: b"x".to_vec(),
+                })
+                .collect(),
+            now_ms: 1,
+        };
+        let (good1, bad, good2) = tokio::join!(
+            store.send(send("g1", &["bd1"])),
+            store.send(send("bad", &["bd1", "bd2", "boom"])),
+            store.send(send("g2", &["bd1", "bd2"])),
+        );
+        bad.expect_err("the trigger fails it");
+        let good1 = good1.expect("first good send");
+        let good2 = good2.expect("second good send");
+        assert!(matches!(good1, SendOutcome::Stored { ref seqs, .. } if seqs == &[1]));
+        assert!(matches!(good2, SendOutcome::Stored { ref seqs, .. } if seqs == &[2, 1]));
+        let ids: Vec<String> = store
+            .fetch("bd1", 0, 10)
+            .await
+            .expect("fetch")
+            .envelopes
+            .into_iter()
+            .map(|e| e.client_msg_id)
+            .collect();
+        assert_eq!(ids, ["g1", "g2"]);
+        assert_eq!(store.last_seq("bd2").await.expect("last"), 1);
+        assert_eq!(store.last_seq("boom").await.expect("last"), 0);
+        assert_eq!(store.sent_at("a", "bad").await.expect("lookup"), None);
+    }
+
+    #[test]
+    fn migrations_set_the_version_once_and_refuse_newer_schemas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chat.db");
+        let latest = i64::try_from(MIGRATIONS.len()).expect("few");
+        {
+            let mut conn = Connection::open(&path).expect("open");
+            migrate(&mut conn, MIGRATIONS.len()).expect("migrate");
+            let v: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .expect("version");
+            assert_eq!(v, latest);
+            // Every table of every migration exists.
+            for table in ["mailbox_counters", "envelopes", "send_dedupe"] {
+                let n: i64 = conn
+                    .query_row(
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                        [table],
+                        |r| r.get(0),
+                    )
+                    .expect("count");
+                assert_eq!(n, 1, "{table}");
+            }
+            // Running again is a no-op.
+            migrate(&mut conn, MIGRATIONS.len()).expect("again");
+            conn.pragma_update(None, "user_version", latest + 1)
+                .expect("bump");
+        }
+        let err = SqliteChatStore::open(&path).expect_err("newer schema");
+        assert!(matches!(err, StoreError::SchemaTooNew { found, .. } if found == latest + 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_database_is_wal_with_full_sync() {
+        let (dir, store) = fresh();
+        let conn = Connection::open(dir.path().join("chat.db")).expect("open");
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        drop(store);
+    }
+}
