@@ -184,8 +184,9 @@ pub struct OtpOptions {
     /// The number (or messaging service) codes are sent from.
     #[arg(long, env = "JUNTOS_TWILIO_FROM")]
     pub twilio_from: Option<String>,
-    /// Seconds before a Twilio request times out.
-    #[arg(long, env = "JUNTOS_TWILIO_TIMEOUT_SECS", default_value_t = 10)]
+    /// Seconds before one Twilio request times out (up to 3 tries, so a code request stays well
+    /// within a client's 30 s deadline).
+    #[arg(long, env = "JUNTOS_TWILIO_TIMEOUT_SECS", default_value_t = 5)]
     pub twilio_timeout_secs: u64,
 }
 

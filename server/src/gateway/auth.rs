@@ -8,7 +8,7 @@
 //! access tokens live 15 minutes, which bounds what an outage can let through.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -43,6 +43,8 @@ pub struct Auth {
     key_refresh_wanted: Notify,
     /// `since_ms` for the next revocation poll.
     revocations_since: AtomicI64,
+    /// Set once the first revocation poll has succeeded.
+    revocations_loaded: AtomicBool,
 }
 
 impl Auth {
@@ -55,6 +57,7 @@ impl Auth {
             login: LoginInternalClient::new(login),
             key_refresh_wanted: Notify::new(),
             revocations_since: AtomicI64::new(0),
+            revocations_loaded: AtomicBool::new(false),
         })
     }
 
@@ -85,9 +88,13 @@ impl Auth {
                 )
             })?;
         let verifier = Arc::clone(&self.verifier.read().expect("verifier lock poisoned"));
-        if verifier.key_ids().is_empty() {
-            return Err(tonic::Status::unavailable(
-                "token keys are not loaded yet; retry shortly",
+        // Until the keys and the first revocation list are in, no token is trusted: a freshly
+        // started gateway must not accept a session that was signed out before it started.
+        if verifier.key_ids().is_empty() || !self.revocations_loaded.load(Ordering::SeqCst) {
+            return Err(status(
+                Code::Unavailable,
+                reason::UPSTREAM_UNAVAILABLE,
+                "the gateway is still loading token keys; retry shortly",
             ));
         }
         let claims = verifier
@@ -201,6 +208,7 @@ impl Auth {
             (answer.server_time_ms - REVOCATION_OVERLAP_MS).max(0),
             Ordering::SeqCst,
         );
+        self.revocations_loaded.store(true, Ordering::SeqCst);
         Ok(())
     }
 }

@@ -85,8 +85,12 @@ impl Gateway {
     ) -> Result<(Arc<Self>, Tasks), String> {
         let login_channel =
             tonic::transport::Channel::balance_list(config.login.iter().map(|uri| {
+                // A stuck login pod must not stall key refresh or revocation polling.
                 tonic::transport::Endpoint::from(uri.clone())
                     .connect_timeout(Duration::from_secs(3))
+                    .timeout(Duration::from_secs(2))
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .keep_alive_timeout(Duration::from_secs(5))
             }));
         let auth = Auth::new(login_channel, clock);
         let mut tasks = auth.start();
@@ -175,6 +179,10 @@ impl Gateway {
     }
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        // Every request spends from its address's bucket, whatever it asks for.
+        if let Err(status) = self.limits.check_ip(peer.ip()) {
+            return status_response(status);
+        }
         match routes::route(req.uri().path()) {
             Route::Forward(upstream, access) => {
                 match self.forward(req, peer, upstream, access).await {
@@ -202,7 +210,6 @@ impl Gateway {
         upstream: Upstream,
         access: Access,
     ) -> Result<Response<ResponseBody>, tonic::Status> {
-        self.limits.check_ip(peer.ip())?;
         let claims = match access {
             Access::Public => None,
             Access::Authenticated => {
