@@ -86,7 +86,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the conversation with someone.
+    /// Show the conversation with someone (fetching what arrived first).
     History {
         /// E.164 phone number or user id.
         peer: String,
@@ -108,6 +108,14 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Quiet unless RUST_LOG asks (e.g. RUST_LOG=juntos_client=debug); never on stdout.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -184,11 +192,14 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             let _ = client.flush_outbox().await;
         }
         Command::History { peer, limit } => {
+            // Pick up what arrived meanwhile (receipts, edits) first; offline shows local history.
+            catch_up(&client).await;
             for m in client.history(peer, limit).await? {
                 println!("{}", history_line(&m));
             }
         }
         Command::Read { peer } => {
+            catch_up(&client).await;
             let n = client.mark_read(peer).await?;
             let _ = client.flush_outbox().await;
             println!("marked {n} read");
@@ -198,6 +209,14 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+/// Fetches what is waiting and sends what is queued; failures (offline) are only noted.
+async fn catch_up(client: &Client) {
+    if let Err(e) = client.sync_now().await {
+        eprintln!("note: showing local history only ({e})");
+    }
+    let _ = client.flush_outbox().await;
 }
 
 /// Prints events as they come.
