@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Signs in through the generated Python bindings against a real `juntos all`.
+"""Signs in and exchanges an encrypted message through the generated Python bindings against a
+real `juntos all`.
 
 Environment:
   JUNTOS_PY_BINDINGS  directory holding juntos_client.py and libjuntos_client.so (uniffi-bindgen output)
@@ -119,6 +120,37 @@ async def scenario(juntos_client, url, data_dir, homes):
     else:
         raise Failure("a wrong code signed in")
     check(not other.is_signed_in(), "a wrong code leaves the client signed out")
+    # The code survives a wrong try (4 left), so the right one still signs in.
+    await other.sign_in(OTHER_PHONE, right, "python test 2")
+
+    # An encrypted message, received through a listener implemented in Python.
+    received = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    class Listener(juntos_client.EventListener):
+        def on_event(self, event):
+            # Called on a library thread: hand it to the event loop.
+            loop.call_soon_threadsafe(received.put_nowait, event)
+
+    await other.start(Listener())
+    message = await client.send_text(OTHER_PHONE, "hello from python")
+    check(await client.flush_outbox() == 0, "the outbox drained")
+    deadline = time.monotonic() + 20
+    while True:
+        check(time.monotonic() < deadline, "the message did not arrive within 20 s")
+        try:
+            event = await asyncio.wait_for(received.get(), timeout=1)
+        except asyncio.TimeoutError:
+            continue
+        if event.is_message_received():
+            break
+    got = event.message
+    check(got.message_id == message.message_id, "the received message has the sent id")
+    check(got.body == "hello from python", "the text arrived intact")
+    check(got.sender_user_id == account.user_id and not got.outgoing, "it is from the first account")
+    other.stop()
+    history = await other.history(account.user_id, 10)
+    check([m.body for m in history] == ["hello from python"], "the history holds it")
 
     await client.sign_out()
     check(not client.is_signed_in(), "signed out after sign_out")
@@ -165,7 +197,7 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"(server log and data kept in {work})", file=sys.stderr)
-    print("python sign-in test: ok")
+    print("python sign-in and messaging test: ok")
 
 
 if __name__ == "__main__":
