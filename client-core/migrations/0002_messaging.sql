@@ -84,3 +84,14 @@ CREATE TABLE outbox (
     created_at_ms INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0
 );
+
+-- Earlier sessions with a device, newest first, a few per device: when both sides start a
+-- session at once, or a message made with an earlier session is still on its way, it decrypts
+-- with one of these (and that session becomes current again).
+CREATE TABLE archived_sessions (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    state BLOB NOT NULL,
+    archived_at_ms INTEGER NOT NULL
+);
+CREATE INDEX archived_sessions_by_device ON archived_sessions (device_id, id);

@@ -424,3 +424,42 @@ async fn acknowledged_sends_survive_sigkill_and_arrive_exactly_once_in_order() {
     assert_eq!(got, expected, "every send exactly once and in order");
     assert!(acked_before_kill.iter().all(|m| got.contains(m)));
 }
+
+#[tokio::test]
+async fn both_users_starting_a_conversation_at_once_lose_nothing() {
+    let sys = system().await;
+    let alice = signed_in(&sys, "alice", ALICE).await;
+    let bob = signed_in(&sys, "bob", BOB).await;
+    let (alice_id, bob_id) = (
+        alice.session().expect("a").user_id,
+        bob.session().expect("b").user_id,
+    );
+    // Each starts a session with the other before seeing the other's first message.
+    alice
+        .send_text(BOB.to_owned(), "a1".to_owned())
+        .await
+        .expect("send");
+    bob.send_text(ALICE.to_owned(), "b1".to_owned())
+        .await
+        .expect("send");
+    assert_eq!(alice.flush_outbox().await.expect("flush"), 0);
+    assert_eq!(bob.flush_outbox().await.expect("flush"), 0);
+    settle(&[&alice, &bob]).await;
+    for round in 2..5 {
+        alice
+            .send_text(BOB.to_owned(), format!("a{round}"))
+            .await
+            .expect("send");
+        bob.send_text(ALICE.to_owned(), format!("b{round}"))
+            .await
+            .expect("send");
+        settle(&[&alice, &bob]).await;
+    }
+    let mut on_alice = texts(&alice.history(bob_id, 100).await.expect("history"));
+    let mut on_bob = texts(&bob.history(alice_id, 100).await.expect("history"));
+    on_alice.sort();
+    on_bob.sort();
+    let expected = ["a1", "a2", "a3", "a4", "b1", "b2", "b3", "b4"];
+    assert_eq!(on_alice, expected);
+    assert_eq!(on_bob, expected);
+}

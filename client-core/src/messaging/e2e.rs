@@ -18,10 +18,14 @@ use crate::store::messaging::{self as db, DeviceRecord, StoredPrekey};
 /// What decrypting one envelope produced.
 pub(crate) struct Decrypted {
     pub plaintext: Zeroizing<Vec<u8>>,
-    /// The session state to store.
+    /// The session state to store as current.
     pub state: Vec<u8>,
     /// The one-time prekey the message consumed (delete it with the state).
     pub consumed_one_time_prekey: Option<u32>,
+    /// The former current session, to archive (it was replaced).
+    pub archive: Option<Vec<u8>>,
+    /// The archived session that decrypted the message (it is current again).
+    pub unarchived: Option<i64>,
 }
 
 /// Why an envelope did not decrypt.
@@ -93,35 +97,47 @@ impl PrekeySecrets for StoredPrekeys<'_> {
     }
 }
 
-/// Decrypts an envelope from `sender` (whose identity this device trusts), with the stored
-/// session or, for a first message, a new one from this device's prekeys.
+/// Decrypts an envelope from `sender` (whose identity this device trusts): with the current
+/// session, else with an archived one (a message from a session that both sides started at
+/// once, or from before a reset), else, for a first message, with a new session from this
+/// device's prekeys. A session that decrypts becomes current; the one it replaces is archived.
 pub(crate) fn decrypt(
     identity: &IdentityKeys,
     sender: &DeviceRecord,
-    state: Option<&[u8]>,
+    current: Option<&[u8]>,
     conn: &Connection,
     wire: &[u8],
     now_ms: i64,
 ) -> Result<Decrypted, DecryptError> {
     let info = crypto::peek(wire).map_err(DecryptError)?;
-    if let Some(state) = state {
+    let mut first_error = None;
+    if let Some(state) = current {
         let mut session = Session::decode(state).map_err(DecryptError)?;
         match session.decrypt(wire, now_ms) {
-            Ok(plaintext) => {
-                return Ok(Decrypted {
-                    plaintext: Zeroizing::new(plaintext),
-                    state: session.encode().to_vec(),
-                    consumed_one_time_prekey: None,
-                });
-            }
-            // A prekey message that is not for this session: the sender started a new one
-            // (reinstalled, or lost its state); accept it below.
-            Err(CryptoError::InvalidMessage) if info.is_prekey_message => {}
-            Err(e) => return Err(DecryptError(e)),
+            Ok(plaintext) => return Ok(decrypted(plaintext, &session, None, None, None)),
+            Err(e) => first_error = Some(e),
         }
     }
-    if !info.is_prekey_message {
-        return Err(DecryptError(CryptoError::InvalidMessage));
+    let archived = db::archived_sessions(conn, &sender.device_id)
+        .map_err(|_| DecryptError(CryptoError::Corrupt))?;
+    for (id, state) in archived {
+        let Ok(mut session) = Session::decode(&state) else {
+            continue;
+        };
+        if let Ok(plaintext) = session.decrypt(wire, now_ms) {
+            return Ok(decrypted(
+                plaintext,
+                &session,
+                None,
+                current.map(<[u8]>::to_vec),
+                Some(id),
+            ));
+        }
+    }
+    if first_error == Some(CryptoError::Duplicate) || !info.is_prekey_message {
+        return Err(DecryptError(
+            first_error.unwrap_or(CryptoError::InvalidMessage),
+        ));
     }
     // The sender's identity in the message must be the one the directory lists for its device.
     let claimed = (info.sender_identity_signing, info.sender_identity_dh);
@@ -130,11 +146,29 @@ pub(crate) fn decrypt(
     }
     let accepted = Session::accept(&keypair(identity), &StoredPrekeys(conn), wire, now_ms)
         .map_err(DecryptError)?;
-    Ok(Decrypted {
-        plaintext: Zeroizing::new(accepted.plaintext),
-        state: accepted.session.encode().to_vec(),
-        consumed_one_time_prekey: accepted.consumed_one_time_prekey,
-    })
+    Ok(decrypted(
+        accepted.plaintext,
+        &accepted.session,
+        accepted.consumed_one_time_prekey,
+        current.map(<[u8]>::to_vec),
+        None,
+    ))
+}
+
+fn decrypted(
+    plaintext: Vec<u8>,
+    session: &Session,
+    consumed_one_time_prekey: Option<u32>,
+    archive: Option<Vec<u8>>,
+    unarchived: Option<i64>,
+) -> Decrypted {
+    Decrypted {
+        plaintext: Zeroizing::new(plaintext),
+        state: session.encode().to_vec(),
+        consumed_one_time_prekey,
+        archive,
+        unarchived,
+    }
 }
 
 /// A fresh signed prekey with id `key_id`.

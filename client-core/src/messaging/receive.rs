@@ -279,6 +279,12 @@ impl Client {
             if let Some(key_id) = decrypted.consumed_one_time_prekey {
                 tx.consume_one_time_prekey(key_id)?;
             }
+            if let Some(previous) = &decrypted.archive {
+                tx.archive_session(&envelope.sender_device_id, previous, now)?;
+            }
+            if let Some(id) = decrypted.unarchived {
+                tx.unarchive_session(id)?;
+            }
             apply_content(tx, envelope, &content, &conversation, own)
         })?;
         if delivered && !own {

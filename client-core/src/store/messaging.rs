@@ -194,6 +194,10 @@ impl Tx<'_> {
                     params![user_id, old.device_id],
                 )?;
                 self.0.execute(
+                    "DELETE FROM archived_sessions WHERE device_id = ?1",
+                    [&old.device_id],
+                )?;
+                self.0.execute(
                     "DELETE FROM ratchet_sessions WHERE device_id = ?1",
                     [&old.device_id],
                 )?;
@@ -235,6 +239,40 @@ impl Tx<'_> {
         )?;
         Ok(())
     }
+}
+
+/// Sessions kept per device besides the current one.
+const ARCHIVED_PER_DEVICE: i64 = 3;
+
+impl Tx<'_> {
+    /// Keeps `state` as an earlier session of `device_id` (dropping the oldest beyond a few).
+    pub(crate) fn archive_session(&self, device_id: &str, state: &[u8], now_ms: i64) -> Result<()> {
+        self.0.execute(
+            "INSERT INTO archived_sessions (device_id, state, archived_at_ms) VALUES (?1, ?2, ?3)",
+            params![device_id, state, now_ms],
+        )?;
+        self.0.execute(
+            "DELETE FROM archived_sessions WHERE device_id = ?1 AND id NOT IN
+                 (SELECT id FROM archived_sessions WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2)",
+            params![device_id, ARCHIVED_PER_DEVICE],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets archived session `id` (it became current again).
+    pub(crate) fn unarchive_session(&self, id: i64) -> Result<()> {
+        self.0
+            .execute("DELETE FROM archived_sessions WHERE id = ?1", [id])?;
+        Ok(())
+    }
+}
+
+/// The archived sessions of `device_id`, newest first: `(id, state)`.
+pub(crate) fn archived_sessions(conn: &Connection, device_id: &str) -> Result<Vec<(i64, Vec<u8>)>> {
+    Ok(conn
+        .prepare("SELECT id, state FROM archived_sessions WHERE device_id = ?1 ORDER BY id DESC")?
+        .query_map([device_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
 }
 
 /// The known devices of `user_id`.

@@ -287,6 +287,7 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "archived_sessions",
                 "contacts",
                 "device_lists",
                 "devices",
