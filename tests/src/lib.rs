@@ -16,7 +16,7 @@ mod juntos;
 mod redis_server;
 mod twilio;
 
-pub use juntos::{System, SystemBuilder, juntos_bin};
+pub use juntos::{System, SystemBuilder, extract_code, juntos_bin};
 pub use redis_server::RedisServer;
 pub use twilio::{FakeTwilio, TwilioMessage};
 
