@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -30,6 +30,8 @@ const KEY_REFRESH: Duration = Duration::from_secs(60);
 const KEY_REFRESH_MIN_GAP: Duration = Duration::from_secs(2);
 /// How often revocations are polled.
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
+/// Most verified tokens remembered at once.
+const VERIFIED_CACHE_MAX: usize = 100_000;
 /// Overlap between revocation polls, covering clock skew between login pods.
 const REVOCATION_OVERLAP_MS: i64 = 5_000;
 
@@ -45,6 +47,8 @@ pub struct Auth {
     revocations_since: AtomicI64,
     /// Set once the first revocation poll has succeeded.
     revocations_loaded: AtomicBool,
+    /// Tokens whose signature already verified, with their claims.
+    verified: Mutex<HashMap<String, AccessClaims>>,
 }
 
 impl Auth {
@@ -58,6 +62,7 @@ impl Auth {
             key_refresh_wanted: Notify::new(),
             revocations_since: AtomicI64::new(0),
             revocations_loaded: AtomicBool::new(false),
+            verified: Mutex::default(),
         })
     }
 
@@ -97,28 +102,34 @@ impl Auth {
                 "the gateway is still loading token keys; retry shortly",
             ));
         }
-        let claims = verifier
-            .verify(token, self.clock.now_ms())
-            .map_err(|e| match e {
-                TokenError::Expired => status(
-                    Code::Unauthenticated,
-                    reason::TOKEN_EXPIRED,
-                    "access token expired; refresh it",
-                ),
-                TokenError::UnknownKey(_) => {
-                    self.key_refresh_wanted.notify_one();
-                    status(
+        let now = self.clock.now_ms();
+        let claims = match self.cached(token, now) {
+            Some(claims) => claims,
+            None => {
+                let claims = verifier.verify(token, now).map_err(|e| match e {
+                    TokenError::Expired => status(
+                        Code::Unauthenticated,
+                        reason::TOKEN_EXPIRED,
+                        "access token expired; refresh it",
+                    ),
+                    TokenError::UnknownKey(_) => {
+                        self.key_refresh_wanted.notify_one();
+                        status(
+                            Code::Unauthenticated,
+                            reason::INVALID_TOKEN,
+                            "access token key is not known",
+                        )
+                    }
+                    _ => status(
                         Code::Unauthenticated,
                         reason::INVALID_TOKEN,
-                        "access token key is not known",
-                    )
-                }
-                _ => status(
-                    Code::Unauthenticated,
-                    reason::INVALID_TOKEN,
-                    "invalid access token",
-                ),
-            })?;
+                        "invalid access token",
+                    ),
+                })?;
+                self.remember(token, &claims);
+                claims
+            }
+        };
         if self
             .revoked
             .read()
@@ -132,6 +143,26 @@ impl Auth {
             ));
         }
         Ok(claims)
+    }
+
+    /// The claims of a token verified before, if it has not expired since. Verifying an Ed25519
+    /// signature costs tens of microseconds; a client sends the same token with every call for
+    /// its 15-minute life.
+    fn cached(&self, token: &str, now_ms: i64) -> Option<AccessClaims> {
+        let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        verified
+            .get(token)
+            .filter(|c| c.expires_at_ms > now_ms)
+            .cloned()
+    }
+
+    /// Remembers a verified token; the cache is bounded by dropping everything when full.
+    fn remember(&self, token: &str, claims: &AccessClaims) {
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= VERIFIED_CACHE_MAX {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), claims.clone());
     }
 
     async fn refresh_keys_forever(&self) {
@@ -174,8 +205,16 @@ impl Auth {
                 "login-service returned no verification keys",
             ));
         }
-        *self.verifier.write().expect("verifier lock poisoned") =
-            Arc::new(TokenVerifier::new(keys));
+        let verifier = Arc::new(TokenVerifier::new(keys));
+        let mut current = self.verifier.write().expect("verifier lock poisoned");
+        if current.key_ids() != verifier.key_ids() {
+            // A withdrawn key must stop vouching for tokens at once.
+            self.verified
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+        *current = verifier;
         Ok(())
     }
 
