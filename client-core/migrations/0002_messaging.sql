@@ -17,12 +17,14 @@ CREATE TABLE one_time_prekeys (
 );
 
 -- Remote devices as the directory listed them, with their identity keys (trusted on first use:
--- a device id whose keys change is refused).
+-- a device id whose keys change is not re-trusted). A device the directory stops listing is kept
+-- as removed, so mail it sent before it left still decrypts; nothing is sent to it.
 CREATE TABLE devices (
     user_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
     identity_signing BLOB NOT NULL CHECK (length(identity_signing) = 32),
     identity_dh BLOB NOT NULL CHECK (length(identity_dh) = 32),
+    removed_at_ms INTEGER,
     PRIMARY KEY (user_id, device_id)
 );
 
@@ -95,3 +97,19 @@ CREATE TABLE archived_sessions (
     archived_at_ms INTEGER NOT NULL
 );
 CREATE INDEX archived_sessions_by_device ON archived_sessions (device_id, id);
+
+-- Delivered receipts owed for applied messages, written with them and sent in batches, so a
+-- crash between applying a message and queueing its receipt loses nothing.
+CREATE TABLE pending_receipts (
+    user_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, message_id)
+);
+
+-- Base keys of sessions this device accepted, so a replayed first message cannot start a
+-- session again.
+CREATE TABLE accepted_base_keys (
+    device_id TEXT NOT NULL,
+    base_key BLOB NOT NULL,
+    PRIMARY KEY (device_id, base_key)
+);

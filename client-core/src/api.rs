@@ -58,7 +58,11 @@ impl Api {
         }
         let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT);
+            .timeout(REQUEST_TIMEOUT)
+            // Notice a dead path (network change, sleeping NAT) without waiting for TCP.
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
         Ok(Self {
             endpoint,
             channel: OnceLock::new(),

@@ -107,6 +107,11 @@ impl Client {
             phone,
             tokens: Tokens::from(tokens),
         };
+        // A new device id: sessions, prekeys and device lists of an earlier sign-in are void;
+        // an earlier account's history is not this account's to see.
+        let other_account =
+            crate::store::messaging::history_owner_differs(&self.store, &session.user_id)?;
+        self.store.write(|tx| tx.wipe_messaging(other_account))?;
         self.store.save_session(&session)?;
         tracing::info!(user_id = %session.user_id, device_id = %session.device_id, "signed in");
         // Others can only start sessions with this device once its prekeys are published;
@@ -133,6 +138,9 @@ impl Client {
             Ok(()) | Err(ClientError::SessionEnded) => {}
             Err(e) => return Err(e),
         }
+        // The device is gone: nothing of its messaging may outlive it on this database.
+        self.stop();
+        self.store.write(|tx| tx.wipe_messaging(true))?;
         self.store.clear_session()?;
         self.store.delete_identity()?;
         tracing::info!("signed out");

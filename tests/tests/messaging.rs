@@ -463,3 +463,40 @@ async fn both_users_starting_a_conversation_at_once_lose_nothing() {
     assert_eq!(on_alice, expected);
     assert_eq!(on_bob, expected);
 }
+
+#[tokio::test]
+async fn mail_from_a_device_that_signed_out_after_sending_still_arrives() {
+    let sys = system().await;
+    let phone = signed_in(&sys, "alice-phone", ALICE).await;
+    let laptop = signed_in(&sys, "alice-laptop", ALICE).await;
+    let bob = signed_in(&sys, "bob", BOB).await;
+    let alice_id = phone.session().expect("alice").user_id;
+    let bob_id = bob.session().expect("bob").user_id;
+    phone
+        .send_text(BOB.to_owned(), "hello".to_owned())
+        .await
+        .expect("send");
+    settle(&[&phone, &laptop, &bob]).await;
+    phone
+        .send_text(BOB.to_owned(), "sent, then signed out".to_owned())
+        .await
+        .expect("send");
+    assert_eq!(phone.flush_outbox().await.expect("flush"), 0);
+    phone.sign_out().await.expect("sign out");
+    // Bob's client learns the phone is gone (a send to Alice refreshes her device list) before
+    // it reads the phone's last message: the removed device is kept to decrypt what it sent.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    bob.send_text(alice_id.clone(), "got it".to_owned())
+        .await
+        .expect("send");
+    assert_eq!(bob.flush_outbox().await.expect("flush"), 0);
+    bob.sync_now().await.expect("sync");
+    let mut on_bob = texts(&bob.history(alice_id.clone(), 10).await.expect("history"));
+    on_bob.sort();
+    assert_eq!(on_bob, ["got it", "hello", "sent, then signed out"]);
+    // And Bob's answer reached the device that remains.
+    settle(&[&bob, &laptop]).await;
+    let mut on_laptop = texts(&laptop.history(bob_id, 10).await.expect("history"));
+    on_laptop.sort();
+    assert_eq!(on_laptop, ["got it", "hello", "sent, then signed out"]);
+}

@@ -28,6 +28,10 @@ pub(crate) struct Content {
     /// The sender's clock when it was written, Unix ms.
     #[prost(int64, tag = "4")]
     pub sent_at_ms: i64,
+    /// The sending user, inside the ciphertext: a receiver checks it against the envelope's
+    /// sender, so the server cannot relabel who sent a message.
+    #[prost(string, tag = "5")]
+    pub from_user_id: String,
     #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14")]
     pub body: Option<Body>,
     /// Filler up to a multiple of [`PAD_TO`] bytes.
@@ -108,11 +112,12 @@ pub(crate) struct Receipt {
 
 impl Content {
     /// A new content of `body` with a fresh message id.
-    pub(crate) fn new(to_user_id: &str, sent_at_ms: i64, body: Body) -> Self {
+    pub(crate) fn new(from_user_id: &str, to_user_id: &str, sent_at_ms: i64, body: Body) -> Self {
         Self {
             version: VERSION,
             message_id: new_id(),
             to_user_id: to_user_id.to_owned(),
+            from_user_id: from_user_id.to_owned(),
             sent_at_ms,
             body: Some(body),
             padding: Vec::new(),
@@ -160,6 +165,7 @@ mod tests {
     fn content_round_trips_and_is_padded() {
         for text in ["", "hi", &"x".repeat(200)] {
             let content = Content::new(
+                "alice",
                 "bob",
                 7,
                 Body::Text(Text {

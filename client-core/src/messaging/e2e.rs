@@ -26,6 +26,8 @@ pub(crate) struct Decrypted {
     pub archive: Option<Vec<u8>>,
     /// The archived session that decrypted the message (it is current again).
     pub unarchived: Option<i64>,
+    /// The base key of a session this message started (record it against replays).
+    pub accepted_base_key: Option<[u8; 32]>,
 }
 
 /// Why an envelope did not decrypt.
@@ -64,7 +66,15 @@ pub(crate) fn encrypt(
     now_ms: i64,
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     let mut session = match state {
-        Some(state) => Session::decode(state).map_err(crypto_failure)?,
+        Some(state) => {
+            let session = Session::decode(state).map_err(crypto_failure)?;
+            if session.remote_identity() != identity_of(device) {
+                return Err(ClientError::Server {
+                    message: "a stored session does not match the device's identity".to_owned(),
+                });
+            }
+            session
+        }
         None => {
             let bundle = bundle.ok_or_else(|| ClientError::Server {
                 message: "no prekey bundle".to_owned(),
@@ -110,12 +120,17 @@ pub(crate) fn decrypt(
     now_ms: i64,
 ) -> Result<Decrypted, DecryptError> {
     let info = crypto::peek(wire).map_err(DecryptError)?;
-    let mut first_error = None;
+    let expected = identity_of(sender);
+    let mut duplicate = false;
     if let Some(state) = current {
         let mut session = Session::decode(state).map_err(DecryptError)?;
-        match session.decrypt(wire, now_ms) {
-            Ok(plaintext) => return Ok(decrypted(plaintext, &session, None, None, None)),
-            Err(e) => first_error = Some(e),
+        // Only a session with this very device's identity may decrypt its mail, whatever
+        // device id the server put on the envelope.
+        if session.remote_identity() == expected {
+            match session.decrypt(wire, now_ms) {
+                Ok(plaintext) => return Ok(decrypted(plaintext, &session, None, None, None, None)),
+                Err(e) => duplicate |= e == CryptoError::Duplicate,
+            }
         }
     }
     let archived = db::archived_sessions(conn, &sender.device_id)
@@ -124,25 +139,43 @@ pub(crate) fn decrypt(
         let Ok(mut session) = Session::decode(&state) else {
             continue;
         };
-        if let Ok(plaintext) = session.decrypt(wire, now_ms) {
-            return Ok(decrypted(
-                plaintext,
-                &session,
-                None,
-                current.map(<[u8]>::to_vec),
-                Some(id),
-            ));
+        if session.remote_identity() != expected {
+            continue;
+        }
+        match session.decrypt(wire, now_ms) {
+            Ok(plaintext) => {
+                let archive = current.map(<[u8]>::to_vec);
+                return Ok(decrypted(
+                    plaintext,
+                    &session,
+                    None,
+                    archive,
+                    Some(id),
+                    None,
+                ));
+            }
+            Err(e) => duplicate |= e == CryptoError::Duplicate,
         }
     }
-    if first_error == Some(CryptoError::Duplicate) || !info.is_prekey_message {
-        return Err(DecryptError(
-            first_error.unwrap_or(CryptoError::InvalidMessage),
-        ));
+    if duplicate {
+        return Err(DecryptError(CryptoError::Duplicate));
+    }
+    if !info.is_prekey_message {
+        return Err(DecryptError(CryptoError::InvalidMessage));
     }
     // The sender's identity in the message must be the one the directory lists for its device.
     let claimed = (info.sender_identity_signing, info.sender_identity_dh);
     if claimed != (Some(sender.identity_signing), Some(sender.identity_dh)) {
         return Err(DecryptError(CryptoError::InvalidMessage));
+    }
+    // A first message is accepted once: a replay must not start the session again.
+    let base_key = info
+        .base_key
+        .ok_or(DecryptError(CryptoError::InvalidMessage))?;
+    let seen = db::base_key_accepted(conn, &sender.device_id, &base_key)
+        .map_err(|_| DecryptError(CryptoError::Corrupt))?;
+    if seen {
+        return Err(DecryptError(CryptoError::Duplicate));
     }
     let accepted = Session::accept(&keypair(identity), &StoredPrekeys(conn), wire, now_ms)
         .map_err(DecryptError)?;
@@ -152,7 +185,15 @@ pub(crate) fn decrypt(
         accepted.consumed_one_time_prekey,
         current.map(<[u8]>::to_vec),
         None,
+        Some(base_key),
     ))
+}
+
+fn identity_of(device: &DeviceRecord) -> IdentityPublic {
+    IdentityPublic {
+        signing: device.identity_signing,
+        dh: device.identity_dh,
+    }
 }
 
 fn decrypted(
@@ -161,6 +202,7 @@ fn decrypted(
     consumed_one_time_prekey: Option<u32>,
     archive: Option<Vec<u8>>,
     unarchived: Option<i64>,
+    accepted_base_key: Option<[u8; 32]>,
 ) -> Decrypted {
     Decrypted {
         plaintext: Zeroizing::new(plaintext),
@@ -168,6 +210,7 @@ fn decrypted(
         consumed_one_time_prekey,
         archive,
         unarchived,
+        accepted_base_key,
     }
 }
 

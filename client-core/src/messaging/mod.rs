@@ -30,8 +30,12 @@ use crate::store::messaging::{self as db, NewMessage};
 
 /// How many one-time prekeys a device publishes at a time.
 const PREKEY_BATCH: u32 = 100;
-/// Longest text accepted, in bytes.
-const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// Longest text accepted, in bytes (sent or received).
+pub(crate) const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// Longest reaction accepted, in characters.
+pub(crate) const MAX_REACTION_CHARS: usize = 16;
+/// Message ids per receipt (keeps one receipt well inside one 64 KiB envelope).
+pub(crate) const RECEIPT_CHUNK: usize = 500;
 
 /// Messaging state of a [`Client`].
 #[derive(Default)]
@@ -39,14 +43,23 @@ pub(crate) struct State {
     listener: Mutex<Option<Arc<dyn EventListener>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Wakes the outbox worker.
-    outbox_wake: Notify,
+    pub(crate) outbox_wake: Arc<Notify>,
     /// Held while the outbox drains, so sends leave in order.
     drain: tokio::sync::Mutex<()>,
+    /// Held from reading a ratchet state to saving its successor (never across an await), so
+    /// sending and receiving never both advance the same session from one state: that would
+    /// reuse a message key.
+    crypto: Mutex<()>,
 }
 
 impl State {
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The crypto lock (see the field).
+    pub(crate) fn crypto(&self) -> std::sync::MutexGuard<'_, ()> {
+        Self::lock(&self.crypto)
     }
 }
 
@@ -104,32 +117,12 @@ impl Client {
     /// Stores `body` for `to_user_id` in the history (when it is a text) and queues it.
     fn queue(&self, to_user_id: &str, body: Body) -> Result<Message> {
         let (user_id, device_id) = self.me_ids()?;
-        let content = Content::new(to_user_id, self.clock.now_ms(), body);
-        let encoded = content.encode_padded();
-        let client_msg_id = content::new_id();
-        let message = self.store.write(|tx| {
-            if let Some(Body::Text(text)) = &content.body {
-                tx.insert_message(&NewMessage {
-                    message_id: content.message_id.clone(),
-                    conversation_user_id: to_user_id.to_owned(),
-                    sender_user_id: user_id.clone(),
-                    sender_device_id: device_id.clone(),
-                    outgoing: true,
-                    body: text.text.clone(),
-                    quoted_message_id: Some(text.quoted_message_id.clone())
-                        .filter(|q| !q.is_empty()),
-                    forwarded: text.forwarded,
-                    status: MessageStatus::Queued,
-                    sent_at_ms: content.sent_at_ms,
-                    server_time_ms: None,
-                })?;
-            }
-            tx.enqueue(&client_msg_id, to_user_id, &encoded, self.clock.now_ms())?;
-            apply_own_action(tx, &user_id, &content)?;
-            tx.message(&content.message_id)
-        })?;
+        let now = self.clock.now_ms();
+        let message = self
+            .store
+            .write(|tx| queue_in(tx, &user_id, &device_id, to_user_id, body, now))?;
         self.messaging.outbox_wake.notify_one();
-        Ok(message.unwrap_or_else(|| placeholder(&content, to_user_id, &user_id, &device_id)))
+        Ok(message)
     }
 
     /// A message of this account's history, or InvalidInput.
@@ -140,6 +133,43 @@ impl Client {
                 message: "no such message".to_owned(),
             })
     }
+}
+
+/// Stores `body` for `to_user_id` in the history (when it is a text) and queues it, inside `tx`.
+pub(crate) fn queue_in(
+    tx: &db::Tx<'_>,
+    me: &str,
+    my_device: &str,
+    to_user_id: &str,
+    body: Body,
+    now_ms: i64,
+) -> Result<Message> {
+    let content = Content::new(me, to_user_id, now_ms, body);
+    if let Some(Body::Text(text)) = &content.body {
+        tx.insert_message(&NewMessage {
+            message_id: content.message_id.clone(),
+            conversation_user_id: to_user_id.to_owned(),
+            sender_user_id: me.to_owned(),
+            sender_device_id: my_device.to_owned(),
+            outgoing: true,
+            body: text.text.clone(),
+            quoted_message_id: Some(text.quoted_message_id.clone()).filter(|q| !q.is_empty()),
+            forwarded: text.forwarded,
+            status: MessageStatus::Queued,
+            sent_at_ms: content.sent_at_ms,
+            server_time_ms: None,
+        })?;
+    }
+    tx.enqueue(
+        &content::new_id(),
+        to_user_id,
+        &content.encode_padded(),
+        now_ms,
+    )?;
+    apply_own_action(tx, me, &content)?;
+    Ok(tx
+        .message(&content.message_id)?
+        .unwrap_or_else(|| placeholder(&content, to_user_id, me, my_device)))
 }
 
 /// Applies an edit, delete or reaction this device makes to its own history at once (the other
@@ -153,7 +183,7 @@ fn apply_own_action(tx: &db::Tx<'_>, me: &str, content: &Content) -> Result<()> 
             tx.delete_message(&d.target_message_id, me)?;
         }
         Some(Body::Reaction(r)) => {
-            tx.set_reaction(&r.target_message_id, me, &r.emoji)?;
+            tx.set_reaction(&content.to_user_id, &r.target_message_id, me, &r.emoji)?;
         }
         _ => {}
     }
@@ -195,7 +225,9 @@ fn check_text(text: &str) -> Result<()> {
 impl Client {
     /// Starts messaging in the background: publishes prekeys if needed, keeps a live connection
     /// that receives messages (reconnecting with backoff), and drains the outbox whenever the
-    /// network allows. Events go to `listener`. Call [`Client::stop`] to end it.
+    /// network allows. Events go to `listener`. It ends on [`Client::stop`], on sign-out, when
+    /// the server ends the session, or when another connection of this device takes over; call
+    /// `stop` before dropping the client.
     pub async fn start(self: Arc<Self>, listener: Option<Arc<dyn EventListener>>) -> Result<()> {
         self.me_ids()?;
         *State::lock(&self.messaging.listener) = listener;
@@ -206,7 +238,10 @@ impl Client {
         for task in tasks.drain(..) {
             task.abort();
         }
-        tasks.push(tokio::spawn(send::run_outbox(Arc::clone(&self))));
+        tasks.push(tokio::spawn(send::run_outbox(
+            Arc::downgrade(&self),
+            Arc::clone(&self.messaging.outbox_wake),
+        )));
         tasks.push(tokio::spawn(receive::run_connection(Arc::clone(&self))));
         Ok(())
     }
@@ -300,7 +335,7 @@ impl Client {
 
     /// Reacts to a message with one emoji (empty removes this account's reaction).
     pub async fn react(&self, message_id: String, emoji: String) -> Result<Message> {
-        if emoji.chars().count() > 16 {
+        if emoji.chars().count() > MAX_REACTION_CHARS {
             return Err(ClientError::InvalidInput {
                 message: "a reaction is one emoji".to_owned(),
             });
@@ -319,19 +354,22 @@ impl Client {
     /// Marks the conversation with `peer` read here and tells the sender (read receipts).
     pub async fn mark_read(&self, peer: String) -> Result<u32> {
         let to = self.resolve(&peer).await?;
-        let ids = self.store.write(|tx| tx.mark_read(&to))?;
-        if !ids.is_empty() {
-            let count = u32::try_from(ids.len()).unwrap_or(u32::MAX);
-            self.queue(
-                &to,
-                Body::Receipt(content::Receipt {
+        let (me, my_device) = self.me_ids()?;
+        let now = self.clock.now_ms();
+        // Marked read and the receipts queued together, in chunks that fit one envelope.
+        let count = self.store.write(|tx| {
+            let ids = tx.mark_read(&to)?;
+            for chunk in ids.chunks(RECEIPT_CHUNK) {
+                let body = Body::Receipt(content::Receipt {
                     kind: content::ReceiptKind::Read as i32,
-                    message_ids: ids,
-                }),
-            )?;
-            return Ok(count);
-        }
-        Ok(0)
+                    message_ids: chunk.to_vec(),
+                });
+                queue_in(tx, &me, &my_device, &to, body, now)?;
+            }
+            Ok(ids.len())
+        })?;
+        self.messaging.outbox_wake.notify_one();
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
     /// The newest `limit` messages with `peer`, oldest first.

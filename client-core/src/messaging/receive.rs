@@ -1,7 +1,6 @@
 //! The inbox: envelopes from the live connection (or a poll) are decrypted, applied to the
 //! history together with the session state that decrypted them, and only then acknowledged.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +22,8 @@ const ACK_EVERY: u64 = 64;
 const ACK_DELAY: Duration = Duration::from_millis(100);
 /// Heartbeat period of the live connection.
 const HEARTBEAT: Duration = Duration::from_secs(20);
+/// Reconnect after this long without a frame from the server (it sends heartbeats).
+const SILENCE: Duration = Duration::from_secs(75);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Envelopes per page when polling.
@@ -54,6 +55,8 @@ pub(super) async fn run_connection(client: Arc<Client>) {
                 client.emit(Event::Disconnected {
                     reason: "another connection of this device took over".to_owned(),
                 });
+                // Two live copies of one device must not both advance its sessions.
+                client.stop();
                 return;
             }
             Ok(End::Closed(reason)) => client.emit(Event::Disconnected { reason }),
@@ -61,6 +64,7 @@ pub(super) async fn run_connection(client: Arc<Client>) {
                 client.emit(Event::Disconnected {
                     reason: "signed out".to_owned(),
                 });
+                client.stop();
                 return;
             }
             Err(e) => client.emit(Event::Disconnected {
@@ -107,14 +111,21 @@ impl Client {
         }
 
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        // The server speaks at least every heartbeat; silence this long means a dead path.
+        let mut silent_since = tokio::time::Instant::now();
         let mut pending_ack: Option<u64> = None;
         let mut since_ack = 0u64;
-        let mut receipts = Receipts::default();
         loop {
             let next = tokio::select! {
-                next = stream.message() => next,
+                next = stream.message() => {
+                    silent_since = tokio::time::Instant::now();
+                    next
+                }
+                () = tokio::time::sleep_until(silent_since + SILENCE) => {
+                    return Ok(End::Closed("no word from the server; reconnecting".to_owned()));
+                }
                 () = tokio::time::sleep(ACK_DELAY), if pending_ack.is_some() => {
-                    self.flush(&frames, &mut pending_ack, &mut since_ack, &mut receipts).await?;
+                    self.flush(&frames, &mut pending_ack, &mut since_ack).await?;
                     continue;
                 }
                 _ = heartbeat.tick() => {
@@ -130,11 +141,11 @@ impl Client {
                     frame: Some(ServerFrame::Envelope(envelope)),
                 })) => {
                     let seq = envelope.seq;
-                    self.process(envelope, &mut receipts).await?;
+                    self.process(envelope).await?;
                     pending_ack = Some(seq);
                     since_ack += 1;
                     if since_ack >= ACK_EVERY {
-                        self.flush(&frames, &mut pending_ack, &mut since_ack, &mut receipts)
+                        self.flush(&frames, &mut pending_ack, &mut since_ack)
                             .await?;
                     }
                 }
@@ -148,15 +159,14 @@ impl Client {
         }
     }
 
-    /// Sends the pending acknowledgement and queues the receipts gathered so far.
+    /// Sends the pending acknowledgement and queues the receipts owed so far.
     async fn flush(
         &self,
         frames: &mpsc::Sender<chat::ClientFrame>,
         pending_ack: &mut Option<u64>,
         since_ack: &mut u64,
-        receipts: &mut Receipts,
     ) -> Result<()> {
-        self.queue_receipts(receipts)?;
+        self.queue_receipts()?;
         if let Some(seq) = pending_ack.take() {
             *since_ack = 0;
             if frames
@@ -177,7 +187,6 @@ impl Client {
     /// Polls the mailbox until it is empty: fetch, process, acknowledge.
     pub(crate) async fn sync_mailbox(&self) -> Result<u64> {
         let mut processed = 0;
-        let mut receipts = Receipts::default();
         loop {
             let api = self.api.clone();
             let page = self
@@ -190,10 +199,10 @@ impl Client {
                 break;
             };
             for envelope in page.envelopes {
-                self.process(envelope, &mut receipts).await?;
+                self.process(envelope).await?;
                 processed += 1;
             }
-            self.queue_receipts(&mut receipts)?;
+            self.queue_receipts()?;
             self.authorized(|token| {
                 let api = api.clone();
                 async move { api.ack(&token, last).await }
@@ -208,8 +217,8 @@ impl Client {
 
     /// Decrypts and applies one envelope. An error means "try again later" (nothing was
     /// acknowledged); anything that can never succeed is dropped and reported.
-    async fn process(&self, envelope: chat::Envelope, receipts: &mut Receipts) -> Result<()> {
-        match self.apply(&envelope, receipts).await? {
+    async fn process(&self, envelope: chat::Envelope) -> Result<()> {
+        match self.apply(&envelope).await? {
             Processed::Done => {}
             Processed::Dropped => {
                 tracing::warn!(
@@ -225,18 +234,17 @@ impl Client {
         Ok(())
     }
 
-    async fn apply(&self, envelope: &chat::Envelope, receipts: &mut Receipts) -> Result<Processed> {
+    async fn apply(&self, envelope: &chat::Envelope) -> Result<Processed> {
         let (me, _) = self.me_ids()?;
         let identity = self.store.identity()?.ok_or(ClientError::NotSignedIn)?;
-        let sender_device = self.sender_device(envelope).await?;
-        let Some(sender_device) = sender_device else {
+        let Some(sender_device) = self.sender_device(envelope).await? else {
             return Ok(Processed::Dropped);
         };
-        let state = self
-            .store
-            .read(|c| db::ratchet_session(c, &envelope.sender_device_id))?;
         let now = self.clock.now_ms();
+        // From reading the session state to saving its successor, nothing else may advance it.
+        let _crypto = self.messaging.crypto();
         let decrypted = self.store.read(|c| {
+            let state = db::ratchet_session(c, &envelope.sender_device_id)?;
             Ok(e2e::decrypt(
                 &identity,
                 &sender_device,
@@ -260,6 +268,10 @@ impl Client {
         let Some(content) = Content::decode_bytes(&decrypted.plaintext) else {
             return Ok(Processed::Dropped);
         };
+        // Who sent it is inside the ciphertext: the server cannot relabel it.
+        if content.from_user_id != envelope.sender_user_id || !within_bounds(&content) {
+            return Ok(Processed::Dropped);
+        }
         let own = envelope.sender_user_id == me;
         if !own && content.to_user_id != me {
             return Ok(Processed::Dropped);
@@ -269,7 +281,7 @@ impl Client {
         } else {
             envelope.sender_user_id.clone()
         };
-        let (events, delivered) = self.store.write(|tx| {
+        let events = self.store.write(|tx| {
             tx.save_ratchet_session(
                 &envelope.sender_user_id,
                 &envelope.sender_device_id,
@@ -285,15 +297,16 @@ impl Client {
             if let Some(id) = decrypted.unarchived {
                 tx.unarchive_session(id)?;
             }
-            apply_content(tx, envelope, &content, &conversation, own)
+            if let Some(base_key) = &decrypted.accepted_base_key {
+                tx.accept_base_key(&envelope.sender_device_id, base_key)?;
+            }
+            let (events, delivered) = apply_content(tx, envelope, &content, &conversation, own)?;
+            if delivered {
+                // Owed in the same transaction: a crash now still sends the receipt later.
+                tx.owe_receipt(&envelope.sender_user_id, &content.message_id)?;
+            }
+            Ok(events)
         })?;
-        if delivered && !own {
-            receipts
-                .delivered
-                .entry(envelope.sender_user_id.clone())
-                .or_default()
-                .push(content.message_id.clone());
-        }
         for event in events {
             self.emit(event);
         }
@@ -310,36 +323,50 @@ impl Client {
         };
         if let Some(device) = find(
             self.store
-                .read(|c| db::devices_of(c, &envelope.sender_user_id))?,
+                .read(|c| db::devices_with_removed(c, &envelope.sender_user_id))?,
         ) {
             return Ok(Some(device));
         }
         self.refresh_devices(&envelope.sender_user_id).await?;
-        Ok(find(
-            self.store
-                .read(|c| db::devices_of(c, &envelope.sender_user_id))?,
-        ))
+        Ok(find(self.store.read(|c| {
+            db::devices_with_removed(c, &envelope.sender_user_id)
+        })?))
     }
 
-    /// Queues one delivered receipt per sender for what was gathered.
-    fn queue_receipts(&self, receipts: &mut Receipts) -> Result<()> {
-        for (user, ids) in std::mem::take(&mut receipts.delivered) {
-            for chunk in ids.chunks(500) {
-                let body = Body::Receipt(Receipt {
-                    kind: ReceiptKind::Delivered as i32,
-                    message_ids: chunk.to_vec(),
-                });
-                self.queue(&user, body)?;
+    /// Turns the owed delivered receipts into queued receipt messages (one per sender and
+    /// chunk), in one transaction.
+    fn queue_receipts(&self) -> Result<()> {
+        let (me, my_device) = self.me_ids()?;
+        let now = self.clock.now_ms();
+        let queued = self.store.write(|tx| {
+            let owed = tx.take_owed_receipts()?;
+            for (user, ids) in &owed {
+                for chunk in ids.chunks(super::RECEIPT_CHUNK) {
+                    let body = Body::Receipt(Receipt {
+                        kind: ReceiptKind::Delivered as i32,
+                        message_ids: chunk.to_vec(),
+                    });
+                    super::queue_in(tx, &me, &my_device, user, body, now)?;
+                }
             }
+            Ok(!owed.is_empty())
+        })?;
+        if queued {
+            self.messaging.outbox_wake.notify_one();
         }
         Ok(())
     }
 }
 
-/// Receipts gathered while processing, sent in batches.
-#[derive(Default)]
-struct Receipts {
-    delivered: BTreeMap<String, Vec<String>>,
+/// Whether peer-supplied content stays within what this client accepts.
+fn within_bounds(content: &Content) -> bool {
+    match &content.body {
+        Some(Body::Text(t)) => t.text.len() <= super::MAX_TEXT_BYTES,
+        Some(Body::Edit(e)) => e.text.len() <= super::MAX_TEXT_BYTES,
+        Some(Body::Reaction(r)) => r.emoji.chars().count() <= super::MAX_REACTION_CHARS,
+        Some(Body::Receipt(r)) => r.message_ids.len() <= super::RECEIPT_CHUNK,
+        Some(Body::Delete(_)) | None => true,
+    }
 }
 
 /// Applies decrypted content to the history. The events to emit, and whether a delivered
@@ -412,7 +439,12 @@ fn apply_content(
             Ok((Vec::new(), false))
         }
         Some(Body::Reaction(reaction)) => {
-            if tx.set_reaction(&reaction.target_message_id, sender, &reaction.emoji)? {
+            if tx.set_reaction(
+                conversation,
+                &reaction.target_message_id,
+                sender,
+                &reaction.emoji,
+            )? {
                 return Ok((changed(tx, &reaction.target_message_id)?, false));
             }
             Ok((Vec::new(), false))
@@ -431,8 +463,8 @@ fn apply_content(
                 }
                 return Ok((events, false));
             }
-            for id in receipt.message_ids.iter().take(1_000) {
-                if tx.advance_status(id, status, None)? {
+            for id in &receipt.message_ids {
+                if tx.advance_status_in(conversation, id, status)? {
                     events.extend(changed(tx, id)?);
                 }
             }

@@ -1,12 +1,13 @@
 //! The outbox: queued sends drained in order, encrypted per device at send time.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use juntos_proto::chat::v1 as chat;
 use juntos_proto::error::{metadata_of, reason, reason_of};
 use juntos_proto::login::v1 as login;
+use tokio::sync::Notify;
 use tonic::{Code, Status};
 
 use super::e2e;
@@ -17,6 +18,8 @@ use crate::store::messaging::{self as db, DeviceRecord, OutboxItem};
 
 /// Rounds of device-list correction before a send waits for the next drain.
 const STALE_ROUNDS: usize = 4;
+/// Failed tries (other than network failures) before a send is given up.
+const MAX_STUCK_ATTEMPTS: i64 = 20;
 /// Longest wait between drain attempts while the network is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -28,20 +31,26 @@ enum Outcome {
     Refused(String),
 }
 
-/// The outbox worker: drains whenever woken, backing off while the network is down.
-pub(super) async fn run_outbox(client: Arc<Client>) {
+/// The outbox worker: drains whenever woken, backing off while the network is down. Holds the
+/// client only while draining, and ends once it is gone or signed out.
+pub(super) async fn run_outbox(client: Weak<Client>, wake: Arc<Notify>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match client.drain_outbox().await {
+        let drained = match client.upgrade() {
+            Some(client) => client.drain_outbox().await,
+            None => return,
+        };
+        match drained {
             Ok(()) => {
                 backoff = Duration::from_millis(250);
-                client.messaging.outbox_wake.notified().await;
+                wake.notified().await;
             }
+            Err(ClientError::NotSignedIn | ClientError::SessionEnded) => return,
             Err(e) => {
                 tracing::debug!(error = %e, ?backoff, "outbox waits for the network");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    () = client.messaging.outbox_wake.notified() => {}
+                    () = wake.notified() => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -58,9 +67,21 @@ impl Client {
         while let Some(item) = self.store.read(db::outbox_head)? {
             let outcome = match self.send_item(&item).await {
                 Ok(outcome) => outcome,
-                Err(e) => {
+                // Offline, throttled or signed out: the item waits, however long that takes.
+                Err(
+                    e @ (ClientError::Network { .. }
+                    | ClientError::RateLimited { .. }
+                    | ClientError::NotSignedIn
+                    | ClientError::SessionEnded),
+                ) => return Err(e),
+                // Anything else may clear (a device without prekeys yet), but must not block
+                // every later send forever.
+                Err(e) if item.attempts + 1 < MAX_STUCK_ATTEMPTS => {
                     self.store.write(|tx| tx.count_attempt(item.seq))?;
                     return Err(e);
+                }
+                Err(e) => {
+                    Outcome::Refused(format!("gave up after {MAX_STUCK_ATTEMPTS} tries: {e}"))
                 }
             };
             let message_id =
@@ -139,30 +160,38 @@ impl Client {
         plaintext: &[u8],
     ) -> Result<Vec<chat::OutgoingEnvelope>> {
         let identity = self.store.identity()?.ok_or(ClientError::NotSignedIn)?;
+        // Bundles first (network), for the users that have a device without a session.
         let mut bundles: HashMap<String, login::PrekeyBundle> = HashMap::new();
-        let mut fetched_users = Vec::new();
+        let mut users = Vec::new();
+        for device in targets {
+            let has_session = self
+                .store
+                .read(|c| db::ratchet_session(c, &device.device_id))?
+                .is_some();
+            if !has_session && !users.contains(&device.user_id) {
+                users.push(device.user_id.clone());
+            }
+        }
+        for user in &users {
+            for bundle in self.fetch_bundles(user).await? {
+                bundles.insert(bundle.device_id.clone(), bundle);
+            }
+        }
+        // Then read, encrypt and save under the crypto lock, with no await in between.
+        let now = self.clock.now_ms();
+        let _crypto = self.messaging.crypto();
         let mut envelopes = Vec::with_capacity(targets.len());
         let mut states = Vec::with_capacity(targets.len());
-        let now = self.clock.now_ms();
+        let mut missing = false;
         for device in targets {
             let state = self
                 .store
                 .read(|c| db::ratchet_session(c, &device.device_id))?;
-            if state.is_none()
-                && !bundles.contains_key(&device.device_id)
-                && !fetched_users.contains(&device.user_id)
-            {
-                fetched_users.push(device.user_id.clone());
-                for bundle in self.fetch_bundles(&device.user_id).await? {
-                    bundles.insert(bundle.device_id.clone(), bundle);
-                }
-            }
             let bundle = bundles.get(&device.device_id);
             if state.is_none() && bundle.is_none() {
-                // The device has not published prekeys yet: the send cannot include it now.
-                return Err(ClientError::Server {
-                    message: "a recipient device has no prekeys yet; will retry".to_owned(),
-                });
+                // The device has not published prekeys yet: it cannot be included now.
+                missing = true;
+                continue;
             }
             let (wire, new_state) =
                 e2e::encrypt(&identity, device, state.as_deref(), bundle, plaintext, now)?;
@@ -173,12 +202,19 @@ impl Client {
             });
             states.push((device, new_state));
         }
+        // Saved even when a device is missing: the sessions just made used up one-time
+        // prekeys, and the next try must continue them rather than fetch new bundles.
         self.store.write(|tx| {
             for (device, state) in &states {
                 tx.save_ratchet_session(&device.user_id, &device.device_id, state, now)?;
             }
             Ok(())
         })?;
+        if missing {
+            return Err(ClientError::Server {
+                message: "a recipient device has no prekeys yet; will retry".to_owned(),
+            });
+        }
         Ok(envelopes)
     }
 

@@ -24,6 +24,8 @@ pub(crate) struct OutboxItem {
     pub client_msg_id: String,
     pub to_user_id: String,
     pub content: Vec<u8>,
+    /// Failed tries that were not the network's fault.
+    pub attempts: i64,
 }
 
 /// One of this device's prekeys (secret and public halves).
@@ -165,59 +167,49 @@ fn secret(
 // === devices and sessions ===
 
 impl Tx<'_> {
-    /// Makes `devices` the known device list of `user_id`: devices no longer listed are
-    /// forgotten with their sessions. A known device id whose identity keys differ is refused
-    /// (trust on first use).
+    /// Makes `devices` the known device list of `user_id`. Devices no longer listed are kept as
+    /// removed (mail they sent before leaving still decrypts; nothing more is sent to them).
+    /// Trust is on first use: a known device id listed with other identity keys keeps its first
+    /// keys, and identity keys already known under another user are not accepted; such entries
+    /// are skipped (their messages will not decrypt), the rest of the list is stored.
     pub(crate) fn replace_devices(
         &self,
         user_id: &str,
         devices: &[DeviceRecord],
         now_ms: i64,
     ) -> Result<()> {
-        let known = devices_of(&self.0, user_id)?;
-        for device in devices {
-            let changed = known.iter().any(|old| {
-                old.device_id == device.device_id
-                    && (old.identity_signing != device.identity_signing
-                        || old.identity_dh != device.identity_dh)
-            });
-            if changed {
-                return Err(ClientError::Server {
-                    message: "a device's identity keys changed; refusing to trust it".to_owned(),
-                });
-            }
-        }
-        for old in &known {
-            if !devices.iter().any(|d| d.device_id == old.device_id) {
-                self.0.execute(
-                    "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
-                    params![user_id, old.device_id],
-                )?;
-                self.0.execute(
-                    "DELETE FROM archived_sessions WHERE device_id = ?1",
-                    [&old.device_id],
-                )?;
-                self.0.execute(
-                    "DELETE FROM ratchet_sessions WHERE device_id = ?1",
-                    [&old.device_id],
-                )?;
-            }
-        }
+        let known = devices_with_removed(&self.0, user_id)?;
+        self.0.execute(
+            "UPDATE devices SET removed_at_ms = ?2 WHERE user_id = ?1 AND removed_at_ms IS NULL",
+            params![user_id, now_ms],
+        )?;
         self.0.execute(
             "INSERT INTO device_lists (user_id, fetched_at_ms) VALUES (?1, ?2)
              ON CONFLICT DO UPDATE SET fetched_at_ms = excluded.fetched_at_ms",
             params![user_id, now_ms],
         )?;
         for d in devices {
+            let changed = known.iter().any(|k| {
+                k.device_id == d.device_id
+                    && (k.identity_signing != d.identity_signing || k.identity_dh != d.identity_dh)
+            });
+            if changed {
+                tracing::warn!(device_id = %d.device_id, "a device's identity keys changed; not trusted");
+                continue;
+            }
+            let elsewhere: bool = self.0.query_row(
+                "SELECT EXISTS (SELECT 1 FROM devices WHERE user_id <> ?1 AND (identity_signing = ?2 OR identity_dh = ?3))",
+                params![user_id, &d.identity_signing[..], &d.identity_dh[..]],
+                |r| r.get(0),
+            )?;
+            if elsewhere {
+                tracing::warn!(device_id = %d.device_id, "identity keys listed under two users; not trusted");
+                continue;
+            }
             self.0.execute(
-                "INSERT OR IGNORE INTO devices (user_id, device_id, identity_signing, identity_dh)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    user_id,
-                    d.device_id,
-                    &d.identity_signing[..],
-                    &d.identity_dh[..]
-                ],
+                "INSERT INTO devices (user_id, device_id, identity_signing, identity_dh) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id, device_id) DO UPDATE SET removed_at_ms = NULL",
+                params![user_id, d.device_id, &d.identity_signing[..], &d.identity_dh[..]],
             )?;
         }
         Ok(())
@@ -239,6 +231,86 @@ impl Tx<'_> {
         )?;
         Ok(())
     }
+}
+
+impl Tx<'_> {
+    /// Owes `user_id` a delivered receipt for `message_id`.
+    pub(crate) fn owe_receipt(&self, user_id: &str, message_id: &str) -> Result<()> {
+        self.0.execute(
+            "INSERT OR IGNORE INTO pending_receipts (user_id, message_id) VALUES (?1, ?2)",
+            params![user_id, message_id],
+        )?;
+        Ok(())
+    }
+
+    /// Takes every owed receipt: `(user_id, message ids)`.
+    pub(crate) fn take_owed_receipts(&self) -> Result<Vec<(String, Vec<String>)>> {
+        let rows: Vec<(String, String)> = self
+            .0
+            .prepare("SELECT user_id, message_id FROM pending_receipts ORDER BY user_id, rowid")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        self.0.execute("DELETE FROM pending_receipts", [])?;
+        let mut owed: Vec<(String, Vec<String>)> = Vec::new();
+        for (user, id) in rows {
+            match owed.last_mut() {
+                Some((last, ids)) if *last == user => ids.push(id),
+                _ => owed.push((user, vec![id])),
+            }
+        }
+        Ok(owed)
+    }
+
+    /// Records that a session with `base_key` was accepted from `device_id`; false if it was
+    /// before (a replayed first message).
+    pub(crate) fn accept_base_key(&self, device_id: &str, base_key: &[u8]) -> Result<bool> {
+        Ok(self.0.execute(
+            "INSERT OR IGNORE INTO accepted_base_keys (device_id, base_key) VALUES (?1, ?2)",
+            params![device_id, base_key],
+        )? == 1)
+    }
+
+    /// Forgets everything this device knew for messaging as a signed-in device: sessions,
+    /// prekeys, device lists, the outbox (queued messages become failed) and owed receipts.
+    /// With `history`, the history and contacts go too.
+    pub(crate) fn wipe_messaging(&self, history: bool) -> Result<()> {
+        self.0.execute_batch(
+            "DELETE FROM ratchet_sessions; DELETE FROM archived_sessions; DELETE FROM accepted_base_keys;
+             DELETE FROM signed_prekeys; DELETE FROM one_time_prekeys; DELETE FROM devices;
+             DELETE FROM device_lists; DELETE FROM outbox; DELETE FROM pending_receipts;
+             UPDATE messages SET status = 'failed' WHERE outgoing = 1 AND status = 'queued';",
+        )?;
+        if history {
+            self.0.execute_batch(
+                "DELETE FROM messages; DELETE FROM reactions; DELETE FROM contacts;",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a session with `base_key` was accepted from `device_id` before.
+pub(crate) fn base_key_accepted(
+    conn: &Connection,
+    device_id: &str,
+    base_key: &[u8],
+) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM accepted_base_keys WHERE device_id = ?1 AND base_key = ?2)",
+        params![device_id, base_key],
+        |r| r.get(0),
+    )?)
+}
+
+/// Whether the history holds messages another account sent as "me".
+pub(crate) fn history_owner_differs(store: &Store, user_id: &str) -> Result<bool> {
+    store.read(|conn| {
+        Ok(conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE outgoing = 1 AND sender_user_id <> ?1)",
+            [user_id],
+            |r| r.get(0),
+        )?)
+    })
 }
 
 /// Sessions kept per device besides the current one.
@@ -275,11 +347,28 @@ pub(crate) fn archived_sessions(conn: &Connection, device_id: &str) -> Result<Ve
         .collect::<Result<_, _>>()?)
 }
 
-/// The known devices of `user_id`.
+/// The devices of `user_id` the directory lists now (the ones to send to).
 pub(crate) fn devices_of(conn: &Connection, user_id: &str) -> Result<Vec<DeviceRecord>> {
-    let mut statement = conn.prepare(
-        "SELECT device_id, identity_signing, identity_dh FROM devices WHERE user_id = ?1 ORDER BY device_id",
-    )?;
+    read_devices(
+        conn,
+        "SELECT device_id, identity_signing, identity_dh FROM devices
+                        WHERE user_id = ?1 AND removed_at_ms IS NULL ORDER BY device_id",
+        user_id,
+    )
+}
+
+/// Every device of `user_id` this device knows, removed ones included (to decrypt their mail).
+pub(crate) fn devices_with_removed(conn: &Connection, user_id: &str) -> Result<Vec<DeviceRecord>> {
+    read_devices(
+        conn,
+        "SELECT device_id, identity_signing, identity_dh FROM devices
+                        WHERE user_id = ?1 ORDER BY device_id",
+        user_id,
+    )
+}
+
+fn read_devices(conn: &Connection, sql: &str, user_id: &str) -> Result<Vec<DeviceRecord>> {
+    let mut statement = conn.prepare(sql)?;
     let rows = statement.query_map([user_id], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -421,6 +510,22 @@ impl Tx<'_> {
 
     /// Sets an outgoing message's status (and server time), only ever forward (or to failed).
     /// True when something changed.
+    pub(crate) fn advance_status_in(
+        &self,
+        conversation_user_id: &str,
+        message_id: &str,
+        status: MessageStatus,
+    ) -> Result<bool> {
+        let in_conversation: bool = self.0.query_row(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE message_id = ?1 AND conversation_user_id = ?2)",
+            params![message_id, conversation_user_id],
+            |r| r.get(0),
+        )?;
+        Ok(in_conversation && self.advance_status(message_id, status, None)?)
+    }
+
+    /// Sets an outgoing message's status (and server time), only ever forward (or to failed).
+    /// True when something changed.
     pub(crate) fn advance_status(
         &self,
         message_id: &str,
@@ -481,17 +586,20 @@ impl Tx<'_> {
         Ok(deleted)
     }
 
-    /// Sets (or with an empty emoji removes) `user_id`'s reaction. False if the message is
-    /// unknown or deleted.
+    /// Sets (or with an empty emoji removes) `user_id`'s reaction to a message of the
+    /// conversation with `conversation_user_id`. False if there is no such message or it is
+    /// deleted.
     pub(crate) fn set_reaction(
         &self,
+        conversation_user_id: &str,
         message_id: &str,
         user_id: &str,
         emoji: &str,
     ) -> Result<bool> {
         let exists: bool = self.0.query_row(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE message_id = ?1 AND deleted = 0)",
-            [message_id],
+            "SELECT EXISTS (SELECT 1 FROM messages
+                            WHERE message_id = ?1 AND conversation_user_id = ?2 AND deleted = 0)",
+            params![message_id, conversation_user_id],
             |r| r.get(0),
         )?;
         if !exists {
@@ -539,7 +647,7 @@ impl Tx<'_> {
 pub(crate) fn outbox_head(conn: &Connection) -> Result<Option<OutboxItem>> {
     Ok(conn
         .query_row(
-            "SELECT seq, client_msg_id, to_user_id, content FROM outbox ORDER BY seq LIMIT 1",
+            "SELECT seq, client_msg_id, to_user_id, content, attempts FROM outbox ORDER BY seq LIMIT 1",
             [],
             |r| {
                 Ok(OutboxItem {
@@ -547,6 +655,7 @@ pub(crate) fn outbox_head(conn: &Connection) -> Result<Option<OutboxItem>> {
                     client_msg_id: r.get(1)?,
                     to_user_id: r.get(2)?,
                     content: r.get(3)?,
+                    attempts: r.get(4)?,
                 })
             },
         )

@@ -287,6 +287,7 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "accepted_base_keys",
                 "archived_sessions",
                 "contacts",
                 "device_lists",
@@ -295,6 +296,7 @@ mod tests {
                 "messages",
                 "one_time_prekeys",
                 "outbox",
+                "pending_receipts",
                 "ratchet_sessions",
                 "reactions",
                 "session",
