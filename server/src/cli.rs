@@ -62,14 +62,14 @@ pub struct AllArgs {
 pub struct GatewayArgs {
     #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7700")]
     pub listen: SocketAddr,
-    /// otp-service endpoints: comma-separated `http://host:port`.
+    /// otp-service endpoints: comma-separated `http://host:port` or `dns:///name:port` (every
+    /// address of the name is an endpoint, re-resolved every discovery interval).
     #[arg(long, env = "JUNTOS_OTP")]
     pub otp: String,
-    /// login-service endpoints: comma-separated `http://host:port`.
+    /// login-service endpoints, as for `--otp`.
     #[arg(long, env = "JUNTOS_LOGIN")]
     pub login: String,
-    /// chat endpoints: comma-separated `http://host:port`. Without it, chat calls answer
-    /// UNAVAILABLE.
+    /// chat endpoints, as for `--otp`. Without it, chat calls answer UNAVAILABLE.
     #[arg(long, env = "JUNTOS_CHAT")]
     pub chat: Option<String>,
     #[command(flatten)]
@@ -98,7 +98,7 @@ pub struct LoginArgs {
     /// Where the database and the token signing key live.
     #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
     pub data_dir: PathBuf,
-    /// otp-service endpoints: comma-separated `http://host:port`.
+    /// otp-service endpoints: comma-separated `http://host:port` or `dns:///name:port`.
     #[arg(long, env = "JUNTOS_OTP")]
     pub otp: String,
     #[command(flatten)]
@@ -114,7 +114,8 @@ pub struct ChatArgs {
     /// Where the mailbox database (`chat.db`) lives.
     #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
     pub data_dir: PathBuf,
-    /// login-service endpoints (for device lists): comma-separated `http://host:port`.
+    /// login-service endpoints (for device lists): comma-separated `http://host:port` or
+    /// `dns:///name:port`.
     #[arg(long, env = "JUNTOS_LOGIN")]
     pub login: String,
     #[command(flatten)]
@@ -247,4 +248,12 @@ pub struct GatewayOptions {
     /// Largest request message, in bytes (the default fits a send of 256 envelopes of 64 KiB).
     #[arg(long, env = "JUNTOS_MAX_MESSAGE_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub max_message_bytes: usize,
+    /// Seconds between `grpc.health.v1` probes of each upstream endpoint (1 s timeout); two
+    /// failures in a row take an endpoint out of rotation and end its streams, one success
+    /// brings it back.
+    #[arg(long, env = "JUNTOS_HEALTH_INTERVAL_SECS", default_value_t = 2)]
+    pub health_interval_secs: u64,
+    /// Seconds between DNS resolutions of `dns:///` upstream endpoints.
+    #[arg(long, env = "JUNTOS_DISCOVERY_INTERVAL_SECS", default_value_t = 5)]
+    pub discovery_interval_secs: u64,
 }

@@ -15,7 +15,7 @@ use crate::cli::{
     AllArgs, ChatArgs, ChatOptions, CommonArgs, GatewayArgs, GatewayOptions, LoginArgs,
     LoginOptions, OtpArgs, OtpOptions, SmsKind,
 };
-use crate::gateway::{Gateway, GatewayConfig, Rate, parse_endpoints};
+use crate::gateway::{Gateway, GatewayConfig, PoolSettings, Rate, parse_endpoints};
 use crate::serve::{local_routes, serve};
 use crate::shutdown::Shutdown;
 
@@ -215,12 +215,13 @@ pub async fn start_login(
     )))
 }
 
-/// A load-balanced channel over a comma-separated endpoint list.
+/// A load-balanced channel over a comma-separated endpoint list (a `dns:///` name is resolved
+/// on each connection, not followed like the gateway's pools do).
 fn channel(endpoints: &str) -> Result<tonic::transport::Channel, String> {
     let endpoints = parse_endpoints(endpoints)?;
     Ok(tonic::transport::Channel::balance_list(
-        endpoints.into_iter().map(|uri| {
-            tonic::transport::Endpoint::from(uri)
+        endpoints.into_iter().map(|source| {
+            tonic::transport::Endpoint::from(source.uri())
                 .connect_timeout(Duration::from_secs(3))
                 .timeout(Duration::from_secs(30))
         }),
@@ -322,9 +323,18 @@ pub async fn start_gateway(
     drain: Duration,
 ) -> Result<RoleTask, String> {
     let config = GatewayConfig {
-        otp: parse_endpoints(otp)?,
-        login: parse_endpoints(login)?,
-        chat: chat.map(parse_endpoints).transpose()?.unwrap_or_default(),
+        otp: parse_endpoints(otp).map_err(|e| format!("--otp: {e}"))?,
+        login: parse_endpoints(login).map_err(|e| format!("--login: {e}"))?,
+        chat: chat
+            .map(parse_endpoints)
+            .transpose()
+            .map_err(|e| format!("--chat: {e}"))?
+            .unwrap_or_default(),
+        pools: PoolSettings {
+            health_interval: Duration::from_secs(options.health_interval_secs.max(1)),
+            health_timeout: Duration::from_secs(1),
+            discovery_interval: Duration::from_secs(options.discovery_interval_secs.max(1)),
+        },
         per_ip: Rate {
             per_second: options.ip_rate,
             burst: options.ip_burst,

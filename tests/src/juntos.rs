@@ -45,6 +45,8 @@ pub fn juntos_bin() -> PathBuf {
 /// A running `juntos` process, killed on drop.
 pub struct Process {
     child: Child,
+    /// The role the process was started as (`all`, `otp`, ...).
+    role: String,
     /// Lines the process printed on stdout.
     lines: mpsc::Receiver<String>,
     pub addr: String,
@@ -76,6 +78,7 @@ impl Process {
         // Owned from here on, so a panic below still kills and reaps the child.
         let mut process = Self {
             child,
+            role: role.to_owned(),
             lines,
             addr: String::new(),
         };
@@ -120,18 +123,66 @@ impl Drop for Process {
 }
 
 /// What to start.
-#[derive(Default)]
 pub struct SystemBuilder {
     split_roles: bool,
     redis: bool,
     twilio: bool,
     args: Vec<String>,
+    otp_pods: usize,
+    login_pods: usize,
+    chat_pods: usize,
+    dns: bool,
+}
+
+impl Default for SystemBuilder {
+    fn default() -> Self {
+        Self {
+            split_roles: false,
+            redis: false,
+            twilio: false,
+            args: Vec::new(),
+            otp_pods: 1,
+            login_pods: 1,
+            chat_pods: 0,
+            dns: false,
+        }
+    }
 }
 
 impl SystemBuilder {
     /// Separate `otp`, `login` and `gateway` processes instead of `juntos all`.
     pub fn split_roles(mut self) -> Self {
         self.split_roles = true;
+        self
+    }
+
+    /// `n` otp processes behind the gateway (separate roles; give them `with_redis` to share
+    /// codes).
+    pub fn otp_pods(mut self, n: usize) -> Self {
+        self.split_roles = true;
+        self.otp_pods = n;
+        self
+    }
+
+    /// `n` login processes on one data directory (one SQLite file) behind the gateway.
+    pub fn login_pods(mut self, n: usize) -> Self {
+        self.split_roles = true;
+        self.login_pods = n;
+        self
+    }
+
+    /// `n` chat processes on one data directory behind the gateway (separate roles; without
+    /// it they have no chat).
+    pub fn chat_pods(mut self, n: usize) -> Self {
+        self.split_roles = true;
+        self.chat_pods = n;
+        self
+    }
+
+    /// The gateway finds each process as `dns:///localhost:PORT` instead of `http://`.
+    pub fn dns_endpoints(mut self) -> Self {
+        self.split_roles = true;
+        self.dns = true;
         self
     }
 
@@ -201,27 +252,60 @@ impl SystemBuilder {
         let mut restart_args = None;
         let gateway_addr = if self.split_roles {
             otp_args.extend(otp_flags.concat());
-            let otp = Process::start("otp", &otp_args, "otp");
-            let otp_url = format!("http://{}", otp.addr);
+            let urls = |processes: &[Process], scheme: &str| {
+                processes
+                    .iter()
+                    .map(|p| {
+                        let port = p.addr.rsplit_once(':').expect("host:port").1;
+                        match scheme {
+                            "dns" => format!("dns:///localhost:{port}"),
+                            _ => format!("http://{}", p.addr),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let otps: Vec<Process> = (0..self.otp_pods)
+                .map(|_| Process::start("otp", &otp_args, "otp"))
+                .collect();
             let mut login_args = self.common(&clock_file);
             login_args.extend([
                 "--data-dir".to_owned(),
                 path_arg(&data_dir),
                 "--otp".to_owned(),
-                otp_url.clone(),
+                urls(&otps, "http"),
             ]);
-            let login = Process::start("login", &login_args, "login");
+            let logins: Vec<Process> = (0..self.login_pods)
+                .map(|_| Process::start("login", &login_args, "login"))
+                .collect();
+            let mut chat_args = self.common(&clock_file);
+            chat_args.extend([
+                "--data-dir".to_owned(),
+                path_arg(&data_dir),
+                "--login".to_owned(),
+                urls(&logins, "http"),
+            ]);
+            let chats: Vec<Process> = (0..self.chat_pods)
+                .map(|_| Process::start("chat", &chat_args, "chat"))
+                .collect();
+            let scheme = if self.dns { "dns" } else { "http" };
             let mut gateway_args = self.common(&clock_file);
             gateway_args.extend([
                 "--otp".to_owned(),
-                otp_url,
+                urls(&otps, scheme),
                 "--login".to_owned(),
-                format!("http://{}", login.addr),
+                urls(&logins, scheme),
             ]);
+            if !chats.is_empty() {
+                gateway_args.extend(["--chat".to_owned(), urls(&chats, scheme)]);
+            }
             gateway_args.extend(gateway_flags.concat());
             let gateway = Process::start("gateway", &gateway_args, "gateway");
             let addr = gateway.addr.clone();
-            processes.extend([otp, login, gateway]);
+            processes.extend(otps);
+            processes.extend(logins);
+            processes.extend(chats);
+            processes.push(gateway);
             addr
         } else {
             otp_args.extend(self.args.clone());
@@ -387,6 +471,21 @@ impl System {
     /// every role.
     pub fn pid(&self) -> u32 {
         self.processes.last().expect("a running process").pid()
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, ...) to the `index`-th process started as `role`.
+    pub fn signal(&self, role: &str, index: usize, signal: &str) {
+        let process = self
+            .processes
+            .iter()
+            .filter(|p| p.role == role)
+            .nth(index)
+            .unwrap_or_else(|| panic!("no {role} process number {index}"));
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &process.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     /// The processes, gateway last.

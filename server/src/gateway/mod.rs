@@ -6,12 +6,19 @@
 //! dropped, the verified identity and client address are set), and the per-message size cap
 //! while the body streams to the upstream pool. Responses, trailers included, stream back as
 //! they come, so long-lived bidirectional streams pass through unchanged.
+//!
+//! Each upstream role is a pool ([`pool`]) of health-checked endpoints; idempotent unary calls
+//! are buffered and retried once on another endpoint, and a stream whose endpoint goes
+//! unhealthy or breaks ends with UNAVAILABLE ([`stream_guard`]) so the client reconnects.
 
 mod auth;
 mod body;
+mod endpoints;
+mod health;
 mod limits;
 mod pool;
 mod routes;
+mod stream_guard;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -36,11 +43,13 @@ use tower::ServiceExt;
 
 pub use self::auth::Auth;
 use self::body::FrameLimit;
+pub use self::endpoints::{Source, parse_endpoints};
 use self::limits::Limits;
 pub use self::limits::Rate;
-use self::pool::Pool;
-pub use self::pool::parse_endpoints;
-use self::routes::{Access, Route, Upstream};
+pub use self::pool::PoolSettings;
+use self::pool::{ForwardBody, Member, Pool};
+use self::routes::{Access, Retry, Route, Upstream};
+use self::stream_guard::StreamGuard;
 use crate::shutdown::Shutdown;
 use crate::tasks::Tasks;
 
@@ -51,11 +60,13 @@ type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// otp-service endpoints.
-    pub otp: Vec<Uri>,
+    pub otp: Vec<Source>,
     /// login-service endpoints.
-    pub login: Vec<Uri>,
+    pub login: Vec<Source>,
     /// chat endpoints; when empty, chat calls answer UNAVAILABLE.
-    pub chat: Vec<Uri>,
+    pub chat: Vec<Source>,
+    /// Health checking and discovery of every pool.
+    pub pools: PoolSettings,
     /// Rate per client address.
     pub per_ip: Rate,
     /// Rate per signed-in user.
@@ -68,7 +79,7 @@ pub struct GatewayConfig {
 
 /// The routing proxy.
 pub struct Gateway {
-    pools: HashMap<Upstream, Pool>,
+    pools: HashMap<Upstream, Arc<Pool>>,
     auth: Arc<Auth>,
     limits: Limits,
     local: tonic::service::Routes,
@@ -78,15 +89,16 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the gateway and starts its background work (key refresh, revocation polling,
-    /// limiter cleanup), which stops when the returned [`Tasks`] are dropped.
+    /// limiter cleanup, endpoint discovery), which stops when the returned [`Tasks`] are
+    /// dropped. DNS names are resolved once before this returns.
     pub async fn new(
         config: GatewayConfig,
         clock: SharedClock,
     ) -> Result<(Arc<Self>, Tasks), String> {
         let login_channel =
-            tonic::transport::Channel::balance_list(config.login.iter().map(|uri| {
+            tonic::transport::Channel::balance_list(config.login.iter().map(|source| {
                 // A stuck login pod must not stall key refresh or revocation polling.
-                tonic::transport::Endpoint::from(uri.clone())
+                tonic::transport::Endpoint::from(source.uri())
                     .connect_timeout(Duration::from_secs(3))
                     .timeout(Duration::from_secs(2))
                     .http2_keep_alive_interval(Duration::from_secs(10))
@@ -95,11 +107,17 @@ impl Gateway {
         let auth = Auth::new(login_channel, clock);
         let mut tasks = auth.start();
         let mut pools = HashMap::from([
-            (Upstream::Otp, Pool::new(config.otp)),
-            (Upstream::Login, Pool::new(config.login)),
+            (Upstream::Otp, Pool::new("otp", config.otp, config.pools)),
+            (
+                Upstream::Login,
+                Pool::new("login", config.login, config.pools),
+            ),
         ]);
         if !config.chat.is_empty() {
-            pools.insert(Upstream::Chat, Pool::new(config.chat));
+            pools.insert(Upstream::Chat, Pool::new("chat", config.chat, config.pools));
+        }
+        for pool in pools.values() {
+            tasks.extend(pool.start_discovery().await);
         }
         let gateway = Arc::new(Self {
             pools,
@@ -184,8 +202,8 @@ impl Gateway {
             return status_response(status);
         }
         match routes::route(req.uri().path()) {
-            Route::Forward(upstream, access) => {
-                match self.forward(req, peer, upstream, access).await {
+            Route::Forward(upstream, access, retry) => {
+                match self.forward(req, peer, upstream, access, retry).await {
                     Ok(response) => response,
                     Err(status) => status_response(status),
                 }
@@ -209,6 +227,7 @@ impl Gateway {
         peer: SocketAddr,
         upstream: Upstream,
         access: Access,
+        retry: Retry,
     ) -> Result<Response<ResponseBody>, tonic::Status> {
         let claims = match access {
             Access::Public => None,
@@ -234,27 +253,122 @@ impl Gateway {
             set_header(&mut parts.headers, meta::DEVICE_ID, &claims.device_id);
             set_header(&mut parts.headers, meta::SESSION_ID, &claims.session_id);
         }
-        parts.uri = upstream_uri(pool.pick(), &parts.uri)?;
 
         let tripped = Arc::new(AtomicBool::new(false));
         let body = FrameLimit::new(body, self.max_message_bytes, Arc::clone(&tripped));
-        match pool
-            .client()
-            .request(Request::from_parts(parts, body))
-            .await
-        {
-            Ok(response) => Ok(response.map(|b| b.map_err(BoxError::from).boxed_unsync())),
+        // A retry sends the request again, so an idempotent call's (capped) body is kept.
+        let (body, replay) = match retry {
+            Retry::Never => (body.boxed_unsync(), None),
+            Retry::Idempotent => match body.collect().await {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    (full(bytes.clone()), Some(bytes))
+                }
+                Err(_) if tripped.load(Ordering::SeqCst) => {
+                    return Err(too_large(self.max_message_bytes));
+                }
+                Err(_) => return Err(tonic::Status::cancelled("request body not received")),
+            },
+        };
+
+        let unavailable = || {
+            status(
+                Code::Unavailable,
+                reason::UPSTREAM_UNAVAILABLE,
+                "service unavailable; retry shortly",
+            )
+        };
+        let call = Call {
+            pool,
+            parts: &parts,
+            upstream,
+            tripped: &tripped,
+        };
+        let first = pool.pick(None).ok_or_else(unavailable)?;
+        let failure = match self.attempt(&call, &first, body, replay.is_some()).await? {
+            Attempt::Answered(response) => return Ok(response),
+            Attempt::Failed(failure) => failure,
+        };
+        let (Some(bytes), Some(second)) = (replay, pool.pick(Some(first.uri()))) else {
+            return failure.map_or_else(|| Err(unavailable()), Ok);
+        };
+        tracing::debug!(?upstream, from = %first.uri(), to = %second.uri(), "retrying");
+        match self.attempt(&call, &second, full(bytes), false).await? {
+            Attempt::Answered(response) => Ok(response),
+            Attempt::Failed(failure) => failure.map_or_else(|| Err(unavailable()), Ok),
+        }
+    }
+
+    /// Sends the request to one endpoint. With `retryable`, a trailers-only UNAVAILABLE
+    /// answer counts as a failure (kept, in case no retry is possible) rather than an answer.
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+        member: &Member,
+        body: ForwardBody,
+        retryable: bool,
+    ) -> Result<Attempt, tonic::Status> {
+        let Call {
+            pool,
+            parts,
+            upstream,
+            tripped,
+        } = *call;
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method.clone();
+        *request.version_mut() = parts.version;
+        *request.headers_mut() = parts.headers.clone();
+        *request.uri_mut() = upstream_uri(member.uri(), &parts.uri)?;
+        // Subscribed before the call, so a pod that fails meanwhile still ends the stream.
+        let health = member.health();
+        match pool.client().request(request).await {
+            Ok(response) => {
+                let response = response.map(|b| {
+                    StreamGuard::new(b.map_err(BoxError::from).boxed_unsync(), health)
+                        .boxed_unsync()
+                });
+                let unavailable = response
+                    .headers()
+                    .get("grpc-status")
+                    .is_some_and(|s| s.as_bytes() == b"14");
+                if retryable && unavailable {
+                    Ok(Attempt::Failed(Some(response)))
+                } else {
+                    Ok(Attempt::Answered(response))
+                }
+            }
             Err(_) if tripped.load(Ordering::SeqCst) => Err(too_large(self.max_message_bytes)),
             Err(e) => {
-                tracing::warn!(?upstream, error = %e, "upstream call failed");
-                Err(status(
-                    Code::Unavailable,
-                    reason::UPSTREAM_UNAVAILABLE,
-                    "service unavailable; retry shortly",
-                ))
+                tracing::warn!(?upstream, endpoint = %member.uri(), error = %e, "upstream call failed");
+                Ok(Attempt::Failed(None))
             }
         }
     }
+}
+
+/// One forwarded call, shared by its attempts.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    pool: &'a Pool,
+    parts: &'a http::request::Parts,
+    upstream: Upstream,
+    /// Set when the request body hit the size cap.
+    tripped: &'a AtomicBool,
+}
+
+/// The outcome of sending a request to one endpoint.
+enum Attempt {
+    /// An answer to pass to the client.
+    Answered(Response<ResponseBody>),
+    /// No usable answer: a retry may follow; else the client gets the kept response, if any,
+    /// or UNAVAILABLE.
+    Failed(Option<Response<ResponseBody>>),
+}
+
+fn full(bytes: Bytes) -> ForwardBody {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn too_large(limit: usize) -> tonic::Status {

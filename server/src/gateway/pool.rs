@@ -1,46 +1,216 @@
-//! A pool of upstream endpoints for one role, reached over HTTP/2 (h2c) and chosen round-robin.
+//! A pool of upstream endpoints for one role, reached over HTTP/2 (h2c), chosen round-robin
+//! among the healthy ones.
+//!
+//! Endpoints come from fixed URIs and from DNS names re-resolved every discovery interval (an
+//! address that disappears leaves the pool). Each endpoint has its own health checker
+//! ([`super::health`]); when no endpoint is healthy, calls try them all anyway, since a failed
+//! probe is weaker evidence than a failed call.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::Uri;
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use super::body::FrameLimit;
+use super::BoxError;
+use super::endpoints::Source;
+use super::health;
+use crate::tasks::Tasks;
 
 /// The request body the gateway forwards.
-pub type ForwardBody = FrameLimit<Incoming>;
+pub type ForwardBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// How often endpoints are probed and names re-resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Between health probes of one endpoint.
+    pub health_interval: Duration,
+    /// How long one probe may take.
+    pub health_timeout: Duration,
+    /// Between DNS resolutions of `dns:///` sources.
+    pub discovery_interval: Duration,
+}
+
+/// One endpoint and its health checker (aborted when the endpoint leaves the pool).
+pub struct Member {
+    uri: Uri,
+    healthy: watch::Sender<bool>,
+    checker: JoinHandle<()>,
+}
+
+impl Member {
+    fn new(role: &'static str, uri: Uri, settings: PoolSettings) -> Self {
+        let (healthy, _) = watch::channel(false);
+        let checker = tokio::spawn(health::watch_endpoint(
+            role,
+            uri.clone(),
+            healthy.clone(),
+            settings.health_interval,
+            settings.health_timeout,
+        ));
+        Self {
+            uri,
+            healthy,
+            checker,
+        }
+    }
+
+    /// `http://host:port` of the endpoint.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    fn is_healthy(&self) -> bool {
+        *self.healthy.borrow()
+    }
+
+    /// Follows the endpoint's health from now on (for ending streams when it goes down).
+    pub fn health(&self) -> watch::Receiver<bool> {
+        self.healthy.subscribe()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.checker.abort();
+    }
+}
 
 /// Endpoints of one upstream role.
 pub struct Pool {
-    endpoints: Vec<Uri>,
+    role: &'static str,
+    settings: PoolSettings,
+    sources: Vec<Source>,
+    members: RwLock<Vec<Arc<Member>>>,
     next: AtomicUsize,
     client: Client<HttpConnector, ForwardBody>,
 }
 
 impl Pool {
-    /// A pool over `endpoints` (`http://host:port`, at least one).
-    pub fn new(endpoints: Vec<Uri>) -> Self {
+    /// A pool over `sources`; its fixed endpoints are members at once, its DNS names after the
+    /// first resolution (run by [`Pool::start_discovery`]).
+    pub fn new(role: &'static str, sources: Vec<Source>, settings: PoolSettings) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .build(connector);
-        Self {
-            endpoints,
+        let pool = Arc::new(Self {
+            role,
+            settings,
+            sources,
+            members: RwLock::default(),
             next: AtomicUsize::new(0),
             client,
-        }
+        });
+        pool.set_members(pool.static_uris());
+        pool
     }
 
-    /// The next endpoint in turn.
-    pub fn pick(&self) -> &Uri {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        &self.endpoints[i]
+    fn static_uris(&self) -> Vec<Uri> {
+        self.sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::Static(uri) => Some(uri.clone()),
+                Source::Dns { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Resolves the DNS sources now, then every discovery interval in the returned task.
+    pub async fn start_discovery(self: &Arc<Self>) -> Tasks {
+        let mut tasks = Tasks::default();
+        if !self.sources.iter().any(|s| matches!(s, Source::Dns { .. })) {
+            return tasks;
+        }
+        let mut known = HashMap::new();
+        self.discover(&mut known).await;
+        let this = Arc::clone(self);
+        tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(this.settings.discovery_interval).await;
+                this.discover(&mut known).await;
+            }
+        });
+        tasks
+    }
+
+    /// One round of resolution; a name that fails to resolve keeps its last known addresses.
+    async fn discover(&self, known: &mut HashMap<(String, u16), Vec<Uri>>) {
+        let mut uris = self.static_uris();
+        for source in &self.sources {
+            let Source::Dns { host, port } = source else {
+                continue;
+            };
+            let key = (host.clone(), *port);
+            match tokio::net::lookup_host((host.as_str(), *port)).await {
+                Ok(addrs) => {
+                    let mut resolved: Vec<Uri> = addrs
+                        .filter_map(|addr| format!("http://{addr}").parse().ok())
+                        .collect();
+                    resolved.sort_by_key(ToString::to_string);
+                    resolved.dedup();
+                    known.insert(key.clone(), resolved);
+                }
+                Err(e) => {
+                    tracing::warn!(role = self.role, name = %host, error = %e,
+                        "DNS resolution failed; keeping the last known endpoints");
+                }
+            }
+            uris.extend(known.get(&key).into_iter().flatten().cloned());
+        }
+        self.set_members(uris);
+    }
+
+    /// Makes `uris` the members: existing ones keep their health, new ones start their
+    /// checker, missing ones leave (and their checker stops).
+    fn set_members(&self, mut uris: Vec<Uri>) {
+        uris.dedup();
+        let mut members = self.members.write().expect("pool lock");
+        let mut kept: Vec<Arc<Member>> = Vec::with_capacity(uris.len());
+        for uri in uris {
+            if kept.iter().any(|m| m.uri == uri) {
+                continue;
+            }
+            match members.iter().find(|m| m.uri == uri) {
+                Some(member) => kept.push(Arc::clone(member)),
+                None => {
+                    tracing::info!(role = self.role, endpoint = %uri, "upstream endpoint added");
+                    kept.push(Arc::new(Member::new(self.role, uri, self.settings)));
+                }
+            }
+        }
+        for gone in members
+            .iter()
+            .filter(|m| !kept.iter().any(|k| k.uri == m.uri))
+        {
+            tracing::info!(role = self.role, endpoint = %gone.uri, "upstream endpoint removed");
+        }
+        *members = kept;
+    }
+
+    /// The next healthy endpoint in turn other than `avoid`; when none is healthy, the next of
+    /// all the others; `None` when there is no other endpoint at all.
+    pub fn pick(&self, avoid: Option<&Uri>) -> Option<Arc<Member>> {
+        let members = self.members.read().expect("pool lock");
+        let others: Vec<&Arc<Member>> = members.iter().filter(|m| Some(&m.uri) != avoid).collect();
+        let healthy: Vec<&Arc<Member>> =
+            others.iter().copied().filter(|m| m.is_healthy()).collect();
+        let candidates = if healthy.is_empty() { others } else { healthy };
+        if candidates.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
+        Some(Arc::clone(candidates[i]))
     }
 
     /// The HTTP/2 client shared by the pool's endpoints.
@@ -49,40 +219,80 @@ impl Pool {
     }
 }
 
-/// Parses a comma-separated endpoint list (`http://host:port,...`).
-pub fn parse_endpoints(list: &str) -> Result<Vec<Uri>, String> {
-    let endpoints = list
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let uri: Uri = s.parse().map_err(|e| format!("bad endpoint {s:?}: {e}"))?;
-            match (uri.scheme_str(), uri.authority()) {
-                (Some("http"), Some(_)) => Ok(uri),
-                _ => Err(format!("bad endpoint {s:?}: expected http://host:port")),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if endpoints.is_empty() {
-        return Err("no endpoints given".to_owned());
-    }
-    Ok(endpoints)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn endpoint_lists_parse_and_rotate() {
-        let pool = Pool::new(parse_endpoints("http://a:1, http://b:2").expect("valid"));
-        let picks: Vec<String> = (0..4).map(|_| pool.pick().to_string()).collect();
-        assert_eq!(
-            picks,
-            ["http://a:1/", "http://b:2/", "http://a:1/", "http://b:2/"]
+    fn settings() -> PoolSettings {
+        PoolSettings {
+            health_interval: Duration::from_secs(3600),
+            health_timeout: Duration::from_millis(10),
+            discovery_interval: Duration::from_secs(3600),
+        }
+    }
+
+    fn picks(pool: &Pool, avoid: Option<&Uri>) -> Vec<String> {
+        (0..4)
+            .map(|_| pool.pick(avoid).expect("a member").uri().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn picks_rotate_over_healthy_endpoints_or_all_when_none_is() {
+        let sources =
+            super::super::endpoints::parse_endpoints("http://a:1, http://b:2, http://c:3")
+                .expect("valid");
+        let pool = Pool::new("test", sources, settings());
+        // Nothing probed healthy yet: every endpoint is tried.
+        let mut all = picks(&pool, None);
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 3);
+        // Only healthy ones once some are.
+        for m in pool.members.read().expect("lock").iter() {
+            m.healthy.send_replace(m.uri.port_u16() != Some(2));
+        }
+        let mut healthy = picks(&pool, None);
+        healthy.sort();
+        healthy.dedup();
+        assert_eq!(healthy, ["http://a:1/", "http://c:3/"]);
+        // A retry avoids the first choice.
+        let avoid: Uri = "http://a:1".parse().expect("uri");
+        assert!(
+            picks(&pool, Some(&avoid))
+                .iter()
+                .all(|u| u == "http://c:3/")
         );
-        assert!(parse_endpoints("").is_err());
-        assert!(parse_endpoints("a:1").is_err());
-        assert!(parse_endpoints("https://a:1").is_err());
+    }
+
+    #[tokio::test]
+    async fn members_keep_their_health_across_updates_and_leave_when_gone() {
+        let pool = Pool::new("test", Vec::new(), settings());
+        let a: Uri = "http://10.0.0.1:1".parse().expect("uri");
+        let b: Uri = "http://10.0.0.2:1".parse().expect("uri");
+        pool.set_members(vec![a.clone(), b.clone()]);
+        let first = pool.pick(Some(&b)).expect("a");
+        first.healthy.send_replace(true);
+        pool.set_members(vec![b.clone(), a.clone()]);
+        assert!(
+            pool.pick(Some(&b)).expect("a").is_healthy(),
+            "same member kept"
+        );
+        pool.set_members(vec![b.clone()]);
+        assert!(pool.pick(Some(&b)).is_none(), "a left the pool");
+    }
+
+    #[tokio::test]
+    async fn dns_names_resolve_into_endpoints() {
+        let sources =
+            super::super::endpoints::parse_endpoints("dns:///localhost:4321").expect("valid");
+        let pool = Pool::new("test", sources, settings());
+        assert!(pool.pick(None).is_none(), "nothing before resolution");
+        let _tasks = pool.start_discovery().await;
+        let uri = pool.pick(None).expect("resolved").uri().to_string();
+        assert!(
+            uri == "http://127.0.0.1:4321/" || uri == "http://[::1]:4321/",
+            "{uri}"
+        );
     }
 }

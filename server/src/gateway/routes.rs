@@ -18,11 +18,21 @@ pub enum Access {
     Authenticated,
 }
 
+/// Whether a failed attempt may be sent again to another endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Doing it twice is the same as once: retried once on another endpoint when the first
+    /// fails to connect or answers UNAVAILABLE before any response (the body is buffered).
+    Idempotent,
+    /// Never sent twice (streams, and calls with effects such as sending an SMS).
+    Never,
+}
+
 /// Where a request path leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// Forward to `upstream` after checking `access`.
-    Forward(Upstream, Access),
+    Forward(Upstream, Access, Retry),
     /// Served by the gateway itself (health, reflection).
     Local,
     /// A Juntos method that exists but is internal: PERMISSION_DENIED.
@@ -81,10 +91,34 @@ const LOCAL_PREFIXES: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
+/// Methods that may be retried on another endpoint, by exact gRPC path. Not here, on purpose:
+/// `Otp.RequestCode` (sends an SMS), `Login.SignIn` (consumes the code), `Login.Refresh`
+/// (rotates the refresh token), `Login.SignOut`, `Directory.UploadPrekeys`,
+/// `Directory.FetchBundles` (hands out one-time prekeys) and `Chat.Connect` (a stream).
+const IDEMPOTENT: &[&str] = &[
+    "/juntos.login.v1.Login/Me",
+    "/juntos.login.v1.Directory/ListDevices",
+    "/juntos.login.v1.Directory/PrekeyStatus",
+    // Records contacts, which is the same however often it happens.
+    "/juntos.login.v1.Directory/ResolvePhones",
+    "/juntos.chat.v1.Chat/Sync",
+    "/juntos.chat.v1.Chat/Ack",
+    // A retried client_msg_id gets the first answer and stores nothing twice.
+    "/juntos.chat.v1.Chat/Send",
+];
+
+fn retry(path: &str) -> Retry {
+    if IDEMPOTENT.contains(&path) {
+        Retry::Idempotent
+    } else {
+        Retry::Never
+    }
+}
+
 /// Looks up a request path.
 pub fn route(path: &str) -> Route {
     if let Some((_, upstream, access)) = PUBLIC.iter().find(|(p, _, _)| *p == path) {
-        return Route::Forward(*upstream, *access);
+        return Route::Forward(*upstream, *access, retry(path));
     }
     let service = PUBLIC_SERVICES.iter().find(|(prefix, _, _)| {
         // Exactly one method name after the prefix.
@@ -92,7 +126,7 @@ pub fn route(path: &str) -> Route {
             .is_some_and(|method| !method.is_empty() && !method.contains('/'))
     });
     if let Some((_, upstream, access)) = service {
-        return Route::Forward(*upstream, *access);
+        return Route::Forward(*upstream, *access, retry(path));
     }
     if LOCAL_PREFIXES.iter().any(|p| path.starts_with(p)) {
         return Route::Local;
@@ -126,32 +160,54 @@ mod tests {
     fn public_methods_route_with_their_access() {
         assert_eq!(
             route("/juntos.otp.v1.Otp/RequestCode"),
-            Route::Forward(Upstream::Otp, Access::Public)
+            Route::Forward(Upstream::Otp, Access::Public, Retry::Never)
         );
         assert_eq!(
             route("/juntos.login.v1.Login/Me"),
-            Route::Forward(Upstream::Login, Access::Authenticated)
+            Route::Forward(Upstream::Login, Access::Authenticated, Retry::Idempotent)
         );
         assert_eq!(route("/grpc.health.v1.Health/Check"), Route::Local);
     }
 
     #[test]
-    fn whole_services_route_every_method_with_a_token() {
+    fn only_calls_without_repeated_effects_are_retried() {
         for path in [
-            "/juntos.chat.v1.Chat/Send",
-            "/juntos.chat.v1.Chat/Connect",
-            "/juntos.chat.v1.Chat/Sync",
-            "/juntos.chat.v1.Chat/Ack",
+            "/juntos.otp.v1.Otp/RequestCode",
+            "/juntos.login.v1.Login/SignIn",
+            "/juntos.login.v1.Login/Refresh",
+            "/juntos.login.v1.Login/SignOut",
+            "/juntos.login.v1.Directory/UploadPrekeys",
+        ] {
+            assert!(
+                matches!(route(path), Route::Forward(_, _, Retry::Never)),
+                "{path}"
+            );
+        }
+        for path in IDEMPOTENT {
+            assert!(
+                matches!(route(path), Route::Forward(_, _, Retry::Idempotent)),
+                "{path} is routed"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_services_route_every_method_with_a_token() {
+        for (path, retry) in [
+            ("/juntos.chat.v1.Chat/Send", Retry::Idempotent),
+            ("/juntos.chat.v1.Chat/Connect", Retry::Never),
+            ("/juntos.chat.v1.Chat/Sync", Retry::Idempotent),
+            ("/juntos.chat.v1.Chat/Ack", Retry::Idempotent),
         ] {
             assert_eq!(
                 route(path),
-                Route::Forward(Upstream::Chat, Access::Authenticated),
+                Route::Forward(Upstream::Chat, Access::Authenticated, retry),
                 "{path}"
             );
         }
         assert_eq!(
             route("/juntos.login.v1.Directory/FetchBundles"),
-            Route::Forward(Upstream::Login, Access::Authenticated)
+            Route::Forward(Upstream::Login, Access::Authenticated, Retry::Never)
         );
         // The prefix alone, a nested path, or a longer service name are not methods.
         assert_eq!(route("/juntos.chat.v1.Chat/"), Route::Internal);
