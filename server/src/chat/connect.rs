@@ -162,7 +162,13 @@ impl Connection {
     async fn fill(&mut self) -> Result<(), End> {
         let window = self.service.config.push_window;
         while self.maybe_more && self.in_flight.len() < window {
-            let limit = (window - self.in_flight.len()).min(PAGE);
+            // Never more than the channel holds right now, so the sends below cannot block
+            // (a client acking what it has not read yet must not wedge this task).
+            let room = self.out.capacity();
+            if room == 0 {
+                break;
+            }
+            let limit = (window - self.in_flight.len()).min(PAGE).min(room);
             let page = self
                 .service
                 .store
@@ -178,7 +184,7 @@ impl Connection {
                 self.pushed_up_to = envelope.seq;
                 self.in_flight.push_back(envelope.seq);
                 let pushed = frame(server_frame::Frame::Envelope(to_proto(envelope)));
-                // Never blocks for long: the channel has room for the whole window.
+                // Does not block: there is room for the whole page (checked above).
                 if self.out.send(Ok(pushed)).await.is_err() {
                     return Err(End::Quiet);
                 }
