@@ -118,6 +118,10 @@ pub struct ChatArgs {
     /// `dns:///name:port`.
     #[arg(long, env = "JUNTOS_LOGIN")]
     pub login: String,
+    /// Redis for device → pod routing and doorbells, shared by every chat pod. Without it,
+    /// doorbells only reach streams in this process (one chat pod).
+    #[arg(long, env = "JUNTOS_REDIS_URL")]
+    pub redis_url: Option<String>,
     #[command(flatten)]
     pub chat: ChatOptions,
     #[command(flatten)]
@@ -136,6 +140,7 @@ pub enum SmsKind {
 #[derive(Debug, Args)]
 pub struct OtpOptions {
     /// Redis for codes and rate-limit counters (shared by every otp pod); in memory when absent.
+    /// With `juntos all`, chat's device routing and doorbells use it too.
     #[arg(long, env = "JUNTOS_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Secret key (hex, 32 bytes) that codes are hashed with; every otp pod needs the same one.

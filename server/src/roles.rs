@@ -10,7 +10,9 @@ use juntos_proto::clock::{OffsetFileClock, SharedClock, SystemClock};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::chat::{ChatConfig, ChatService, LoginDirectory, SqliteChatStore};
+use crate::chat::{
+    ChatConfig, ChatService, LoginDirectory, RedisRoutes, RoutesConfig, SqliteChatStore,
+};
 use crate::cli::{
     AllArgs, ChatArgs, ChatOptions, CommonArgs, GatewayArgs, GatewayOptions, LoginArgs,
     LoginOptions, OtpArgs, OtpOptions, SmsKind,
@@ -247,11 +249,14 @@ pub async fn run_login(args: LoginArgs, shutdown: Shutdown) -> Result<Vec<RoleTa
 
 // === chat ===
 
-/// Starts the chat service on `listener`, checking device lists with the login pool at `login`.
+/// Starts the chat service on `listener`, checking device lists with the login pool at `login`;
+/// with `redis_url`, streams and doorbells span every chat pod on that Redis.
+#[allow(clippy::too_many_arguments)]
 pub async fn start_chat(
     listener: TcpListener,
     options: &ChatOptions,
     login: &str,
+    redis_url: Option<&str>,
     data_dir: &Path,
     clock: SharedClock,
     shutdown: Shutdown,
@@ -273,14 +278,38 @@ pub async fn start_chat(
         channel(login)?,
         Duration::from_millis(options.chat_directory_cache_ms),
     );
-    let service = ChatService::new(
-        config,
-        Arc::new(store),
-        Arc::new(directory),
-        clock,
-        shutdown.clone(),
-    );
-    let tasks = service.start();
+    let heartbeat = config.heartbeat;
+    let (service, mut tasks) = match redis_url {
+        Some(url) => {
+            let (routes, tasks) = RedisRoutes::start(
+                url,
+                crate::chat::Doorbell::new(),
+                RoutesConfig::for_heartbeat(heartbeat),
+            )
+            .await
+            .map_err(|e| format!("chat: redis: {e}"))?;
+            let service = ChatService::with_routes(
+                config,
+                Arc::new(store),
+                Arc::new(directory),
+                clock,
+                shutdown.clone(),
+                routes,
+            );
+            (service, tasks)
+        }
+        None => {
+            let service = ChatService::new(
+                config,
+                Arc::new(store),
+                Arc::new(directory),
+                clock,
+                shutdown.clone(),
+            );
+            (service, crate::tasks::Tasks::default())
+        }
+    };
+    tasks.extend(service.start());
     let routes = local_routes(&["juntos.chat.v1.Chat"])
         .await?
         .add_service(crate::chat::server(service));
@@ -299,6 +328,7 @@ pub async fn run_chat(args: ChatArgs, shutdown: Shutdown) -> Result<Vec<RoleTask
         listener,
         &args.chat,
         &args.login,
+        args.redis_url.as_deref(),
         &args.data_dir,
         clock,
         shutdown,
@@ -417,6 +447,7 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
         chat_listener,
         &args.chat,
         &login_url,
+        args.otp.redis_url.as_deref(),
         &args.data_dir,
         Arc::clone(&clock),
         shutdown.clone(),

@@ -140,6 +140,7 @@ async fn chat_through_the_gateway() {
             chat,
             &args.chat,
             &login_url,
+            None,
             dir.path(),
             clock.clone(),
             down.clone(),

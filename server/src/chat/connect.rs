@@ -26,6 +26,7 @@ use tonic::Status;
 
 use super::doorbell::Registration;
 use super::error::Error;
+use super::routes::Claim;
 use super::service::ChatService;
 use super::store::StoredEnvelope;
 
@@ -47,10 +48,12 @@ impl ChatService {
     {
         let (out, frames) = mpsc::channel(self.config.push_window + EXTRA_FRAMES);
         let registration = self.doorbell.register(&caller.device_id);
+        let claim = self.routes.as_ref().map(|r| r.claim(&caller.device_id));
         let connection = Connection {
             service: Arc::clone(self),
             caller,
             registration,
+            _claim: claim,
             out,
             in_flight: VecDeque::new(),
             pushed_up_to: 0,
@@ -79,6 +82,9 @@ struct Connection {
     service: Arc<ChatService>,
     caller: Caller,
     registration: Registration,
+    /// This pod's route for the device in Redis, released after `registration` is dropped
+    /// (fields drop in order).
+    _claim: Option<Claim>,
     out: mpsc::Sender<Result<ServerFrame, Status>>,
     /// Seqs pushed and not acked yet, oldest first.
     in_flight: VecDeque<u64>,

@@ -3,9 +3,9 @@
 //!
 //! This one is in process: a registry of the streams connected to this process. The mailbox is
 //! the truth and a stream also polls it on every heartbeat tick, so a lost ring only delays
-//! delivery. With several chat pods, a later issue puts Redis in front of [`Doorbell::ring`]
-//! (device → pod routing, pub/sub to that pod, whose subscriber calls `ring` here) and has
-//! [`Doorbell::register`] publish a takeover; the registry itself stays as it is.
+//! delivery. With several chat pods, [`super::routes::RedisRoutes`] sits in front of it: it maps
+//! each device connected here to this pod in Redis and rings devices connected elsewhere through
+//! their pod's pub/sub channel, whose subscriber calls [`Doorbell::ring`] there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,9 +69,26 @@ impl Doorbell {
         }
     }
 
+    /// Wakes every stream connected here (after doorbells may have been lost).
+    pub fn ring_all(&self) {
+        for entry in self.lock().values() {
+            entry.signals.rung.notify_one();
+        }
+    }
+
     /// How many devices have a stream here.
     pub fn connected(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Whether `device_id` has a stream here.
+    pub fn is_connected(&self, device_id: &str) -> bool {
+        self.lock().contains_key(device_id)
+    }
+
+    /// The devices with a stream here.
+    pub fn devices(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {

@@ -4,13 +4,15 @@
 //! Layers: [`grpc`] (tonic) → [`ChatService`] (logic: [`service`] for Send/Sync/Ack,
 //! [`connect`] for the live stream) → [`ChatStore`] (the only code touching data;
 //! [`SqliteChatStore`] is the embedded backend). Device lists come from login-service through a
-//! [`DeviceDirectory`]; the in-process [`Doorbell`] wakes connected streams.
+//! [`DeviceDirectory`]; the in-process [`Doorbell`] wakes connected streams, and with several
+//! pods [`RedisRoutes`] maps devices to pods and rings the pod holding a device.
 
 pub mod connect;
 pub mod directory;
 pub mod doorbell;
 mod error;
 pub mod grpc;
+pub mod routes;
 pub mod service;
 pub mod sqlite;
 pub mod store;
@@ -23,6 +25,7 @@ pub use directory::{DeviceDirectory, DeviceMap, DirectoryError, LoginDirectory};
 pub use doorbell::{Doorbell, Registration};
 pub use error::Error;
 pub use grpc::{ChatGrpc, MAX_REQUEST_BYTES, server};
+pub use routes::{RedisRoutes, RoutesConfig};
 pub use service::{ChatConfig, ChatService};
 pub use sqlite::SqliteChatStore;
 pub use store::{

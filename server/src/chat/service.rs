@@ -14,6 +14,7 @@ use juntos_proto::meta::Caller;
 use super::directory::{DeviceDirectory, DeviceMap};
 use super::doorbell::Doorbell;
 use super::error::{Error, Result};
+use super::routes::RedisRoutes;
 use super::store::{ChatStore, OutgoingEnvelope, Page, SendBatch, SendOutcome};
 use crate::shutdown::Shutdown;
 use crate::tasks::Tasks;
@@ -88,6 +89,8 @@ pub struct ChatService {
     pub(super) store: Arc<dyn ChatStore>,
     directory: Arc<dyn DeviceDirectory>,
     pub(super) doorbell: Arc<Doorbell>,
+    /// Routing across pods; `None` when this is the only chat pod.
+    pub(super) routes: Option<Arc<RedisRoutes>>,
     pub(super) clock: SharedClock,
     send_rate: DefaultKeyedRateLimiter<String>,
     /// Ends every `Connect` stream when it fires.
@@ -112,6 +115,48 @@ impl ChatService {
         clock: SharedClock,
         shutdown: Shutdown,
     ) -> Arc<Self> {
+        Self::build(
+            config,
+            store,
+            directory,
+            clock,
+            shutdown,
+            Doorbell::new(),
+            None,
+        )
+    }
+
+    /// A chat service like [`ChatService::new`] whose streams and doorbells span pods through
+    /// `routes` (which rings `routes.doorbell()` for the streams connected here).
+    pub fn with_routes(
+        config: ChatConfig,
+        store: Arc<dyn ChatStore>,
+        directory: Arc<dyn DeviceDirectory>,
+        clock: SharedClock,
+        shutdown: Shutdown,
+        routes: Arc<RedisRoutes>,
+    ) -> Arc<Self> {
+        let doorbell = Arc::clone(routes.doorbell());
+        Self::build(
+            config,
+            store,
+            directory,
+            clock,
+            shutdown,
+            doorbell,
+            Some(routes),
+        )
+    }
+
+    fn build(
+        config: ChatConfig,
+        store: Arc<dyn ChatStore>,
+        directory: Arc<dyn DeviceDirectory>,
+        clock: SharedClock,
+        shutdown: Shutdown,
+        doorbell: Arc<Doorbell>,
+        routes: Option<Arc<RedisRoutes>>,
+    ) -> Arc<Self> {
         let per_second = NonZeroU32::new(config.send_rate_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.send_burst).unwrap_or(per_second);
         Arc::new(Self {
@@ -119,7 +164,8 @@ impl ChatService {
             config,
             store,
             directory,
-            doorbell: Doorbell::new(),
+            doorbell,
+            routes,
             clock,
             shutdown,
         })
@@ -206,8 +252,14 @@ impl ChatService {
         };
         match self.store.send(batch).await? {
             SendOutcome::Stored { server_time_ms, .. } => {
-                for device_id in &recipients {
-                    self.doorbell.ring(device_id);
+                match &self.routes {
+                    // Never waits for Redis: the send is durable already.
+                    Some(routes) => routes.ring(&recipients),
+                    None => {
+                        for device_id in &recipients {
+                            self.doorbell.ring(device_id);
+                        }
+                    }
                 }
                 Ok(server_time_ms)
             }
