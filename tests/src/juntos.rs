@@ -131,6 +131,7 @@ pub struct SystemBuilder {
     otp_pods: usize,
     login_pods: usize,
     chat_pods: usize,
+    gateway_per_chat_pod: bool,
     dns: bool,
 }
 
@@ -144,6 +145,7 @@ impl Default for SystemBuilder {
             otp_pods: 1,
             login_pods: 1,
             chat_pods: 0,
+            gateway_per_chat_pod: false,
             dns: false,
         }
     }
@@ -179,6 +181,15 @@ impl SystemBuilder {
         self
     }
 
+    /// Besides the gateway in front of every pod, one more gateway per chat pod that routes
+    /// chat calls to that pod only ([`System::chat_pod_gateway_url`]), so a test decides which
+    /// pod serves which client.
+    pub fn gateway_per_chat_pod(mut self) -> Self {
+        self.split_roles = true;
+        self.gateway_per_chat_pod = true;
+        self
+    }
+
     /// The gateway finds each process as `dns:///localhost:PORT` instead of `http://`.
     pub fn dns_endpoints(mut self) -> Self {
         self.split_roles = true;
@@ -186,7 +197,7 @@ impl SystemBuilder {
         self
     }
 
-    /// A real `redis-server` for the otp store.
+    /// A real `redis-server` for the otp store and chat's routing.
     pub fn with_redis(mut self) -> Self {
         self.redis = true;
         self
@@ -198,8 +209,8 @@ impl SystemBuilder {
         self
     }
 
-    /// Extra flags for the roles that accept them (`--otp-*` go to otp, gateway flags to the
-    /// gateway; with `juntos all` all go to the one process).
+    /// Extra flags for the roles that accept them (`--otp-*` go to otp, `--chat-*` to chat,
+    /// other flags to the gateway; with `juntos all` all go to the one process).
     pub fn arg(mut self, flag: &str, value: &str) -> Self {
         self.args.push(flag.to_owned());
         self.args.push(value.to_owned());
@@ -242,11 +253,16 @@ impl SystemBuilder {
                 .map(str::to_owned),
             );
         }
-        let (otp_flags, gateway_flags): (Vec<_>, Vec<_>) = self
+        let (otp_flags, other_flags): (Vec<_>, Vec<_>) = self
             .args
             .chunks(2)
             .map(|c| c.to_vec())
             .partition(|c| c[0].starts_with("--otp-"));
+        let (chat_flags, gateway_flags): (Vec<_>, Vec<_>) = other_flags
+            .into_iter()
+            .partition(|c| c[0].starts_with("--chat-"));
+        let mut chat_pod_gateways = Vec::new();
+        let mut chat_pod_gateway_urls = Vec::new();
 
         let mut processes = Vec::new();
         let mut restart_args = None;
@@ -285,6 +301,10 @@ impl SystemBuilder {
                 "--login".to_owned(),
                 urls(&logins, "http"),
             ]);
+            if let Some(redis) = &redis {
+                chat_args.extend(["--redis-url".to_owned(), redis.url()]);
+            }
+            chat_args.extend(chat_flags.concat());
             let chats: Vec<Process> = (0..self.chat_pods)
                 .map(|_| Process::start("chat", &chat_args, "chat"))
                 .collect();
@@ -300,11 +320,22 @@ impl SystemBuilder {
                 gateway_args.extend(["--chat".to_owned(), urls(&chats, scheme)]);
             }
             gateway_args.extend(gateway_flags.concat());
+            if self.gateway_per_chat_pod {
+                for chat in &chats {
+                    let mut args = gateway_args.clone();
+                    let at = args.iter().position(|a| a == "--chat").expect("chat pods") + 1;
+                    args[at] = urls(std::slice::from_ref(chat), scheme);
+                    let gateway = Process::start("gateway", &args, "gateway");
+                    chat_pod_gateway_urls.push(format!("http://{}", gateway.addr));
+                    chat_pod_gateways.push(gateway);
+                }
+            }
             let gateway = Process::start("gateway", &gateway_args, "gateway");
             let addr = gateway.addr.clone();
             processes.extend(otps);
             processes.extend(logins);
             processes.extend(chats);
+            processes.append(&mut chat_pod_gateways);
             processes.push(gateway);
             addr
         } else {
@@ -327,6 +358,7 @@ impl SystemBuilder {
             data_dir,
             clock_file,
             gateway_url: format!("http://{gateway_addr}"),
+            chat_pod_gateway_urls,
             processes,
             restart_args,
             redis,
@@ -359,6 +391,8 @@ pub struct System {
     clock_file: PathBuf,
     /// `http://127.0.0.1:PORT` of the gateway.
     pub gateway_url: String,
+    /// With `gateway_per_chat_pod`, the gateway in front of each chat pod alone.
+    chat_pod_gateway_urls: Vec<String>,
     processes: Vec<Process>,
     /// How to start `juntos all` again on the same address and data.
     restart_args: Option<Vec<String>>,
@@ -390,6 +424,23 @@ impl System {
     /// The data directory shared by the roles.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// `http://127.0.0.1:PORT` of the gateway whose chat calls all go to the `index`-th chat
+    /// pod (needs [`SystemBuilder::gateway_per_chat_pod`]).
+    pub fn chat_pod_gateway_url(&self, index: usize) -> &str {
+        self.chat_pod_gateway_urls
+            .get(index)
+            .unwrap_or_else(|| panic!("no gateway for chat pod {index}: use gateway_per_chat_pod"))
+    }
+
+    /// A raw gRPC channel to `url` (a gateway).
+    pub async fn channel_to(url: &str) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(url.to_owned())
+            .expect("gateway url")
+            .connect()
+            .await
+            .expect("connect to gateway")
     }
 
     /// A fresh directory for a client's home.

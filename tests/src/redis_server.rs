@@ -6,20 +6,39 @@ use std::time::{Duration, Instant};
 
 /// A running `redis-server`.
 pub struct RedisServer {
-    child: Child,
+    child: Option<Child>,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     /// Starts `redis-server` with no persistence. Panics with install instructions when the
     /// binary is missing: tests never skip silently.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir for redis");
-        let port = free_port();
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir for redis"),
+        };
+        server.restart();
+        server
+    }
+
+    /// Kills the server with SIGKILL (an outage; everything it held is gone).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (empty) after [`RedisServer::kill`].
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server is running already");
+        let port = self.port;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .current_dir(dir.path())
+            .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -29,13 +48,8 @@ impl RedisServer {
                      (scripts/test.sh does this)"
                 )
             });
-        let server = Self {
-            child,
-            port,
-            _dir: dir,
-        };
+        self.child = Some(child);
         wait_for_port(port, Duration::from_secs(10));
-        server
     }
 
     /// `redis://127.0.0.1:PORT/`.
@@ -46,8 +60,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

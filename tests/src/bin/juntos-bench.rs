@@ -223,7 +223,7 @@ fn juntos_binary() -> Result<PathBuf, BenchError> {
 /// The system a run talks to.
 enum Target {
     /// `juntos all` started for this run.
-    Spawned(System),
+    Spawned(Box<System>),
     /// A running system.
     Remote {
         url: String,
@@ -288,7 +288,7 @@ async fn run(args: &Args, pairs: u32, bin: Option<&Path>) -> Result<String, Benc
             ] {
                 builder = builder.arg(flag, UNLIMITED);
             }
-            Target::Spawned(builder.start().await)
+            Target::Spawned(Box::new(builder.start().await))
         }
     };
 
