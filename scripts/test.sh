@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: installs what the tests need (idempotently), then rustfmt, clippy with
-# -D warnings, every Rust test (unit, store suites against a real redis-server, end-to-end through
-# the gateway), and the Python binding test against a running `juntos all`.
+# -D warnings, every Rust test (unit, store suites against a real redis-server and SecantusDB,
+# end-to-end through the gateway), and the Python binding test against a running `juntos all`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/juntos-target}"
@@ -13,12 +13,19 @@ step() { printf '\n==> %s\n' "$*"; }
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
     step "installing ${missing[*]} with apt"
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+# SecantusDB: the MongoDB-wire-protocol test server (no mongod can be installed here).
+if [ ! -x .venv/bin/secantusd-py ]; then
+    step "installing SecantusDB into .venv"
+    python3 -m venv .venv
+    .venv/bin/pip install -q SecantusDB==0.7.0b3
 fi
 for component in rustfmt clippy; do
     if command -v rustup >/dev/null 2>&1 && ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then

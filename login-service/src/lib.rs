@@ -2,7 +2,8 @@
 //! (`juntos.login.v1`).
 //!
 //! Layers: [`grpc`] (tonic servers) → [`service::LoginService`] (logic) → [`store::LoginStore`]
-//! (the only code touching data; [`store::SqliteStore`] is the embedded backend). Access tokens
+//! (the only code touching data; [`store::SqliteStore`] is the embedded backend,
+//! [`store::MongoLoginStore`] the production one). Access tokens
 //! are PASETO v4.public, made by [`token::TokenIssuer`] and checked by [`token::TokenVerifier`],
 //! which the gateway uses too. Codes are checked by otp-service through [`CodeVerifier`].
 
@@ -29,5 +30,5 @@ pub use error::{BATCH_TOO_LARGE_REASON, Error, INTERNAL_REASON};
 pub use grpc::{DirectoryGrpc, LoginGrpc, LoginInternalGrpc, servers};
 pub use service::LoginService;
 pub use signing_seed::load_or_create_signing_seed;
-pub use store::{LoginStore, SqliteStore, StoreError};
+pub use store::{LoginStore, MongoLoginStore, SqliteStore, StoreError};
 pub use token::{AccessClaims, InvalidSeed, TokenError, TokenIssuer, TokenVerifier, key_id_of};

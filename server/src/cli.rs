@@ -205,6 +205,11 @@ pub struct LoginOptions {
     /// Most devices one account may have signed in at once.
     #[arg(long, env = "JUNTOS_MAX_DEVICES", default_value_t = 8)]
     pub max_devices: u32,
+    /// MongoDB for accounts, devices, tokens, prekeys and contacts (shared by every login pod),
+    /// e.g. `mongodb://host1,host2/juntos?replicaSet=rs0` (the path names the database, `juntos`
+    /// when absent); `<data-dir>/login.db` (SQLite) when absent.
+    #[arg(long, env = "JUNTOS_MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
 }
 
 #[derive(Debug, Args)]

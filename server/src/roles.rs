@@ -188,8 +188,17 @@ pub async fn start_login(
         .map_err(|_| "token signing key must be 32 bytes".to_owned())?;
     let issuer = juntos_login::TokenIssuer::from_seed(&seed)
         .map_err(|e| format!("login: token signing key: {e}"))?;
-    let store = juntos_login::SqliteStore::open(&data_dir.join("login.db"))
-        .map_err(|e| format!("login: database: {e}"))?;
+    let store: Arc<dyn juntos_login::LoginStore> = match &options.mongodb_uri {
+        Some(uri) => Arc::new(
+            juntos_login::MongoLoginStore::connect(uri)
+                .await
+                .map_err(|e| format!("login: mongodb: {e}"))?,
+        ),
+        None => Arc::new(
+            juntos_login::SqliteStore::open(&data_dir.join("login.db"))
+                .map_err(|e| format!("login: database: {e}"))?,
+        ),
+    };
     let otp_channel = channel(otp)?;
     let config = juntos_login::LoginConfig {
         max_devices_per_account: options.max_devices,
@@ -197,7 +206,7 @@ pub async fn start_login(
     };
     let service = Arc::new(juntos_login::LoginService::new(
         config,
-        Arc::new(store),
+        store,
         Arc::new(juntos_login::OtpCodeVerifier::new(otp_channel)),
         issuer,
         clock,

@@ -14,10 +14,12 @@
 
 mod juntos;
 mod redis_server;
+mod secantusd;
 mod twilio;
 
 pub use juntos::{System, SystemBuilder, extract_code, juntos_bin};
 pub use redis_server::RedisServer;
+pub use secantusd::{MongoTestServer, unique_database};
 pub use twilio::{FakeTwilio, TwilioMessage};
 
 /// The sender number the fake Twilio is configured with.

@@ -7,10 +7,14 @@
 
 use async_trait::async_trait;
 
+mod mongo;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
 
+pub use mongo::{
+    COLLECTIONS as MONGO_COLLECTIONS, DEFAULT_DATABASE as MONGO_DEFAULT_DATABASE, MongoLoginStore,
+};
 pub use sqlite::SqliteStore;
 
 /// A storage failure.
@@ -33,6 +37,9 @@ pub enum StoreError {
     /// The blocking storage task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The MongoDB server or driver failed.
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
     /// Any other backend's failure.
     #[error("storage backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -1,0 +1,1049 @@
+//! [`LoginStore`] on MongoDB: the production backend (a replica set or a sharded cluster).
+//!
+//! Collections (shard keys and why are in ARCHITECTURE.md):
+//! * `accounts`: `_id` user id, `phone` (unique index), `created_at_ms`, `active_devices` (the
+//!   count the device cap is checked against, changed only together with a device's state);
+//! * `devices`: `_id` device id, `user_id`, identity keys, `created_at_ms`, `removed_at_ms`,
+//!   `prekey_seq` (upload order of its one-time prekeys);
+//! * `sessions`: `_id` session id, `user_id`, `device_id`, `revoked_at_ms`, `revoke_reason`;
+//! * `refresh_tokens`: `_id` token hash, `session_id`, `expires_at_ms`, `rotated_at_ms`;
+//! * `signed_prekeys`: `_id` device id; `one_time_prekeys`: `device_id`, `key_id`, `seq`;
+//! * `contacts`: `_id` `{o: owner, c: contact}`, `phone`, `added_at_ms`.
+//!
+//! Every timestamp is an Int64 of Unix milliseconds. Writes use write concern majority with
+//! journaling (set on the database, and on every transaction). Single-document conditional
+//! updates carry the atomic decisions (a phone's account, a refresh token's rotation, the device
+//! counter, a one-time prekey handed out by `findOneAndDelete`); where several documents change
+//! together they do so in a transaction whose first write is that conditional update, so two
+//! racing transactions conflict on it and one retries (the driver labels the conflict
+//! `TransientTransactionError`).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt as _;
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Bson, Document, doc};
+use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::options::{
+    Acknowledgment, DatabaseOptions, IndexOptions, ReturnDocument, WriteConcern,
+};
+use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+
+use super::{
+    Account, AddDeviceOutcome, Contact, Device, LoginStore, NewDevice, NewSession, OneTimePrekey,
+    PrekeyBundle, Revocation, RevokeReason, RotateOutcome, Session, SignedPrekey, StoreError,
+    UserDevices,
+};
+
+/// How often a transaction that hit a transient error (a write conflict) is run again.
+const MAX_TRANSACTION_ATTEMPTS: u32 = 50;
+
+/// The database used when the URI names none.
+pub const DEFAULT_DATABASE: &str = "juntos";
+
+/// Majority, journaled: a write acknowledged to a user survives the loss of a minority of nodes.
+fn majority() -> WriteConcern {
+    WriteConcern::builder()
+        .w(Acknowledgment::Majority)
+        .journal(true)
+        .build()
+}
+
+/// A [`LoginStore`] in one MongoDB database.
+#[derive(Clone)]
+pub struct MongoLoginStore {
+    client: Client,
+    db: Database,
+}
+
+impl std::fmt::Debug for MongoLoginStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoLoginStore")
+            .field("database", &self.db.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The names of the collections, for tests and operators.
+pub const COLLECTIONS: &[&str] = &[
+    "accounts",
+    "devices",
+    "sessions",
+    "refresh_tokens",
+    "signed_prekeys",
+    "one_time_prekeys",
+    "contacts",
+];
+
+impl MongoLoginStore {
+    /// Connects to `uri` and uses its default database (or [`DEFAULT_DATABASE`]), creating the
+    /// indexes.
+    pub async fn connect(uri: &str) -> Result<Self, StoreError> {
+        let client = Client::with_uri_str(uri).await?;
+        let name = client
+            .default_database()
+            .map_or_else(|| DEFAULT_DATABASE.to_owned(), |db| db.name().to_owned());
+        Self::with_client(client, &name).await
+    }
+
+    /// Uses database `name` through `client`, creating the indexes (idempotently).
+    pub async fn with_client(client: Client, name: &str) -> Result<Self, StoreError> {
+        let db = client.database_with_options(
+            name,
+            DatabaseOptions::builder().write_concern(majority()).build(),
+        );
+        let store = Self { client, db };
+        store.create_indexes().await?;
+        Ok(store)
+    }
+
+    /// The database this store uses.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    async fn create_indexes(&self) -> Result<(), StoreError> {
+        let index = |keys: Document, unique: bool, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(
+                    IndexOptions::builder()
+                        .unique(unique.then_some(true))
+                        .name(name.to_owned())
+                        .build(),
+                )
+                .build()
+        };
+        self.accounts()
+            .create_index(index(doc! { "phone": 1 }, true, "phone_unique"))
+            .await?;
+        self.devices()
+            .create_index(index(
+                doc! { "user_id": 1, "removed_at_ms": 1, "created_at_ms": 1 },
+                false,
+                "by_user",
+            ))
+            .await?;
+        self.sessions()
+            .create_index(index(doc! { "device_id": 1 }, false, "by_device"))
+            .await?;
+        self.sessions()
+            .create_index(index(doc! { "revoked_at_ms": 1 }, false, "by_revoked_at"))
+            .await?;
+        self.refresh_tokens()
+            .create_index(index(doc! { "session_id": 1 }, false, "by_session"))
+            .await?;
+        self.one_time_prekeys()
+            .create_index(index(
+                doc! { "device_id": 1, "key_id": 1 },
+                true,
+                "device_key_unique",
+            ))
+            .await?;
+        self.one_time_prekeys()
+            .create_index(index(
+                doc! { "device_id": 1, "seq": 1 },
+                false,
+                "by_device_upload_order",
+            ))
+            .await?;
+        self.contacts()
+            .create_index(index(
+                doc! { "_id.o": 1, "added_at_ms": 1, "_id.c": 1 },
+                false,
+                "by_owner",
+            ))
+            .await?;
+        self.contacts()
+            .create_index(index(doc! { "_id.c": 1 }, false, "by_contact"))
+            .await?;
+        Ok(())
+    }
+
+    fn accounts(&self) -> Collection<Document> {
+        self.db.collection("accounts")
+    }
+    fn devices(&self) -> Collection<Document> {
+        self.db.collection("devices")
+    }
+    fn sessions(&self) -> Collection<Document> {
+        self.db.collection("sessions")
+    }
+    fn refresh_tokens(&self) -> Collection<Document> {
+        self.db.collection("refresh_tokens")
+    }
+    fn signed_prekeys(&self) -> Collection<Document> {
+        self.db.collection("signed_prekeys")
+    }
+    fn one_time_prekeys(&self) -> Collection<Document> {
+        self.db.collection("one_time_prekeys")
+    }
+    fn contacts(&self) -> Collection<Document> {
+        self.db.collection("contacts")
+    }
+
+    /// Marks `device_id` removed (when it matches `filter` and is active), giving back its slot
+    /// under the device cap, and deletes its prekeys; `true` when this call removed it.
+    async fn remove_device(
+        &self,
+        s: &mut ClientSession,
+        mut filter: Document,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        filter.insert("_id", device_id);
+        filter.insert("removed_at_ms", Bson::Null);
+        let removed = self
+            .devices()
+            .find_one_and_update(filter, doc! { "$set": { "removed_at_ms": now_ms } })
+            .session(&mut *s)
+            .await?;
+        let Some(device) = removed else {
+            return Ok(false);
+        };
+        let user_id = str_field(&device, "user_id")?;
+        self.accounts()
+            .update_one(
+                doc! { "_id": user_id },
+                doc! { "$inc": { "active_devices": -1 } },
+            )
+            .session(&mut *s)
+            .await?;
+        self.delete_prekeys(s, device_id).await?;
+        Ok(true)
+    }
+
+    async fn delete_prekeys(
+        &self,
+        s: &mut ClientSession,
+        device_id: &str,
+    ) -> Result<(), StoreError> {
+        self.signed_prekeys()
+            .delete_one(doc! { "_id": device_id })
+            .session(&mut *s)
+            .await?;
+        self.one_time_prekeys()
+            .delete_many(doc! { "device_id": device_id })
+            .session(&mut *s)
+            .await?;
+        Ok(())
+    }
+
+    /// One attempt of [`LoginStore::rotate_refresh_token`], inside a transaction.
+    async fn rotate_in(
+        &self,
+        s: &mut ClientSession,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<Txn<RotateOutcome>, StoreError> {
+        // The deciding write: only one caller marks the token rotated.
+        let claimed = self
+            .refresh_tokens()
+            .find_one_and_update(
+                doc! { "_id": old_hash, "rotated_at_ms": Bson::Null },
+                doc! { "$set": { "rotated_at_ms": now_ms } },
+            )
+            .session(&mut *s)
+            .await?;
+        let token = match claimed {
+            Some(token) => token,
+            None => {
+                let found = self
+                    .refresh_tokens()
+                    .find_one(doc! { "_id": old_hash })
+                    .session(&mut *s)
+                    .await?;
+                let Some(token) = found else {
+                    return Ok(Txn::Commit(RotateOutcome::Invalid));
+                };
+                // Already rotated: reuse, unless the session is gone already.
+                let session_id = str_field(&token, "session_id")?;
+                let revoked = self
+                    .sessions()
+                    .find_one_and_update(
+                        doc! { "_id": session_id, "revoked_at_ms": Bson::Null },
+                        doc! { "$set": {
+                            "revoked_at_ms": now_ms,
+                            "revoke_reason": RevokeReason::RefreshTokenReused.as_str(),
+                        } },
+                    )
+                    .session(&mut *s)
+                    .await?;
+                let Some(session) = revoked else {
+                    return Ok(Txn::Commit(RotateOutcome::Invalid));
+                };
+                // A device lives as long as its one session.
+                let device_id = str_field(&session, "device_id")?;
+                self.remove_device(s, Document::new(), device_id, now_ms)
+                    .await?;
+                return Ok(Txn::Commit(RotateOutcome::Reused {
+                    session_id: session_id.to_owned(),
+                }));
+            }
+        };
+        let session_id = str_field(&token, "session_id")?;
+        let session = self
+            .sessions()
+            .find_one(doc! { "_id": session_id })
+            .session(&mut *s)
+            .await?
+            .map(|d| session_from_doc(&d))
+            .transpose()?;
+        let Some(session) = session else {
+            return Ok(Txn::Abort(RotateOutcome::Invalid));
+        };
+        if !session.is_active() || i64_field(&token, "expires_at_ms")? <= now_ms {
+            // Nothing may be written: abort the claim.
+            return Ok(Txn::Abort(RotateOutcome::Invalid));
+        }
+        self.refresh_tokens()
+            .insert_one(doc! {
+                "_id": new_hash,
+                "session_id": session_id,
+                "created_at_ms": now_ms,
+                "expires_at_ms": new_expires_at_ms,
+                "rotated_at_ms": Bson::Null,
+            })
+            .session(&mut *s)
+            .await?;
+        Ok(Txn::Commit(RotateOutcome::Rotated { session }))
+    }
+}
+
+/// What a transaction body decided.
+enum Txn<T> {
+    /// Commit what was written and answer `T`.
+    Commit(T),
+    /// Abort (nothing may be written) and answer `T`.
+    Abort(T),
+}
+
+/// Runs `$body` (a block using the `&mut ClientSession` bound to `$s`, evaluating to
+/// `Result<Txn<T>, StoreError>`) in a transaction with write concern majority, running it again
+/// on a transient error (a write conflict) and retrying a commit whose result is unknown.
+macro_rules! transaction {
+    ($store:expr, |$s:ident| $body:block) => {{
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut session = $store.client.start_session().await?;
+            session
+                .start_transaction()
+                .write_concern(majority())
+                .await?;
+            let result: Result<Txn<_>, StoreError> = {
+                let $s = &mut session;
+                async { $body }.await
+            };
+            match result {
+                Ok(Txn::Commit(value)) => match commit(&mut session).await {
+                    Ok(()) => break Ok(value),
+                    Err(e) if attempt < MAX_TRANSACTION_ATTEMPTS && is_transient(&e) => {}
+                    Err(e) => break Err(e),
+                },
+                Ok(Txn::Abort(value)) => {
+                    session.abort_transaction().await?;
+                    break Ok(value);
+                }
+                Err(e) if attempt < MAX_TRANSACTION_ATTEMPTS && is_transient(&e) => {
+                    let _ = session.abort_transaction().await;
+                }
+                Err(e) => break Err(e),
+            }
+            backoff(attempt).await;
+        }
+    }};
+}
+
+/// Commits, retrying while the result is unknown.
+async fn commit(session: &mut ClientSession) -> Result<(), StoreError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match session.commit_transaction().await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries < 5 && e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn is_transient(e: &StoreError) -> bool {
+    matches!(e, StoreError::Mongo(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR))
+}
+
+/// A short, growing, jittered pause before running a conflicted transaction again.
+async fn backoff(attempt: u32) {
+    let ms = u64::from(attempt.min(10)) * 2 + rand::random::<u64>() % 5;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+fn binary(bytes: &[u8]) -> Bson {
+    Bson::Binary(Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: bytes.to_vec(),
+    })
+}
+
+fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("field {key}: {e}"))
+}
+
+fn str_field<'a>(d: &'a Document, key: &str) -> Result<&'a str, StoreError> {
+    d.get_str(key).map_err(|e| corrupt(key, e))
+}
+
+fn i64_field(d: &Document, key: &str) -> Result<i64, StoreError> {
+    match d.get(key) {
+        Some(Bson::Int64(v)) => Ok(*v),
+        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
+        other => Err(corrupt(
+            key,
+            format!("expected an integer, found {other:?}"),
+        )),
+    }
+}
+
+fn opt_i64_field(d: &Document, key: &str) -> Result<Option<i64>, StoreError> {
+    match d.get(key) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(_) => i64_field(d, key).map(Some),
+    }
+}
+
+fn bytes_field(d: &Document, key: &str) -> Result<Vec<u8>, StoreError> {
+    d.get_binary_generic(key)
+        .cloned()
+        .map_err(|e| corrupt(key, e))
+}
+
+fn u32_field(d: &Document, key: &str) -> Result<u32, StoreError> {
+    u32::try_from(i64_field(d, key)?).map_err(|e| corrupt(key, e))
+}
+
+fn account_from_doc(d: &Document) -> Result<Account, StoreError> {
+    Ok(Account {
+        user_id: str_field(d, "_id")?.to_owned(),
+        phone: str_field(d, "phone")?.to_owned(),
+        created_at_ms: i64_field(d, "created_at_ms")?,
+    })
+}
+
+fn device_from_doc(d: &Document) -> Result<Device, StoreError> {
+    Ok(Device {
+        device_id: str_field(d, "_id")?.to_owned(),
+        user_id: str_field(d, "user_id")?.to_owned(),
+        name: str_field(d, "name")?.to_owned(),
+        platform: i32::try_from(i64_field(d, "platform")?).map_err(|e| corrupt("platform", e))?,
+        identity_signing_key: bytes_field(d, "identity_signing_key")?,
+        identity_dh_key: bytes_field(d, "identity_dh_key")?,
+        created_at_ms: i64_field(d, "created_at_ms")?,
+        removed_at_ms: opt_i64_field(d, "removed_at_ms")?,
+    })
+}
+
+fn session_from_doc(d: &Document) -> Result<Session, StoreError> {
+    Ok(Session {
+        session_id: str_field(d, "_id")?.to_owned(),
+        user_id: str_field(d, "user_id")?.to_owned(),
+        device_id: str_field(d, "device_id")?.to_owned(),
+        created_at_ms: i64_field(d, "created_at_ms")?,
+        revoked_at_ms: opt_i64_field(d, "revoked_at_ms")?,
+        // An unknown reason still means revoked; keep the time, drop the label.
+        revoke_reason: d
+            .get_str("revoke_reason")
+            .ok()
+            .and_then(RevokeReason::parse),
+    })
+}
+
+fn signed_prekey_from_doc(d: &Document) -> Result<SignedPrekey, StoreError> {
+    Ok(SignedPrekey {
+        key_id: u32_field(d, "key_id")?,
+        public_key: bytes_field(d, "public_key")?,
+        signature: bytes_field(d, "signature")?,
+    })
+}
+
+/// The active devices of `user_id`, oldest first.
+const ACTIVE_DEVICES_SORT: fn() -> Document = || doc! { "created_at_ms": 1, "_id": 1 };
+
+#[async_trait]
+impl LoginStore for MongoLoginStore {
+    async fn find_or_create_account(
+        &self,
+        phone: &str,
+        new_user_id: &str,
+        now_ms: i64,
+    ) -> Result<(Account, bool), StoreError> {
+        let update = doc! { "$setOnInsert": {
+            "_id": new_user_id,
+            "phone": phone,
+            "created_at_ms": now_ms,
+            "active_devices": 0_i64,
+        } };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let result = self
+                .accounts()
+                .find_one_and_update(doc! { "phone": phone }, update.clone())
+                .upsert(true)
+                .return_document(ReturnDocument::After)
+                .await;
+            match result {
+                Ok(Some(d)) => {
+                    let account = account_from_doc(&d)?;
+                    // New user ids are random: the account is ours only if we inserted it.
+                    let created = account.user_id == new_user_id;
+                    return Ok((account, created));
+                }
+                Ok(None) => return Err(StoreError::Corrupt("upsert returned nothing".into())),
+                // Two upserts of one new phone race on the unique index: the loser finds the
+                // winner's account on the next try.
+                Err(e) if tries < 3 && is_duplicate_key(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn account(&self, user_id: &str) -> Result<Option<Account>, StoreError> {
+        self.accounts()
+            .find_one(doc! { "_id": user_id })
+            .await?
+            .map(|d| account_from_doc(&d))
+            .transpose()
+    }
+
+    async fn add_device(
+        &self,
+        device: NewDevice,
+        max_devices: u32,
+    ) -> Result<AddDeviceOutcome, StoreError> {
+        let record = doc! {
+            "_id": &device.device_id,
+            "user_id": &device.user_id,
+            "name": &device.name,
+            "platform": i64::from(device.platform),
+            "identity_signing_key": binary(&device.identity_signing_key),
+            "identity_dh_key": binary(&device.identity_dh_key),
+            "created_at_ms": device.created_at_ms,
+            "removed_at_ms": Bson::Null,
+            "prekey_seq": 0_i64,
+        };
+        transaction!(self, |s| {
+            // The deciding write: take a slot on the account's counter, if one is free.
+            let slot = self
+                .accounts()
+                .update_one(
+                    doc! {
+                        "_id": &device.user_id,
+                        "active_devices": { "$lt": i64::from(max_devices) },
+                    },
+                    doc! { "$inc": { "active_devices": 1 } },
+                )
+                .session(&mut *s)
+                .await?;
+            if slot.matched_count == 0 {
+                Ok(Txn::Abort(AddDeviceOutcome::TooManyDevices))
+            } else {
+                self.devices()
+                    .insert_one(record.clone())
+                    .session(&mut *s)
+                    .await?;
+                Ok(Txn::Commit(AddDeviceOutcome::Added(Device {
+                    device_id: device.device_id.clone(),
+                    user_id: device.user_id.clone(),
+                    name: device.name.clone(),
+                    platform: device.platform,
+                    identity_signing_key: device.identity_signing_key.clone(),
+                    identity_dh_key: device.identity_dh_key.clone(),
+                    created_at_ms: device.created_at_ms,
+                    removed_at_ms: None,
+                })))
+            }
+        })
+    }
+
+    async fn device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
+        self.devices()
+            .find_one(doc! { "_id": device_id })
+            .await?
+            .map(|d| device_from_doc(&d))
+            .transpose()
+    }
+
+    async fn devices(&self, user_id: &str) -> Result<Vec<Device>, StoreError> {
+        let docs: Vec<Document> = self
+            .devices()
+            .find(doc! { "user_id": user_id, "removed_at_ms": Bson::Null })
+            .sort(ACTIVE_DEVICES_SORT())
+            .await?
+            .try_collect()
+            .await?;
+        docs.iter().map(device_from_doc).collect()
+    }
+
+    async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
+        transaction!(self, |s| {
+            self.sessions()
+                .insert_one(doc! {
+                    "_id": &session.session_id,
+                    "user_id": &session.user_id,
+                    "device_id": &session.device_id,
+                    "created_at_ms": session.created_at_ms,
+                    "revoked_at_ms": Bson::Null,
+                    "revoke_reason": Bson::Null,
+                })
+                .session(&mut *s)
+                .await?;
+            self.refresh_tokens()
+                .insert_one(doc! {
+                    "_id": &session.refresh_token_hash,
+                    "session_id": &session.session_id,
+                    "created_at_ms": session.created_at_ms,
+                    "expires_at_ms": session.refresh_expires_at_ms,
+                    "rotated_at_ms": Bson::Null,
+                })
+                .session(&mut *s)
+                .await?;
+            Ok(Txn::Commit(()))
+        })
+    }
+
+    async fn session(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
+        self.sessions()
+            .find_one(doc! { "_id": session_id })
+            .await?
+            .map(|d| session_from_doc(&d))
+            .transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<RotateOutcome, StoreError> {
+        transaction!(self, |s| {
+            self.rotate_in(s, old_hash, new_hash, new_expires_at_ms, now_ms)
+                .await
+        })
+    }
+
+    async fn revoke_device_sessions(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        now_ms: i64,
+        reason: RevokeReason,
+    ) -> Result<Vec<String>, StoreError> {
+        transaction!(self, |s| {
+            let owned = self
+                .devices()
+                .find_one(doc! { "_id": device_id, "user_id": user_id })
+                .session(&mut *s)
+                .await?;
+            if owned.is_none() {
+                Ok(Txn::Abort(Vec::new()))
+            } else {
+                self.remove_device(s, doc! { "user_id": user_id }, device_id, now_ms)
+                    .await?;
+                let filter = doc! { "device_id": device_id, "user_id": user_id, "revoked_at_ms": Bson::Null };
+                let active: Vec<Document> = self
+                    .sessions()
+                    .find(filter.clone())
+                    .sort(doc! { "_id": 1 })
+                    .session(&mut *s)
+                    .await?
+                    .stream(&mut *s)
+                    .try_collect()
+                    .await?;
+                let ids = active
+                    .iter()
+                    .map(|d| str_field(d, "_id").map(str::to_owned))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.sessions()
+                    .update_many(
+                        doc! { "_id": { "$in": &ids }, "revoked_at_ms": Bson::Null },
+                        doc! { "$set": { "revoked_at_ms": now_ms, "revoke_reason": reason.as_str() } },
+                    )
+                    .session(&mut *s)
+                    .await?;
+                // Only the owner's sign-out removes the device's keys (also when the device was
+                // removed before).
+                self.delete_prekeys(s, device_id).await?;
+                Ok(Txn::Commit(ids))
+            }
+        })
+    }
+
+    async fn revocations_since(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
+        let docs: Vec<Document> = self
+            .sessions()
+            .find(doc! { "revoked_at_ms": { "$gte": since_ms } })
+            .sort(doc! { "revoked_at_ms": 1, "_id": 1 })
+            .projection(doc! { "revoked_at_ms": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        docs.iter()
+            .map(|d| {
+                Ok(Revocation {
+                    session_id: str_field(d, "_id")?.to_owned(),
+                    revoked_at_ms: i64_field(d, "revoked_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_signed_prekey(
+        &self,
+        device_id: &str,
+        prekey: SignedPrekey,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        transaction!(self, |s| {
+            // A write on the device, so a concurrent removal conflicts with this upload.
+            let active = self
+                .devices()
+                .update_one(
+                    doc! { "_id": device_id, "removed_at_ms": Bson::Null },
+                    doc! { "$set": { "signed_prekey_at_ms": now_ms } },
+                )
+                .session(&mut *s)
+                .await?;
+            if active.matched_count == 0 {
+                Ok(Txn::Abort(false))
+            } else {
+                self.signed_prekeys()
+                    .replace_one(
+                        doc! { "_id": device_id },
+                        doc! {
+                            "_id": device_id,
+                            "key_id": i64::from(prekey.key_id),
+                            "public_key": binary(&prekey.public_key),
+                            "signature": binary(&prekey.signature),
+                            "uploaded_at_ms": now_ms,
+                        },
+                    )
+                    .upsert(true)
+                    .session(&mut *s)
+                    .await?;
+                Ok(Txn::Commit(true))
+            }
+        })
+    }
+
+    async fn signed_prekey(&self, device_id: &str) -> Result<Option<SignedPrekey>, StoreError> {
+        self.signed_prekeys()
+            .find_one(doc! { "_id": device_id })
+            .await?
+            .map(|d| signed_prekey_from_doc(&d))
+            .transpose()
+    }
+
+    async fn add_one_time_prekeys(
+        &self,
+        device_id: &str,
+        prekeys: Vec<OneTimePrekey>,
+        max_stored: u32,
+        now_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        // The last of a repeated key id wins, at the position of its last occurrence.
+        let mut seen = HashSet::new();
+        let mut unique: Vec<(usize, &OneTimePrekey)> = prekeys
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, p)| seen.insert(p.key_id))
+            .collect();
+        unique.reverse();
+        let n = i64::try_from(prekeys.len()).map_err(|e| corrupt("prekeys", e))?;
+        transaction!(self, |s| {
+            // Reserve `n` upload positions on the device (and check it is active) in one write.
+            let device = self
+                .devices()
+                .find_one_and_update(
+                    doc! { "_id": device_id, "removed_at_ms": Bson::Null },
+                    doc! { "$inc": { "prekey_seq": n } },
+                )
+                .return_document(ReturnDocument::After)
+                .session(&mut *s)
+                .await?;
+            let Some(device) = device else {
+                return Ok(Txn::Abort(None));
+            };
+            let base = i64_field(&device, "prekey_seq")? - n;
+            if !unique.is_empty() {
+                let ids: Vec<i64> = unique.iter().map(|(_, p)| i64::from(p.key_id)).collect();
+                self.one_time_prekeys()
+                    .delete_many(doc! { "device_id": device_id, "key_id": { "$in": ids } })
+                    .session(&mut *s)
+                    .await?;
+                let docs = unique.iter().map(|(i, p)| {
+                    doc! {
+                        "device_id": device_id,
+                        "key_id": i64::from(p.key_id),
+                        "public_key": binary(&p.public_key),
+                        "seq": base + i64::try_from(*i).unwrap_or(i64::MAX),
+                        "uploaded_at_ms": now_ms,
+                    }
+                });
+                self.one_time_prekeys()
+                    .insert_many(docs)
+                    .session(&mut *s)
+                    .await?;
+            }
+            let count = self
+                .one_time_prekeys()
+                .count_documents(doc! { "device_id": device_id })
+                .session(&mut *s)
+                .await?;
+            let count = u32::try_from(count).map_err(|e| corrupt("count", e))?;
+            if count > max_stored {
+                let oldest: Vec<Document> = self
+                    .one_time_prekeys()
+                    .find(doc! { "device_id": device_id })
+                    .sort(doc! { "seq": 1 })
+                    .limit(i64::from(count - max_stored))
+                    .projection(doc! { "_id": 1 })
+                    .session(&mut *s)
+                    .await?
+                    .stream(&mut *s)
+                    .try_collect()
+                    .await?;
+                let ids: Vec<Bson> = oldest
+                    .into_iter()
+                    .filter_map(|mut d| d.remove("_id"))
+                    .collect();
+                self.one_time_prekeys()
+                    .delete_many(doc! { "_id": { "$in": ids } })
+                    .session(&mut *s)
+                    .await?;
+                Ok(Txn::Commit(Some(max_stored)))
+            } else {
+                Ok(Txn::Commit(Some(count)))
+            }
+        })
+    }
+
+    async fn one_time_prekey_count(&self, device_id: &str) -> Result<u32, StoreError> {
+        let count = self
+            .one_time_prekeys()
+            .count_documents(doc! { "device_id": device_id })
+            .await?;
+        u32::try_from(count).map_err(|e| corrupt("count", e))
+    }
+
+    async fn take_bundles(
+        &self,
+        user_id: &str,
+        except_device_id: Option<&str>,
+    ) -> Result<Option<Vec<PrekeyBundle>>, StoreError> {
+        if self.account(user_id).await?.is_none() {
+            return Ok(None);
+        }
+        let mut filter = doc! { "user_id": user_id, "removed_at_ms": Bson::Null };
+        if let Some(except) = except_device_id {
+            filter.insert("_id", doc! { "$ne": except });
+        }
+        let devices = self
+            .devices()
+            .find(filter)
+            .sort(ACTIVE_DEVICES_SORT())
+            .await?;
+        let devices: Vec<Document> = devices.try_collect().await?;
+        let ids: Vec<&str> = devices
+            .iter()
+            .map(|d| str_field(d, "_id"))
+            .collect::<Result<_, _>>()?;
+        let signed: Vec<Document> = self
+            .signed_prekeys()
+            .find(doc! { "_id": { "$in": &ids } })
+            .await?
+            .try_collect()
+            .await?;
+        let mut bundles = Vec::new();
+        for device in &devices {
+            let device = device_from_doc(device)?;
+            let Some(signed) = signed
+                .iter()
+                .find(|d| d.get_str("_id") == Ok(device.device_id.as_str()))
+            else {
+                continue;
+            };
+            // Each one-time prekey is handed out at most once: whoever deletes it gets it.
+            let one_time = self
+                .one_time_prekeys()
+                .find_one_and_delete(doc! { "device_id": &device.device_id })
+                .sort(doc! { "seq": 1 })
+                .await?
+                .map(|d| {
+                    Ok::<_, StoreError>(OneTimePrekey {
+                        key_id: u32_field(&d, "key_id")?,
+                        public_key: bytes_field(&d, "public_key")?,
+                    })
+                })
+                .transpose()?;
+            bundles.push(PrekeyBundle {
+                device_id: device.device_id,
+                identity_signing_key: device.identity_signing_key,
+                identity_dh_key: device.identity_dh_key,
+                signed_prekey: signed_prekey_from_doc(signed)?,
+                one_time_prekey: one_time,
+            });
+        }
+        Ok(Some(bundles))
+    }
+
+    async fn devices_of(&self, user_ids: &[String]) -> Result<Vec<UserDevices>, StoreError> {
+        let mut seen = HashSet::new();
+        let unique: Vec<&String> = user_ids.iter().filter(|u| seen.insert(*u)).collect();
+        let existing: Vec<Document> = self
+            .accounts()
+            .find(doc! { "_id": { "$in": &unique } })
+            .projection(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        let existing: HashSet<&str> = existing
+            .iter()
+            .map(|d| str_field(d, "_id"))
+            .collect::<Result<_, _>>()?;
+        let devices: Vec<Document> = self
+            .devices()
+            .find(doc! { "user_id": { "$in": &unique }, "removed_at_ms": Bson::Null })
+            .sort(ACTIVE_DEVICES_SORT())
+            .await?
+            .try_collect()
+            .await?;
+        let devices = devices
+            .iter()
+            .map(device_from_doc)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(unique
+            .into_iter()
+            .filter(|u| existing.contains(u.as_str()))
+            .map(|u| UserDevices {
+                user_id: u.clone(),
+                devices: devices
+                    .iter()
+                    .filter(|d| d.user_id == *u)
+                    .cloned()
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn users_by_phones(
+        &self,
+        phones: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut seen = HashSet::new();
+        let unique: Vec<&String> = phones.iter().filter(|p| seen.insert(*p)).collect();
+        let found: Vec<Document> = self
+            .accounts()
+            .find(doc! { "phone": { "$in": &unique } })
+            .projection(doc! { "_id": 1, "phone": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        let mut pairs = Vec::new();
+        for phone in unique {
+            if let Some(d) = found
+                .iter()
+                .find(|d| d.get_str("phone") == Ok(phone.as_str()))
+            {
+                pairs.push((phone.clone(), str_field(d, "_id")?.to_owned()));
+            }
+        }
+        Ok(pairs)
+    }
+
+    async fn add_contacts(
+        &self,
+        owner_user_id: &str,
+        contacts: &[(String, String)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<&String> = contacts.iter().map(|(id, _)| id).collect();
+        transaction!(self, |s| {
+            let owner = self
+                .accounts()
+                .find_one(doc! { "_id": owner_user_id })
+                .session(&mut *s)
+                .await?;
+            if owner.is_none() {
+                return Ok(Txn::Abort(()));
+            }
+            let existing: Vec<Document> = self
+                .accounts()
+                .find(doc! { "_id": { "$in": &ids } })
+                .projection(doc! { "_id": 1 })
+                .session(&mut *s)
+                .await?
+                .stream(&mut *s)
+                .try_collect()
+                .await?;
+            let existing: HashSet<String> = existing
+                .iter()
+                .map(|d| str_field(d, "_id").map(str::to_owned))
+                .collect::<Result<_, _>>()?;
+            for (user_id, phone) in contacts {
+                if user_id == owner_user_id || !existing.contains(user_id) {
+                    continue;
+                }
+                self.contacts()
+                    .update_one(
+                        doc! { "_id": { "o": owner_user_id, "c": user_id } },
+                        doc! {
+                            "$set": { "phone": phone },
+                            "$setOnInsert": { "added_at_ms": now_ms },
+                        },
+                    )
+                    .upsert(true)
+                    .session(&mut *s)
+                    .await?;
+            }
+            Ok(Txn::Commit(()))
+        })
+    }
+
+    async fn contacts(&self, owner_user_id: &str) -> Result<Vec<Contact>, StoreError> {
+        let docs: Vec<Document> = self
+            .contacts()
+            .find(doc! { "_id.o": owner_user_id })
+            .sort(doc! { "added_at_ms": 1, "_id.c": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        docs.iter()
+            .map(|d| {
+                let id = d.get_document("_id").map_err(|e| corrupt("_id", e))?;
+                Ok(Contact {
+                    user_id: str_field(id, "c")?.to_owned(),
+                    phone: str_field(d, "phone")?.to_owned(),
+                    added_at_ms: i64_field(d, "added_at_ms")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! The shared behavioural suite against MongoDB: SecantusDB started per test (or the server at
+//! `JUNTOS_TEST_MONGODB_URI`), each test in a fresh database.
+
+use std::sync::Arc;
+
+use futures_util::TryStreamExt as _;
+use mongodb::bson::{Document, doc};
+
+use super::{COLLECTIONS, MongoLoginStore};
+use crate::store::{LoginStore, suite};
+
+#[path = "../../../../tests/src/secantusd.rs"]
+#[allow(dead_code)]
+mod secantusd;
+
+use secantusd::{MongoTestServer, unique_database};
+
+/// A running server and a store in a fresh database on it.
+async fn fresh() -> (MongoTestServer, MongoLoginStore) {
+    let server = tokio::task::spawn_blocking(MongoTestServer::start)
+        .await
+        .expect("start server");
+    let uri = server.uri_with_database(&unique_database("login"));
+    let store = MongoLoginStore::connect(&uri).await.expect("connect");
+    (server, store)
+}
+
+macro_rules! mongo_suite {
+    ($($case:ident),* $(,)?) => {
+        mod suite_cases {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let (_server, store) = super::fresh().await;
+                    let store: std::sync::Arc<dyn super::LoginStore> = std::sync::Arc::new(store);
+                    super::suite::$case(super::suite::Handle::handle(&store)).await;
+                }
+            )*
+        }
+    };
+}
+
+mongo_suite!(
+    account_created_once_per_phone,
+    concurrent_account_creation,
+    device_cap,
+    concurrent_device_cap,
+    devices_lists_active_only,
+    session_round_trip,
+    rotation,
+    reuse_revokes_session,
+    concurrent_rotation,
+    expired_refresh_token,
+    revoke_device_sessions,
+    revocations_since,
+    signed_prekey_round_trip,
+    one_time_prekeys_cap_and_replace,
+    take_bundles,
+    concurrent_take_bundles,
+    sign_out_deletes_prekeys,
+    devices_of,
+    phones_and_contacts,
+);
+
+async fn indexes(store: &MongoLoginStore, collection: &str) -> Vec<Document> {
+    store
+        .database()
+        .collection::<Document>(collection)
+        .list_indexes()
+        .await
+        .expect("list indexes")
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("indexes")
+        .into_iter()
+        .map(|model| {
+            let mut d = doc! { "key": model.keys };
+            if let Some(options) = model.options {
+                d.insert("name", options.name.unwrap_or_default());
+                d.insert("unique", options.unique.unwrap_or(false));
+            }
+            d
+        })
+        .collect()
+}
+
+fn has_index(indexes: &[Document], key: Document, unique: bool) -> bool {
+    indexes.iter().any(|d| {
+        d.get_document("key").ok() == Some(&key) && d.get_bool("unique").unwrap_or(false) == unique
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_are_created_idempotently() {
+    let server = tokio::task::spawn_blocking(MongoTestServer::start)
+        .await
+        .expect("start server");
+    let uri = server.uri_with_database(&unique_database("login"));
+    let store = MongoLoginStore::connect(&uri).await.expect("connect");
+    // Starting again on the same database (a restart, another pod) changes nothing.
+    let again = MongoLoginStore::connect(&uri).await.expect("connect again");
+
+    let accounts = indexes(&again, "accounts").await;
+    assert!(
+        has_index(&accounts, doc! { "phone": 1 }, true),
+        "{accounts:?}"
+    );
+    let prekeys = indexes(&store, "one_time_prekeys").await;
+    assert!(
+        has_index(&prekeys, doc! { "device_id": 1, "key_id": 1 }, true),
+        "{prekeys:?}"
+    );
+    assert!(
+        has_index(&prekeys, doc! { "device_id": 1, "seq": 1 }, false),
+        "{prekeys:?}"
+    );
+    let devices = indexes(&store, "devices").await;
+    assert!(
+        has_index(
+            &devices,
+            doc! { "user_id": 1, "removed_at_ms": 1, "created_at_ms": 1 },
+            false
+        ),
+        "{devices:?}"
+    );
+    let sessions = indexes(&store, "sessions").await;
+    assert!(has_index(&sessions, doc! { "revoked_at_ms": 1 }, false));
+    assert!(has_index(&sessions, doc! { "device_id": 1 }, false));
+    let tokens = indexes(&store, "refresh_tokens").await;
+    assert!(has_index(&tokens, doc! { "session_id": 1 }, false));
+
+    // The unique phone index is enforced.
+    let accounts = store.database().collection::<Document>("accounts");
+    accounts
+        .insert_one(doc! { "_id": "a", "phone": "+15550000001", "created_at_ms": 1_i64 })
+        .await
+        .expect("insert");
+    let duplicate = accounts
+        .insert_one(doc! { "_id": "b", "phone": "+15550000001", "created_at_ms": 1_i64 })
+        .await;
+    assert!(duplicate.is_err(), "second account with one phone");
+    assert_eq!(COLLECTIONS.len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_are_int64() {
+    let (_server, store) = fresh().await;
+    let shared: Arc<dyn LoginStore> = Arc::new(store.clone());
+    shared
+        .find_or_create_account("+15550000001", "u1", 5)
+        .await
+        .expect("account");
+    let account = store
+        .database()
+        .collection::<Document>("accounts")
+        .find_one(doc! { "_id": "u1" })
+        .await
+        .expect("find")
+        .expect("stored");
+    assert!(matches!(
+        account.get("created_at_ms"),
+        Some(mongodb::bson::Bson::Int64(5))
+    ));
+}
