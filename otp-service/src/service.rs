@@ -96,6 +96,11 @@ impl OtpService {
         let now = self.clock.now_ms();
 
         if let Some(ip) = client_ip {
+            // An IPv6 client counts by its /64 (see `rate_limit_key`).
+            let ip = ip
+                .parse::<std::net::IpAddr>()
+                .map(|a| juntos_proto::meta::rate_limit_key(a).to_string())
+                .unwrap_or_else(|_| ip.to_owned());
             let key = format!("ip:{ip}");
             let outcome = self
                 .store
@@ -403,6 +408,36 @@ mod tests {
         // A day after the first code, the number may have codes again.
         f.clock.advance_ms(secs(left));
         f.service.request_code(US, None).await.expect("next day");
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_count_by_their_slash_64() {
+        let config = OtpConfig {
+            ip_limit_per_hour: 2,
+            ..Default::default()
+        };
+        let f = fixture(config);
+        f.service
+            .request_code(US, Some("2001:db8:0:1::1"))
+            .await
+            .expect("1");
+        f.service
+            .request_code(UK, Some("2001:db8:0:1::2"))
+            .await
+            .expect("2");
+        let refused = f
+            .service
+            .request_code(US2, Some("2001:db8:0:1:ffff::3"))
+            .await;
+        assert!(
+            matches!(refused, Err(Error::RateLimited { .. })),
+            "{refused:?}"
+        );
+        // Another /64 has its own window.
+        f.service
+            .request_code(US2, Some("2001:db8:0:2::1"))
+            .await
+            .expect("other network");
     }
 
     #[tokio::test]

@@ -64,3 +64,37 @@ pub fn client_ip<T>(request: &tonic::Request<T>) -> Option<String> {
         .map(str::to_owned)
         .or_else(|| request.remote_addr().map(|a| a.ip().to_string()))
 }
+
+/// The address a per-client rate limit counts: an IPv4 address as it is, an IPv6 address by its
+/// /64 network (one subscriber usually holds a whole /64, so counting single IPv6 addresses
+/// would let anyone rotate around a limit).
+pub fn rate_limit_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(_) => ip,
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & (u128::MAX << 64);
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(network))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_counts_by_slash_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let c: std::net::IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(rate_limit_key(a), rate_limit_key(b));
+        assert_ne!(rate_limit_key(a), rate_limit_key(c));
+        let v4: std::net::IpAddr = "203.0.113.7".parse().expect("ip");
+        assert_eq!(rate_limit_key(v4), v4);
+        let mapped: std::net::IpAddr = "::ffff:203.0.113.7".parse().expect("ip");
+        assert_eq!(rate_limit_key(mapped), v4);
+    }
+}

@@ -41,9 +41,10 @@ impl Limits {
         }
     }
 
-    /// Takes one token from the address's bucket.
+    /// Takes one token from the address's bucket (an IPv6 address counts by its /64).
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), tonic::Status> {
-        check(&self.per_ip, &ip, "too many requests from this address")
+        let key = juntos_proto::meta::rate_limit_key(ip);
+        check(&self.per_ip, &key, "too many requests from this address")
     }
 
     /// Takes one token from the user's bucket.
