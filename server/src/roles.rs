@@ -309,6 +309,8 @@ pub async fn start_chat(
             )
             .await
             .map_err(|e| format!("chat: redis: {e}"))?;
+            // Operators (and tests) match a route in Redis to the process holding it.
+            println!("juntos: chat pod id {}", routes.pod_id());
             let service = ChatService::with_routes(
                 config,
                 store,
