@@ -21,7 +21,8 @@
 //! transaction, envelopes become visible in sequence order: a reader never sees seq `n + 1`
 //! while seq `n` is still to come (which an ack up to `n + 1` would otherwise lose).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -54,11 +55,18 @@ fn majority() -> WriteConcern {
         .build()
 }
 
+/// How many locks the mailboxes of one process are spread over (see [`MongoChatStore::send`]).
+const SEND_LOCK_STRIPES: usize = 1024;
+
 /// A [`ChatStore`] in one MongoDB database.
 #[derive(Clone)]
 pub struct MongoChatStore {
     client: Client,
     db: Database,
+    /// Sends from this process to one mailbox take turns, so that they do not conflict on its
+    /// counter in the database and run their transactions again and again (sends from other pods
+    /// still can; they retry). Striped by a hash of the device id.
+    send_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl std::fmt::Debug for MongoChatStore {
@@ -97,7 +105,14 @@ impl MongoChatStore {
             name,
             DatabaseOptions::builder().write_concern(majority()).build(),
         );
-        let store = Self { client, db };
+        let send_locks = (0..SEND_LOCK_STRIPES)
+            .map(|_| tokio::sync::Mutex::new(()))
+            .collect();
+        let store = Self {
+            client,
+            db,
+            send_locks,
+        };
         store.create_schema().await?;
         Ok(store)
     }
@@ -250,6 +265,16 @@ impl MongoChatStore {
 #[async_trait]
 impl ChatStore for MongoChatStore {
     async fn send(&self, batch: SendBatch) -> Result<SendOutcome, StoreError> {
+        // The stripes of every recipient mailbox, taken in ascending order (no deadlock).
+        let stripes: BTreeSet<usize> = batch
+            .envelopes
+            .iter()
+            .map(|e| stripe(&e.recipient_device_id))
+            .collect();
+        let mut held = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            held.push(self.send_locks[i].lock().await);
+        }
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
@@ -354,6 +379,15 @@ impl ChatStore for MongoChatStore {
             .await?;
         Ok(deleted.deleted_count)
     }
+}
+
+/// The send lock stripe of a mailbox.
+fn stripe(device_id: &str) -> usize {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    device_id.hash(&mut hasher);
+    // The remainder is below SEND_LOCK_STRIPES, which fits in usize.
+    usize::try_from(hasher.finish() % SEND_LOCK_STRIPES as u64).unwrap_or(0)
 }
 
 /// Commits, retrying while the result is unknown.

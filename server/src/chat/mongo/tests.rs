@@ -228,3 +228,50 @@ async fn numbers_are_int64_and_ciphertext_binary() {
         "{key:?}"
     );
 }
+
+/// Two pods (two stores on one database) sending to the same mailboxes at once: their
+/// transactions conflict on the counters in the database and retry; every mailbox still gets
+/// 1..=n with no gap and no repeat, each pod's envelopes in its own order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pods_sending_to_one_mailbox_number_without_gaps() {
+    let server = server().await;
+    let uri = server.uri_with_database(&unique_database("chat"));
+    let pod_a = MongoChatStore::connect(&uri).await.expect("connect a");
+    let pod_b = MongoChatStore::connect(&uri).await.expect("connect b");
+    let sends = (0..60).map(|i| {
+        let store = if i % 2 == 0 { &pod_a } else { &pod_b };
+        async move {
+            let batch = SendBatch {
+                sender_user_id: format!("s{i}"),
+                ..send("m", &["y1", "y2"])
+            };
+            store.send(batch).await.expect("send")
+        }
+    });
+    let outcomes = futures_util::future::join_all(sends).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, SendOutcome::Stored { seqs, .. } if seqs.len() == 2))
+    );
+    for device in ["y1", "y2"] {
+        let page = pod_a.fetch(device, 0, 100).await.expect("fetch");
+        let seqs: Vec<u64> = page.envelopes.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=60).collect::<Vec<u64>>(), "{device}");
+    }
+    // Both mailboxes saw the sends in the same order (one transaction each).
+    let order = |device: &'static str| {
+        let pod_b = &pod_b;
+        async move {
+            pod_b
+                .fetch(device, 0, 100)
+                .await
+                .expect("fetch")
+                .envelopes
+                .into_iter()
+                .map(|e| e.sender_user_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(order("y1").await, order("y2").await);
+}
