@@ -122,6 +122,11 @@ pub struct ChatArgs {
     /// doorbells only reach streams in this process (one chat pod).
     #[arg(long, env = "JUNTOS_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// MongoDB for mailboxes, sequence counters and dedupe keys (shared by every chat pod), e.g.
+    /// `mongodb://host1,host2/juntos?replicaSet=rs0` (the path names the database, `juntos` when
+    /// absent); `<data-dir>/chat.db` (SQLite, one pod only) when absent.
+    #[arg(long, env = "JUNTOS_MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
     #[command(flatten)]
     pub chat: ChatOptions,
     #[command(flatten)]
@@ -207,7 +212,8 @@ pub struct LoginOptions {
     pub max_devices: u32,
     /// MongoDB for accounts, devices, tokens, prekeys and contacts (shared by every login pod),
     /// e.g. `mongodb://host1,host2/juntos?replicaSet=rs0` (the path names the database, `juntos`
-    /// when absent); `<data-dir>/login.db` (SQLite) when absent.
+    /// when absent); `<data-dir>/login.db` (SQLite) when absent. With `juntos all`, chat's
+    /// mailboxes use it too.
     #[arg(long, env = "JUNTOS_MONGODB_URI", hide_env_values = true)]
     pub mongodb_uri: Option<String>,
 }

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::chat::{
-    ChatConfig, ChatService, LoginDirectory, RedisRoutes, RoutesConfig, SqliteChatStore,
+    ChatConfig, ChatService, ChatStore, LoginDirectory, MongoChatStore, RedisRoutes, RoutesConfig,
+    SqliteChatStore,
 };
 use crate::cli::{
     AllArgs, ChatArgs, ChatOptions, CommonArgs, GatewayArgs, GatewayOptions, LoginArgs,
@@ -259,13 +260,15 @@ pub async fn run_login(args: LoginArgs, shutdown: Shutdown) -> Result<Vec<RoleTa
 // === chat ===
 
 /// Starts the chat service on `listener`, checking device lists with the login pool at `login`;
-/// with `redis_url`, streams and doorbells span every chat pod on that Redis.
+/// with `redis_url`, streams and doorbells span every chat pod on that Redis; with `mongodb_uri`,
+/// mailboxes live in that MongoDB (shared by every pod) instead of `<data_dir>/chat.db`.
 #[allow(clippy::too_many_arguments)]
 pub async fn start_chat(
     listener: TcpListener,
     options: &ChatOptions,
     login: &str,
     redis_url: Option<&str>,
+    mongodb_uri: Option<&str>,
     data_dir: &Path,
     clock: SharedClock,
     shutdown: Shutdown,
@@ -281,8 +284,17 @@ pub async fn start_chat(
         dedupe_retention: Duration::from_secs(options.chat_dedupe_retention_hours * 60 * 60),
     };
     config.validate().map_err(|e| format!("chat: {e}"))?;
-    let store = SqliteChatStore::open(&data_dir.join("chat.db"))
-        .map_err(|e| format!("chat: database: {e}"))?;
+    let store: Arc<dyn ChatStore> = match mongodb_uri {
+        Some(uri) => Arc::new(
+            MongoChatStore::connect(uri)
+                .await
+                .map_err(|e| format!("chat: mongodb: {e}"))?,
+        ),
+        None => Arc::new(
+            SqliteChatStore::open(&data_dir.join("chat.db"))
+                .map_err(|e| format!("chat: database: {e}"))?,
+        ),
+    };
     let directory = LoginDirectory::new(
         channel(login)?,
         Duration::from_millis(options.chat_directory_cache_ms),
@@ -297,9 +309,11 @@ pub async fn start_chat(
             )
             .await
             .map_err(|e| format!("chat: redis: {e}"))?;
+            // Operators (and tests) match a route in Redis to the process holding it.
+            println!("juntos: chat pod id {}", routes.pod_id());
             let service = ChatService::with_routes(
                 config,
-                Arc::new(store),
+                store,
                 Arc::new(directory),
                 clock,
                 shutdown.clone(),
@@ -308,13 +322,8 @@ pub async fn start_chat(
             (service, tasks)
         }
         None => {
-            let service = ChatService::new(
-                config,
-                Arc::new(store),
-                Arc::new(directory),
-                clock,
-                shutdown.clone(),
-            );
+            let service =
+                ChatService::new(config, store, Arc::new(directory), clock, shutdown.clone());
             (service, crate::tasks::Tasks::default())
         }
     };
@@ -338,6 +347,7 @@ pub async fn run_chat(args: ChatArgs, shutdown: Shutdown) -> Result<Vec<RoleTask
         &args.chat,
         &args.login,
         args.redis_url.as_deref(),
+        args.mongodb_uri.as_deref(),
         &args.data_dir,
         clock,
         shutdown,
@@ -457,6 +467,7 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
         &args.chat,
         &login_url,
         args.otp.redis_url.as_deref(),
+        args.login.mongodb_uri.as_deref(),
         &args.data_dir,
         Arc::clone(&clock),
         shutdown.clone(),

@@ -141,6 +141,7 @@ async fn chat_through_the_gateway() {
             &args.chat,
             &login_url,
             None,
+            None,
             dir.path(),
             clock.clone(),
             down.clone(),

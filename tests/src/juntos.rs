@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::redis_server::RedisServer;
+use crate::secantusd::{MongoTestServer, unique_database};
 use crate::twilio::{self, FakeTwilio};
 
 /// The path of the `juntos` binary, built once per test process (`cargo build --bin juntos`,
@@ -101,6 +102,11 @@ impl Process {
         self.child.id()
     }
 
+    /// The role the process was started as (`all`, `otp`, `login`, `chat`, `gateway`).
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
     /// The stdout lines printed since the last call.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.lines.try_iter().collect()
@@ -126,6 +132,7 @@ impl Drop for Process {
 pub struct SystemBuilder {
     split_roles: bool,
     redis: bool,
+    mongodb: bool,
     twilio: bool,
     args: Vec<String>,
     otp_pods: usize,
@@ -140,6 +147,7 @@ impl Default for SystemBuilder {
         Self {
             split_roles: false,
             redis: false,
+            mongodb: false,
             twilio: false,
             args: Vec::new(),
             otp_pods: 1,
@@ -203,6 +211,13 @@ impl SystemBuilder {
         self
     }
 
+    /// SecantusDB (or the server at `JUNTOS_TEST_MONGODB_URI`, in a fresh database) as login's
+    /// and chat's store: `--mongodb-uri` for login and every chat pod (or `juntos all`).
+    pub fn with_mongodb(mut self) -> Self {
+        self.mongodb = true;
+        self
+    }
+
     /// The fake Twilio as SMS sender.
     pub fn with_twilio(mut self) -> Self {
         self.twilio = true;
@@ -223,6 +238,10 @@ impl SystemBuilder {
         let clock_file = dir.path().join("clock-offset");
         let data_dir = dir.path().join("data");
         let redis = self.redis.then(RedisServer::start);
+        let mongodb = self.mongodb.then(MongoTestServer::start);
+        let mongodb_uri = mongodb
+            .as_ref()
+            .map(|m| m.uri_with_database(&unique_database("e2e")));
         let twilio = if self.twilio {
             Some(FakeTwilio::start().await)
         } else {
@@ -291,6 +310,9 @@ impl SystemBuilder {
                 "--otp".to_owned(),
                 urls(&otps, "http"),
             ]);
+            if let Some(uri) = &mongodb_uri {
+                login_args.extend(["--mongodb-uri".to_owned(), uri.clone()]);
+            }
             let logins: Vec<Process> = (0..self.login_pods)
                 .map(|_| Process::start("login", &login_args, "login"))
                 .collect();
@@ -303,6 +325,9 @@ impl SystemBuilder {
             ]);
             if let Some(redis) = &redis {
                 chat_args.extend(["--redis-url".to_owned(), redis.url()]);
+            }
+            if let Some(uri) = &mongodb_uri {
+                chat_args.extend(["--mongodb-uri".to_owned(), uri.clone()]);
             }
             chat_args.extend(chat_flags.concat());
             let chats: Vec<Process> = (0..self.chat_pods)
@@ -340,6 +365,9 @@ impl SystemBuilder {
             addr
         } else {
             otp_args.extend(self.args.clone());
+            if let Some(uri) = &mongodb_uri {
+                otp_args.extend(["--mongodb-uri".to_owned(), uri.clone()]);
+            }
             let all = Process::start("all", &otp_args, "gateway");
             let addr = all.addr.clone();
             processes.push(all);
@@ -362,6 +390,7 @@ impl SystemBuilder {
             processes,
             restart_args,
             redis,
+            mongodb,
             twilio,
         };
         system.wait_until_ready().await;
@@ -397,6 +426,8 @@ pub struct System {
     /// How to start `juntos all` again on the same address and data.
     restart_args: Option<Vec<String>>,
     pub redis: Option<RedisServer>,
+    /// With [`SystemBuilder::with_mongodb`]; after `processes`, so it stops after them.
+    pub mongodb: Option<MongoTestServer>,
     pub twilio: Option<FakeTwilio>,
 }
 
@@ -454,6 +485,13 @@ impl System {
     pub fn client(&self, name: &str) -> std::sync::Arc<juntos_client::Client> {
         let home = self.client_home(name);
         juntos_client::Client::new(self.gateway_url.clone(), path_arg(&home)).expect("client")
+    }
+
+    /// A `juntos_client::Client` with its own home, talking to the gateway at `url` (e.g. a
+    /// [`System::chat_pod_gateway_url`]).
+    pub fn client_at(&self, name: &str, url: &str) -> std::sync::Arc<juntos_client::Client> {
+        let home = self.client_home(name);
+        juntos_client::Client::new(url.to_owned(), path_arg(&home)).expect("client")
     }
 
     /// A raw gRPC channel to the gateway.

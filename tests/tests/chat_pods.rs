@@ -3,8 +3,8 @@
 //! still succeed and arrive by the next heartbeat; when it returns, doorbells resume.
 //!
 //! Each chat pod has a gateway of its own (`gateway_per_chat_pod`), so the test decides which
-//! pod serves which call. Both pods share one SQLite data directory here (the shared MongoDB
-//! store is a separate piece of work).
+//! pod serves which call. Both pods share one SQLite data directory here; `mongo_chat_pods.rs`
+//! runs three pods on the shared MongoDB store.
 
 use std::time::{Duration, Instant};
 

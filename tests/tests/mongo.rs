@@ -1,6 +1,6 @@
-//! `juntos all --mongodb-uri`: login keeps accounts, devices and tokens in MongoDB (SecantusDB
-//! here, or the server at `JUNTOS_TEST_MONGODB_URI`), driven through the gateway with
-//! client-core.
+//! `juntos all --mongodb-uri`: login keeps accounts, devices and tokens, and chat its
+//! mailboxes, in MongoDB (SecantusDB here, or the server at `JUNTOS_TEST_MONGODB_URI`), driven
+//! through the gateway with client-core.
 
 use std::time::Duration;
 
@@ -47,5 +47,9 @@ async fn sign_in_twice_with_login_on_mongodb() {
     assert!(
         !sys.data_dir().join("login.db").exists(),
         "login used MongoDB, not SQLite"
+    );
+    assert!(
+        !sys.data_dir().join("chat.db").exists(),
+        "chat used MongoDB, not SQLite"
     );
 }

@@ -80,6 +80,14 @@ impl From<Error> for Status {
                     "the device directory is unavailable; retry shortly",
                 )
             }
+            Error::Store(StoreError::Mongo(e)) if mongo_unreachable(&e) => {
+                tracing::warn!(error = %e, "mongodb unreachable");
+                status(
+                    Code::Unavailable,
+                    reason::STORE_UNAVAILABLE,
+                    "storage is unavailable; retry shortly",
+                )
+            }
             Error::Store(StoreError::WriterGone) => status(
                 Code::Unavailable,
                 reason::STORE_UNAVAILABLE,
@@ -91,4 +99,16 @@ impl From<Error> for Status {
             }
         }
     }
+}
+
+/// Whether a MongoDB error means the server could not be reached (worth a retry later), not
+/// that it refused the operation.
+fn mongo_unreachable(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    matches!(
+        *e.kind,
+        ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+    )
 }

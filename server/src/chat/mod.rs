@@ -3,8 +3,8 @@
 //!
 //! Layers: [`grpc`] (tonic) → [`ChatService`] (logic: [`service`] for Send/Sync/Ack,
 //! [`connect`] for the live stream) → [`ChatStore`] (the only code touching data;
-//! [`SqliteChatStore`] is the embedded backend). Device lists come from login-service through a
-//! [`DeviceDirectory`]; the in-process [`Doorbell`] wakes connected streams, and with several
+//! [`SqliteChatStore`] is the embedded backend, [`MongoChatStore`] the shared one). Device lists
+//! come from login-service through a [`DeviceDirectory`]; the in-process [`Doorbell`] wakes connected streams, and with several
 //! pods [`RedisRoutes`] maps devices to pods and rings the pod holding a device.
 
 pub mod connect;
@@ -12,6 +12,7 @@ pub mod directory;
 pub mod doorbell;
 mod error;
 pub mod grpc;
+pub mod mongo;
 pub mod routes;
 pub mod service;
 pub mod sqlite;
@@ -25,6 +26,7 @@ pub use directory::{DeviceDirectory, DeviceMap, DirectoryError, LoginDirectory};
 pub use doorbell::{Doorbell, Registration};
 pub use error::Error;
 pub use grpc::{ChatGrpc, MAX_REQUEST_BYTES, server};
+pub use mongo::MongoChatStore;
 pub use routes::{RedisRoutes, RoutesConfig};
 pub use service::{ChatConfig, ChatService};
 pub use sqlite::SqliteChatStore;

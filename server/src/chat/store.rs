@@ -2,9 +2,10 @@
 //! sequence number, and the dedupe keys that make a retried send idempotent.
 //!
 //! The trait has whole-operation methods (a send is one call, atomic across every recipient
-//! mailbox), so a document store fits as well as SQLite: a MongoDB backend would keep a counter
-//! document per mailbox, an envelope collection sharded by `device_id`, and a dedupe collection
-//! with a TTL index, writing a send in one multi-document transaction.
+//! mailbox), so a document store fits as well as SQLite: the MongoDB backend
+//! ([`super::MongoChatStore`]) keeps a counter document per mailbox, an envelope collection
+//! sharded by `device_id` and a dedupe collection, writing a send in one multi-document
+//! transaction.
 
 use async_trait::async_trait;
 
@@ -70,6 +71,9 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The MongoDB server or driver failed.
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
     /// The writer is gone (the store is shutting down or its thread died).
     #[error("the store's writer is not running")]
     WriterGone,

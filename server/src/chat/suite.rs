@@ -1,5 +1,6 @@
 //! The behavioural suite every [`ChatStore`] backend must pass. Each case takes a fresh, empty
-//! store; a backend's tests call every case (see the `sqlite_suite!` macro in `sqlite.rs`).
+//! store; a backend's tests call every case (the `sqlite_suite!` macro in `sqlite.rs`, and
+//! `mongo_suite!` in `mongo/tests.rs`, which runs them on SecantusDB or `JUNTOS_TEST_MONGODB_URI`).
 
 use std::collections::HashSet;
 

@@ -1,0 +1,485 @@
+//! [`ChatStore`] on MongoDB: the shared backend every chat pod uses (a replica set or a sharded
+//! cluster).
+//!
+//! Collections (shard keys and why are in ARCHITECTURE.md):
+//! * `envelopes`: one document per envelope in a device's mailbox: `device_id`, `seq` (Int64),
+//!   `recipient_user_id`, `sender_user_id`, `sender_device_id`, `client_msg_id`,
+//!   `server_time_ms`, `ciphertext` (Binary); unique index `(device_id, seq)`;
+//! * `mailbox_counters`: `_id` device id, `last_seq` (Int64), the highest sequence number ever
+//!   given out in that mailbox; only ever raised by `$inc`, so a number is never handed out twice
+//!   (not even after the envelopes are acked and deleted);
+//! * `sends`: the dedupe keys: `sender_user_id`, `client_msg_id` (unique together),
+//!   `server_time_ms`, `created_at` (a Date of the same instant, which pruning goes by).
+//!
+//! A send is one transaction (write concern majority, journaled): it inserts the dedupe key
+//! first (a duplicate key means the send was already stored: the transaction is aborted and the
+//! first send's time answered), raises each recipient mailbox's counter by its number of
+//! envelopes with `find_one_and_update` + `$inc` + upsert (returning the new value, so the range
+//! `last - n + 1 ..= last` is this send's), and inserts the envelopes. Two sends to one mailbox
+//! conflict on its counter document; the loser's transaction fails with a
+//! `TransientTransactionError` and runs again. Because the counter is raised inside the
+//! transaction, envelopes become visible in sequence order: a reader never sees seq `n + 1`
+//! while seq `n` is still to come (which an ack up to `n + 1` would otherwise lose).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt as _;
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Bson, DateTime, Document, doc};
+use mongodb::error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::options::{
+    Acknowledgment, DatabaseOptions, IndexOptions, ReturnDocument, WriteConcern,
+};
+use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+
+use super::store::{ChatStore, Page, SendBatch, SendOutcome, StoreError, StoredEnvelope};
+
+/// The database used when the URI names none.
+pub const DEFAULT_DATABASE: &str = "juntos";
+
+/// The names of the collections, for tests and operators.
+pub const COLLECTIONS: &[&str] = &["envelopes", "mailbox_counters", "sends"];
+
+/// How long a send keeps running its transaction again after write conflicts (many senders
+/// writing to one mailbox at once conflict on its counter; each round one of them wins).
+const SEND_RETRY_BUDGET: Duration = Duration::from_secs(60);
+
+/// Majority, journaled: a write acknowledged to a user survives the loss of a minority of nodes.
+fn majority() -> WriteConcern {
+    WriteConcern::builder()
+        .w(Acknowledgment::Majority)
+        .journal(true)
+        .build()
+}
+
+/// How many locks the mailboxes of one process are spread over (see [`MongoChatStore::send`]).
+const SEND_LOCK_STRIPES: usize = 1024;
+
+/// A [`ChatStore`] in one MongoDB database.
+#[derive(Clone)]
+pub struct MongoChatStore {
+    client: Client,
+    db: Database,
+    /// Sends from this process to one mailbox take turns, so that they do not conflict on its
+    /// counter in the database and run their transactions again and again (sends from other pods
+    /// still can; they retry). Striped by a hash of the device id.
+    send_locks: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+impl std::fmt::Debug for MongoChatStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoChatStore")
+            .field("database", &self.db.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one attempt of a send's transaction came to.
+enum Attempt {
+    /// Everything written; commit. The seqs in batch order.
+    Stored(Vec<u64>),
+    /// The dedupe key exists already; abort and answer the first send's time.
+    Duplicate,
+    /// Two first sends to a new mailbox raced on creating its counter; abort and run again.
+    Retry,
+}
+
+impl MongoChatStore {
+    /// Connects to `uri` and uses its default database (or [`DEFAULT_DATABASE`]), creating the
+    /// collections and indexes.
+    pub async fn connect(uri: &str) -> Result<Self, StoreError> {
+        let client = Client::with_uri_str(uri).await?;
+        let name = client
+            .default_database()
+            .map_or_else(|| DEFAULT_DATABASE.to_owned(), |db| db.name().to_owned());
+        Self::with_client(client, &name).await
+    }
+
+    /// Uses database `name` through `client`, creating the collections and indexes
+    /// (idempotently: a restart or another pod changes nothing).
+    pub async fn with_client(client: Client, name: &str) -> Result<Self, StoreError> {
+        let db = client.database_with_options(
+            name,
+            DatabaseOptions::builder().write_concern(majority()).build(),
+        );
+        let send_locks = (0..SEND_LOCK_STRIPES)
+            .map(|_| tokio::sync::Mutex::new(()))
+            .collect();
+        let store = Self {
+            client,
+            db,
+            send_locks,
+        };
+        store.create_schema().await?;
+        Ok(store)
+    }
+
+    /// The database this store uses.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    async fn create_schema(&self) -> Result<(), StoreError> {
+        // Explicitly, so that no transaction has to create a collection.
+        for name in COLLECTIONS {
+            match self.db.create_collection(*name).await {
+                Ok(()) => {}
+                Err(e) if is_namespace_exists(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let index = |keys: Document, unique: bool, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(
+                    IndexOptions::builder()
+                        .unique(unique.then_some(true))
+                        .name(name.to_owned())
+                        .build(),
+                )
+                .build()
+        };
+        self.envelopes()
+            .create_index(index(
+                doc! { "device_id": 1, "seq": 1 },
+                true,
+                "device_seq_unique",
+            ))
+            .await?;
+        self.sends()
+            .create_index(index(
+                doc! { "sender_user_id": 1, "client_msg_id": 1 },
+                true,
+                "sender_msg_unique",
+            ))
+            .await?;
+        self.sends()
+            .create_index(index(doc! { "created_at": 1 }, false, "by_created_at"))
+            .await?;
+        Ok(())
+    }
+
+    fn envelopes(&self) -> Collection<Document> {
+        self.db.collection("envelopes")
+    }
+    fn counters(&self) -> Collection<Document> {
+        self.db.collection("mailbox_counters")
+    }
+    fn sends(&self) -> Collection<Document> {
+        self.db.collection("sends")
+    }
+
+    /// One attempt of [`ChatStore::send`], inside the transaction of `s`.
+    async fn send_in(
+        &self,
+        s: &mut ClientSession,
+        batch: &SendBatch,
+    ) -> Result<Attempt, StoreError> {
+        // The dedupe key first: a committed duplicate fails here with a duplicate key error, a
+        // concurrent one with a write conflict (transient: run again, then see it committed).
+        let inserted = self
+            .sends()
+            .insert_one(doc! {
+                "sender_user_id": &batch.sender_user_id,
+                "client_msg_id": &batch.client_msg_id,
+                "server_time_ms": batch.now_ms,
+                "created_at": DateTime::from_millis(batch.now_ms),
+            })
+            .session(&mut *s)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_duplicate_key(&e) => return Ok(Attempt::Duplicate),
+            Err(e) => return Err(e.into()),
+        }
+        // A contiguous range per mailbox, in a fixed order of mailboxes.
+        let mut wanted: BTreeMap<&str, u64> = BTreeMap::new();
+        for envelope in &batch.envelopes {
+            *wanted.entry(&envelope.recipient_device_id).or_default() += 1;
+        }
+        let mut next: BTreeMap<&str, u64> = BTreeMap::new();
+        for (device_id, n) in wanted {
+            let raised = self
+                .counters()
+                .find_one_and_update(
+                    doc! { "_id": device_id },
+                    doc! { "$inc": { "last_seq": seq_bson(n)? } },
+                )
+                .upsert(true)
+                .return_document(ReturnDocument::After)
+                .session(&mut *s)
+                .await;
+            let counter = match raised {
+                Ok(Some(counter)) => counter,
+                Ok(None) => {
+                    return Err(StoreError::Corrupt(
+                        "counter upsert returned nothing".into(),
+                    ));
+                }
+                Err(e) if is_duplicate_key(&e) => return Ok(Attempt::Retry),
+                Err(e) => return Err(e.into()),
+            };
+            let last = seq_field(&counter, "last_seq")?;
+            let first = last
+                .checked_sub(n - 1)
+                .filter(|first| *first >= 1)
+                .ok_or_else(|| StoreError::Corrupt(format!("mailbox counter {last} below {n}")))?;
+            next.insert(device_id, first);
+        }
+        let mut seqs = Vec::with_capacity(batch.envelopes.len());
+        let mut documents = Vec::with_capacity(batch.envelopes.len());
+        for envelope in &batch.envelopes {
+            let slot = next
+                .get_mut(envelope.recipient_device_id.as_str())
+                .ok_or_else(|| StoreError::Corrupt("no range for a recipient".into()))?;
+            let seq = *slot;
+            *slot += 1;
+            seqs.push(seq);
+            documents.push(doc! {
+                "device_id": &envelope.recipient_device_id,
+                "seq": seq_bson(seq)?,
+                "recipient_user_id": &envelope.recipient_user_id,
+                "sender_user_id": &batch.sender_user_id,
+                "sender_device_id": &batch.sender_device_id,
+                "client_msg_id": &batch.client_msg_id,
+                "server_time_ms": batch.now_ms,
+                "ciphertext": Bson::Binary(Binary {
+                    subtype: BinarySubtype::Generic,
+                    bytes: envelope.ciphertext.clone(),
+                }),
+            });
+        }
+        if !documents.is_empty() {
+            self.envelopes()
+                .insert_many(documents)
+                .session(&mut *s)
+                .await?;
+        }
+        Ok(Attempt::Stored(seqs))
+    }
+}
+
+#[async_trait]
+impl ChatStore for MongoChatStore {
+    async fn send(&self, batch: SendBatch) -> Result<SendOutcome, StoreError> {
+        // The stripes of every recipient mailbox, taken in ascending order (no deadlock).
+        let stripes: BTreeSet<usize> = batch
+            .envelopes
+            .iter()
+            .map(|e| stripe(&e.recipient_device_id))
+            .collect();
+        let mut held = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            held.push(self.send_locks[i].lock().await);
+        }
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let retry_left = started.elapsed() < SEND_RETRY_BUDGET;
+            let mut session = self.client.start_session().await?;
+            session
+                .start_transaction()
+                .write_concern(majority())
+                .await?;
+            match self.send_in(&mut session, &batch).await {
+                Ok(Attempt::Stored(seqs)) => match commit(&mut session).await {
+                    Ok(()) => {
+                        return Ok(SendOutcome::Stored {
+                            server_time_ms: batch.now_ms,
+                            seqs,
+                        });
+                    }
+                    Err(e) if retry_left && is_transient(&e) => {}
+                    Err(e) => return Err(e),
+                },
+                Ok(Attempt::Duplicate) => {
+                    let _ = session.abort_transaction().await;
+                    if let Some(server_time_ms) = self
+                        .sent_at(&batch.sender_user_id, &batch.client_msg_id)
+                        .await?
+                    {
+                        return Ok(SendOutcome::Duplicate { server_time_ms });
+                    }
+                    // Pruned in between: the key is free again.
+                    if !retry_left {
+                        return Err(StoreError::Corrupt("dedupe key came and went".into()));
+                    }
+                }
+                Ok(Attempt::Retry) => {
+                    let _ = session.abort_transaction().await;
+                    if !retry_left {
+                        return Err(StoreError::Corrupt(
+                            "mailbox counter creation kept conflicting".into(),
+                        ));
+                    }
+                }
+                Err(e) if retry_left && is_transient(&e) => {
+                    let _ = session.abort_transaction().await;
+                }
+                Err(e) => {
+                    let _ = session.abort_transaction().await;
+                    return Err(e);
+                }
+            }
+            backoff(attempt).await;
+        }
+    }
+
+    async fn sent_at(
+        &self,
+        sender_user_id: &str,
+        client_msg_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        self.sends()
+            .find_one(doc! { "sender_user_id": sender_user_id, "client_msg_id": client_msg_id })
+            .await?
+            .map(|d| i64_field(&d, "server_time_ms"))
+            .transpose()
+    }
+
+    async fn fetch(&self, device_id: &str, after_seq: u64, limit: u32) -> Result<Page, StoreError> {
+        let mut envelopes: Vec<StoredEnvelope> = self
+            .envelopes()
+            .find(doc! { "device_id": device_id, "seq": { "$gt": seq_bound(after_seq) } })
+            .sort(doc! { "seq": 1 })
+            .limit(i64::from(limit) + 1)
+            .await?
+            .map_err(StoreError::from)
+            .and_then(|d| async move { envelope_from_doc(&d) })
+            .try_collect()
+            .await?;
+        let more = envelopes.len() > limit as usize;
+        envelopes.truncate(limit as usize);
+        Ok(Page { envelopes, more })
+    }
+
+    async fn ack(&self, device_id: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+        let deleted = self
+            .envelopes()
+            .delete_many(doc! { "device_id": device_id, "seq": { "$lte": seq_bound(up_to_seq) } })
+            .await?;
+        Ok(deleted.deleted_count)
+    }
+
+    async fn last_seq(&self, device_id: &str) -> Result<u64, StoreError> {
+        match self.counters().find_one(doc! { "_id": device_id }).await? {
+            Some(d) => seq_field(&d, "last_seq"),
+            None => Ok(0),
+        }
+    }
+
+    async fn prune_dedupe(&self, older_than_ms: i64) -> Result<u64, StoreError> {
+        let deleted = self
+            .sends()
+            .delete_many(doc! { "created_at": { "$lt": DateTime::from_millis(older_than_ms) } })
+            .await?;
+        Ok(deleted.deleted_count)
+    }
+}
+
+/// The send lock stripe of a mailbox.
+fn stripe(device_id: &str) -> usize {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    device_id.hash(&mut hasher);
+    // The remainder is below SEND_LOCK_STRIPES, which fits in usize.
+    usize::try_from(hasher.finish() % SEND_LOCK_STRIPES as u64).unwrap_or(0)
+}
+
+/// Commits, retrying while the result is unknown.
+async fn commit(session: &mut ClientSession) -> Result<(), StoreError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match session.commit_transaction().await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries < 5 && e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn is_transient(e: &StoreError) -> bool {
+    matches!(e, StoreError::Mongo(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR))
+}
+
+/// A short, growing, jittered pause before running a conflicted transaction again.
+async fn backoff(attempt: u32) {
+    let ms = u64::from(attempt.min(10)) * 2 + rand::random::<u64>() % 5;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::WriteFailure;
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|errors| errors.iter().any(|w| w.code == 11000)),
+        _ => false,
+    }
+}
+
+fn is_namespace_exists(e: &mongodb::error::Error) -> bool {
+    matches!(&*e.kind, ErrorKind::Command(c) if c.code == 48)
+}
+
+/// A sequence number as stored (Int64).
+fn seq_bson(seq: u64) -> Result<Bson, StoreError> {
+    i64::try_from(seq)
+        .map(Bson::Int64)
+        .map_err(|_| StoreError::Corrupt(format!("sequence number {seq} out of range")))
+}
+
+/// A sequence number as a query bound: every stored number is at most `i64::MAX`.
+fn seq_bound(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("field {key}: {e}"))
+}
+
+fn str_field(d: &Document, key: &str) -> Result<String, StoreError> {
+    d.get_str(key)
+        .map(str::to_owned)
+        .map_err(|e| corrupt(key, e))
+}
+
+fn i64_field(d: &Document, key: &str) -> Result<i64, StoreError> {
+    match d.get(key) {
+        Some(Bson::Int64(v)) => Ok(*v),
+        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
+        other => Err(corrupt(
+            key,
+            format!("expected an integer, found {other:?}"),
+        )),
+    }
+}
+
+fn seq_field(d: &Document, key: &str) -> Result<u64, StoreError> {
+    u64::try_from(i64_field(d, key)?).map_err(|e| corrupt(key, e))
+}
+
+fn envelope_from_doc(d: &Document) -> Result<StoredEnvelope, StoreError> {
+    Ok(StoredEnvelope {
+        seq: seq_field(d, "seq")?,
+        sender_user_id: str_field(d, "sender_user_id")?,
+        sender_device_id: str_field(d, "sender_device_id")?,
+        client_msg_id: str_field(d, "client_msg_id")?,
+        server_time_ms: i64_field(d, "server_time_ms")?,
+        ciphertext: d
+            .get_binary_generic("ciphertext")
+            .cloned()
+            .map_err(|e| corrupt("ciphertext", e))?,
+    })
+}
+
+#[cfg(test)]
+mod tests;
