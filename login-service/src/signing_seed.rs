@@ -1,12 +1,12 @@
 //! The persisted seed of the token signing key.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::path::Path;
 
 use rand::RngCore as _;
 
 /// Reads the 32-byte Ed25519 signing seed at `path`, or creates it from the OS CSPRNG (file mode
-/// 0600, written to a temporary file and renamed into place) when the file does not exist.
+/// 0600, see [`juntos_proto::secret_file::create_once`]) when the file does not exist.
 ///
 /// A file that exists but does not hold exactly 32 bytes, or holds only zeros, is an
 /// `InvalidData` error: it is never silently replaced, since that would sign everyone out.
@@ -20,36 +20,10 @@ pub fn load_or_create_signing_seed(path: &Path) -> io::Result<[u8; 32]> {
     while seed.iter().all(|b| *b == 0) {
         rand::rngs::OsRng.fill_bytes(&mut seed);
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp)?;
-        file.write_all(&seed)?;
-        file.sync_all()?;
-    }
-    // `hard_link` fails if another process created the file meanwhile; then theirs wins.
-    match std::fs::hard_link(&tmp, path) {
-        Ok(()) => {
-            std::fs::remove_file(&tmp)?;
-            Ok(seed)
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            std::fs::remove_file(&tmp)?;
-            parse(&std::fs::read(path)?)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+    if juntos_proto::secret_file::create_once(path, &seed)? {
+        Ok(seed)
+    } else {
+        parse(&std::fs::read(path)?)
     }
 }
 
@@ -82,7 +56,10 @@ mod tests {
         assert_eq!(std::fs::read(&path).expect("read"), first);
         let second = load_or_create_signing_seed(&path).expect("reuse");
         assert_eq!(first, second);
-        assert!(!path.with_extension("tmp").exists());
+        let leftovers = std::fs::read_dir(path.parent().expect("parent"))
+            .expect("read dir")
+            .count();
+        assert_eq!(leftovers, 1, "only the seed remains, no temporary file");
 
         let other = load_or_create_signing_seed(&dir.path().join("other.seed")).expect("create");
         assert_ne!(first, other);

@@ -1,6 +1,6 @@
 //! The server secret that keys the code hashes.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 use rand::RngCore;
@@ -16,24 +16,13 @@ pub fn load_or_create_secret(path: &Path) -> io::Result<Vec<u8>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         other => return other,
     }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
     let mut secret = vec![0u8; SECRET_LEN];
     OsRng.fill_bytes(&mut secret);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(&secret)?;
-            file.sync_all()?;
-            Ok(secret)
-        }
+    if juntos_proto::secret_file::create_once(path, &secret)? {
+        Ok(secret)
+    } else {
         // Another process created it between our read and our create: use theirs.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_secret(path),
-        Err(e) => Err(e),
+        read_secret(path)
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod error;
 pub mod meta;
+pub mod secret_file;
 
 /// `juntos.otp.v1`: one-time sign-in codes.
 pub mod otp {

@@ -502,11 +502,20 @@ impl LoginStore for MongoLoginStore {
                     let created = account.user_id == new_user_id;
                     return Ok((account, created));
                 }
-                Ok(None) => return Err(StoreError::Corrupt("upsert returned nothing".into())),
-                // Two upserts of one new phone race on the unique index: the loser finds the
-                // winner's account on the next try.
-                Err(e) if tries < 3 && is_duplicate_key(&e) => {}
+                // Two upserts of one new phone race on the unique index. The loser either gets a
+                // duplicate-key error or (on some servers) no document at all; either way the
+                // winner's account is there to read.
+                Ok(None) => {}
+                Err(e) if is_duplicate_key(&e) => {}
                 Err(e) => return Err(e.into()),
+            }
+            if let Some(d) = self.accounts().find_one(doc! { "phone": phone }).await? {
+                return Ok((account_from_doc(&d)?, false));
+            }
+            if tries >= 5 {
+                return Err(StoreError::Corrupt(
+                    "account upsert kept racing without a winner".into(),
+                ));
             }
         }
     }
