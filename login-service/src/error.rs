@@ -60,6 +60,12 @@ pub enum Error {
     /// (never the key).
     #[error("invalid prekey: {0}")]
     InvalidPrekey(&'static str),
+    /// A profile text is unusable; the text says which rule it breaks (never its value).
+    #[error("invalid profile: {0}")]
+    InvalidProfile(&'static str),
+    /// A privacy setting is not a known visibility.
+    #[error("invalid privacy setting: visibility must be CONTACTS or NOBODY")]
+    InvalidPrivacy,
     /// The user asked about does not exist.
     #[error("no such user")]
     NoSuchUser,
@@ -119,6 +125,12 @@ impl From<Error> for Status {
             }
             Error::InvalidPrekey(_) => {
                 status(Code::InvalidArgument, reason::INVALID_PREKEY, message)
+            }
+            Error::InvalidProfile(_) => {
+                status(Code::InvalidArgument, reason::INVALID_PROFILE, message)
+            }
+            Error::InvalidPrivacy => {
+                status(Code::InvalidArgument, reason::INVALID_PRIVACY, message)
             }
             Error::NoSuchUser => status(Code::NotFound, reason::NO_SUCH_USER, message),
             Error::BatchTooLarge { .. } => {

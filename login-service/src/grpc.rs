@@ -7,11 +7,13 @@ use juntos_proto::login::v1::login_internal_server::{LoginInternal, LoginInterna
 use juntos_proto::login::v1::login_server::{Login, LoginServer};
 use juntos_proto::login::v1::{
     ActiveDevicesRequest, ActiveDevicesResponse, FetchBundlesRequest, FetchBundlesResponse,
-    GetVerificationKeysRequest, GetVerificationKeysResponse, ListDevicesRequest,
-    ListDevicesResponse, ListRevocationsRequest, ListRevocationsResponse, MeRequest, MeResponse,
-    PrekeyStatusRequest, PrekeyStatusResponse, RefreshRequest, RefreshResponse,
-    ResolvePhonesRequest, ResolvePhonesResponse, SignInRequest, SignInResponse, SignOutRequest,
-    SignOutResponse, UploadPrekeysRequest, UploadPrekeysResponse, VerificationKey,
+    GetProfilesRequest, GetProfilesResponse, GetSettingsRequest, GetVerificationKeysRequest,
+    GetVerificationKeysResponse, ListDevicesRequest, ListDevicesResponse, ListRevocationsRequest,
+    ListRevocationsResponse, MeRequest, MeResponse, PrekeyStatusRequest, PrekeyStatusResponse,
+    RefreshRequest, RefreshResponse, ResolvePhonesRequest, ResolvePhonesResponse, Settings,
+    SignInRequest, SignInResponse, SignOutRequest, SignOutResponse, UpdateSettingsRequest,
+    UploadPrekeysRequest, UploadPrekeysResponse, VerificationKey, VisibleToRequest,
+    VisibleToResponse,
 };
 use juntos_proto::meta::Caller;
 use tonic::{Request, Response, Status};
@@ -82,6 +84,25 @@ impl Login for LoginGrpc {
         let caller = Caller::from_metadata(request.metadata())?;
         Ok(Response::new(self.service.me(&caller).await?))
     }
+
+    async fn get_settings(
+        &self,
+        request: Request<GetSettingsRequest>,
+    ) -> Result<Response<Settings>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        Ok(Response::new(self.service.get_settings(&caller).await?))
+    }
+
+    async fn update_settings(
+        &self,
+        request: Request<UpdateSettingsRequest>,
+    ) -> Result<Response<Settings>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let request = request.into_inner();
+        Ok(Response::new(
+            self.service.update_settings(&caller, request).await?,
+        ))
+    }
 }
 
 /// `juntos.login.v1.LoginInternal` (for the gateway; never routed from outside).
@@ -124,6 +145,22 @@ impl LoginInternal for LoginInternalGrpc {
     ) -> Result<Response<ActiveDevicesResponse>, Status> {
         let user_ids = request.into_inner().user_ids;
         Ok(Response::new(self.service.active_devices(user_ids).await?))
+    }
+
+    async fn visible_to(
+        &self,
+        request: Request<VisibleToRequest>,
+    ) -> Result<Response<VisibleToResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(
+            self.service
+                .visible_to(
+                    &request.viewer_user_id,
+                    &request.owner_user_ids,
+                    request.aspect,
+                )
+                .await?,
+        ))
     }
 }
 
@@ -186,6 +223,17 @@ impl Directory for DirectoryGrpc {
         let phones = request.into_inner().phones;
         Ok(Response::new(
             self.service.resolve_phones(&caller, phones).await?,
+        ))
+    }
+
+    async fn get_profiles(
+        &self,
+        request: Request<GetProfilesRequest>,
+    ) -> Result<Response<GetProfilesResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let user_ids = request.into_inner().user_ids;
+        Ok(Response::new(
+            self.service.get_profiles(&caller, user_ids).await?,
         ))
     }
 }

@@ -22,6 +22,7 @@ use crate::token::{AccessClaims, TokenIssuer};
 use crate::{device, id, refresh_token};
 
 mod directory;
+mod settings;
 
 pub use directory::{
     MAX_ACTIVE_DEVICES_USERS, MAX_LIST_DEVICES_USERS, MAX_ONE_TIME_PREKEYS_PER_UPLOAD,

@@ -79,6 +79,14 @@ pub mod reason {
     pub const SEND_RATE: &str = "SEND_RATE";
     /// A storage backend is unreachable.
     pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+    /// A profile name or about text is too long or holds control characters.
+    pub const INVALID_PROFILE: &str = "INVALID_PROFILE";
+    /// A privacy setting names an unknown visibility.
+    pub const INVALID_PRIVACY: &str = "INVALID_PRIVACY";
+    /// A request lists more users than the method accepts.
+    pub const TOO_MANY_USERS: &str = "TOO_MANY_USERS";
+    /// Presence (Redis) cannot be reached; messaging is unaffected.
+    pub const PRESENCE_UNAVAILABLE: &str = "PRESENCE_UNAVAILABLE";
     /// An unexpected server-side failure (details are in the server's log).
     pub const INTERNAL: &str = "INTERNAL";
     /// No upstream for the service answered.

@@ -302,7 +302,7 @@ pub async fn start_chat(
     let heartbeat = config.heartbeat;
     let (service, mut tasks) = match redis_url {
         Some(url) => {
-            let (routes, tasks) = RedisRoutes::start(
+            let (routes, mut tasks) = RedisRoutes::start(
                 url,
                 crate::chat::Doorbell::new(),
                 RoutesConfig::for_heartbeat(heartbeat),
@@ -311,6 +311,10 @@ pub async fn start_chat(
             .map_err(|e| format!("chat: redis: {e}"))?;
             // Operators (and tests) match a route in Redis to the process holding it.
             println!("juntos: chat pod id {}", routes.pod_id());
+            let (presence, presence_tasks) = crate::chat::Presence::redis(url, heartbeat * 3)
+                .await
+                .map_err(|e| format!("chat: redis: {e}"))?;
+            tasks.extend(presence_tasks);
             let service = ChatService::with_routes(
                 config,
                 store,
@@ -318,6 +322,7 @@ pub async fn start_chat(
                 clock,
                 shutdown.clone(),
                 routes,
+                presence,
             );
             (service, tasks)
         }

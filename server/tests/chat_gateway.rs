@@ -195,7 +195,7 @@ async fn chat_through_the_gateway() {
     let mut heartbeats = 0;
     let started = tokio::time::Instant::now();
     while started.elapsed() < Duration::from_millis(4_500) {
-        frames.send(beat).await.expect("open");
+        frames.send(beat.clone()).await.expect("open");
         let next = tokio::time::timeout(Duration::from_millis(700), stream.next()).await;
         match next {
             Err(_) => {}

@@ -214,6 +214,20 @@ impl Login for Fake {
             }],
         }))
     }
+
+    async fn get_settings(
+        &self,
+        _: Request<pb::GetSettingsRequest>,
+    ) -> Result<Response<pb::Settings>, Status> {
+        Err(Status::unimplemented("not in these tests"))
+    }
+
+    async fn update_settings(
+        &self,
+        _: Request<pb::UpdateSettingsRequest>,
+    ) -> Result<Response<pb::Settings>, Status> {
+        Err(Status::unimplemented("not in these tests"))
+    }
 }
 
 /// A fake server on a free loopback port; its URL.

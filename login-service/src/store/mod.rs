@@ -255,7 +255,77 @@ pub struct Contact {
     pub added_at_ms: i64,
 }
 
-/// Storage of accounts, devices, sessions, refresh tokens, prekeys and contacts.
+/// Who may see one aspect (presence, or profile) of a user, among their mutual contacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Visibility {
+    /// Every mutual contact (the default).
+    #[default]
+    Contacts,
+    /// Nobody.
+    Nobody,
+}
+
+impl Visibility {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Contacts => "contacts",
+            Self::Nobody => "nobody",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "contacts" => Some(Self::Contacts),
+            "nobody" => Some(Self::Nobody),
+            _ => None,
+        }
+    }
+}
+
+/// A user's profile and privacy settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// Display name, already validated; empty when not set.
+    pub name: String,
+    /// About line, already validated; empty when not set.
+    pub about: String,
+    /// Who sees the user's presence.
+    pub presence: Visibility,
+    /// Who sees `name` and `about`.
+    pub profile: Visibility,
+}
+
+/// A change to [`Settings`]: each `Some` replaces the stored value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SettingsUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New about line.
+    pub about: Option<String>,
+    /// New presence visibility.
+    pub presence: Option<Visibility>,
+    /// New profile visibility.
+    pub profile: Option<Visibility>,
+}
+
+impl SettingsUpdate {
+    /// `settings` with this update applied.
+    pub fn apply(&self, mut settings: Settings) -> Settings {
+        if let Some(name) = &self.name {
+            settings.name.clone_from(name);
+        }
+        if let Some(about) = &self.about {
+            settings.about.clone_from(about);
+        }
+        settings.presence = self.presence.unwrap_or(settings.presence);
+        settings.profile = self.profile.unwrap_or(settings.profile);
+        settings
+    }
+}
+
+/// Storage of accounts, devices, sessions, refresh tokens, prekeys, contacts and settings.
 #[async_trait]
 pub trait LoginStore: Send + Sync {
     /// Returns the account of `phone`, creating it with `new_user_id` at `now_ms` when none
@@ -395,4 +465,28 @@ pub trait LoginStore: Send + Sync {
 
     /// The contacts of `owner_user_id`, in the order they were first added (then by user id).
     async fn contacts(&self, owner_user_id: &str) -> Result<Vec<Contact>, StoreError>;
+
+    /// Those of `candidates` that are mutual contacts of `user_id` (each has the other as a
+    /// contact), in the order of `candidates`, once each.
+    async fn mutual_contacts(
+        &self,
+        user_id: &str,
+        candidates: &[String],
+    ) -> Result<Vec<String>, StoreError>;
+
+    // === profile and privacy ===
+
+    /// The settings of each of `user_ids` that is an account (defaults for one that never
+    /// changed them), in the order of `user_ids`, once each.
+    async fn settings_of(&self, user_ids: &[String])
+    -> Result<Vec<(String, Settings)>, StoreError>;
+
+    /// Applies `update` to the settings of `user_id` at `now_ms` in one atomic step and returns
+    /// the settings now in force; `None` (nothing written) when `user_id` is not an account.
+    async fn update_settings(
+        &self,
+        user_id: &str,
+        update: SettingsUpdate,
+        now_ms: i64,
+    ) -> Result<Option<Settings>, StoreError>;
 }

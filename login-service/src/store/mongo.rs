@@ -2,7 +2,8 @@
 //!
 //! Collections (shard keys and why are in ARCHITECTURE.md):
 //! * `accounts`: `_id` user id, `phone` (unique index), `created_at_ms`, `active_devices` (the
-//!   count the device cap is checked against, changed only together with a device's state);
+//!   count the device cap is checked against, changed only together with a device's state),
+//!   `settings` (`name`, `about`, `presence`, `profile`; absent until first changed);
 //! * `devices`: `_id` device id, `user_id`, identity keys, `created_at_ms`, `removed_at_ms`,
 //!   `prekey_seq` (upload order of its one-time prekeys);
 //! * `sessions`: `_id` session id, `user_id`, `device_id`, `revoked_at_ms`, `revoke_reason`;
@@ -33,8 +34,8 @@ use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 
 use super::{
     Account, AddDeviceOutcome, Contact, Device, LoginStore, NewDevice, NewSession, OneTimePrekey,
-    PrekeyBundle, Revocation, RevokeReason, RotateOutcome, Session, SignedPrekey, StoreError,
-    UserDevices,
+    PrekeyBundle, Revocation, RevokeReason, RotateOutcome, Session, Settings, SettingsUpdate,
+    SignedPrekey, StoreError, UserDevices, Visibility,
 };
 
 /// How often a transaction that hit a transient error (a write conflict) is run again.
@@ -1043,6 +1044,125 @@ impl LoginStore for MongoLoginStore {
             })
             .collect()
     }
+
+    async fn mutual_contacts(
+        &self,
+        user_id: &str,
+        candidates: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut unique = Vec::new();
+        let mut seen = HashSet::new();
+        for candidate in candidates {
+            if seen.insert(candidate.as_str()) {
+                unique.push(candidate.as_str());
+            }
+        }
+        // Both directions in one query: the user's contacts among the candidates, and the
+        // candidates that have the user as a contact.
+        let mine: Vec<Document> = unique
+            .iter()
+            .map(|c| doc! { "o": user_id, "c": *c })
+            .collect();
+        let theirs: Vec<Document> = unique
+            .iter()
+            .map(|c| doc! { "o": *c, "c": user_id })
+            .collect();
+        let found: Vec<Document> = self
+            .contacts()
+            .find(doc! { "_id": { "$in": mine.into_iter().chain(theirs).collect::<Vec<_>>() } })
+            .projection(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        let (mut outgoing, mut incoming) = (HashSet::new(), HashSet::new());
+        for d in &found {
+            let id = d.get_document("_id").map_err(|e| corrupt("_id", e))?;
+            let (o, c) = (str_field(id, "o")?, str_field(id, "c")?);
+            if o == user_id {
+                outgoing.insert(c.to_owned());
+            }
+            if c == user_id {
+                incoming.insert(o.to_owned());
+            }
+        }
+        Ok(unique
+            .into_iter()
+            .filter(|c| outgoing.contains(*c) && incoming.contains(*c))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    async fn settings_of(
+        &self,
+        user_ids: &[String],
+    ) -> Result<Vec<(String, Settings)>, StoreError> {
+        let docs: Vec<Document> = self
+            .accounts()
+            .find(doc! { "_id": { "$in": user_ids } })
+            .projection(doc! { "settings": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        let mut by_id = std::collections::HashMap::new();
+        for d in &docs {
+            by_id.insert(str_field(d, "_id")?.to_owned(), settings_from_doc(d)?);
+        }
+        let mut found = Vec::new();
+        for user_id in user_ids {
+            if let Some(settings) = by_id.remove(user_id) {
+                found.push((user_id.clone(), settings));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn update_settings(
+        &self,
+        user_id: &str,
+        update: SettingsUpdate,
+        now_ms: i64,
+    ) -> Result<Option<Settings>, StoreError> {
+        // One single-document update: each given field is set on its own, so concurrent
+        // updates of different fields both take effect.
+        let mut set = doc! { "settings.updated_at_ms": now_ms };
+        if let Some(name) = &update.name {
+            set.insert("settings.name", name);
+        }
+        if let Some(about) = &update.about {
+            set.insert("settings.about", about);
+        }
+        if let Some(presence) = update.presence {
+            set.insert("settings.presence", presence.as_str());
+        }
+        if let Some(profile) = update.profile {
+            set.insert("settings.profile", profile.as_str());
+        }
+        self.accounts()
+            .find_one_and_update(doc! { "_id": user_id }, doc! { "$set": set })
+            .return_document(ReturnDocument::After)
+            .projection(doc! { "settings": 1 })
+            .await?
+            .map(|d| settings_from_doc(&d))
+            .transpose()
+    }
+}
+
+/// The `settings` of an account document, defaults for what is absent.
+fn settings_from_doc(d: &Document) -> Result<Settings, StoreError> {
+    let Ok(stored) = d.get_document("settings") else {
+        return Ok(Settings::default());
+    };
+    let text = |key: &str| stored.get_str(key).unwrap_or_default().to_owned();
+    let visibility = |key: &str| match stored.get_str(key) {
+        Ok(v) => Visibility::parse(v).ok_or_else(|| corrupt(key, v)),
+        Err(_) => Ok(Visibility::default()),
+    };
+    Ok(Settings {
+        name: text("name"),
+        about: text("about"),
+        presence: visibility("presence")?,
+        profile: visibility("profile")?,
+    })
 }
 
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {

@@ -15,14 +15,15 @@ use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, par
 
 use super::{
     Account, AddDeviceOutcome, Contact, Device, LoginStore, NewDevice, NewSession, OneTimePrekey,
-    PrekeyBundle, Revocation, RevokeReason, RotateOutcome, Session, SignedPrekey, StoreError,
-    UserDevices,
+    PrekeyBundle, Revocation, RevokeReason, RotateOutcome, Session, Settings, SettingsUpdate,
+    SignedPrekey, StoreError, UserDevices, Visibility,
 };
 
 /// The schema migrations, in order; migration `i` (0-based) brings `user_version` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_key_directory.sql"),
+    include_str!("../../migrations/0003_settings.sql"),
 ];
 
 /// How long a statement waits for another connection's lock before failing.
@@ -771,6 +772,122 @@ impl LoginStore for SqliteStore {
         })
         .await
     }
+
+    async fn mutual_contacts(
+        &self,
+        user_id: &str,
+        candidates: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let user_id = user_id.to_owned();
+        let candidates = candidates.to_vec();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM contacts a JOIN contacts b
+                     ON b.owner_user_id = a.contact_user_id AND b.contact_user_id = a.owner_user_id
+                     WHERE a.owner_user_id = ?1 AND a.contact_user_id = ?2)",
+            )?;
+            let mut seen = std::collections::HashSet::new();
+            let mut mutual = Vec::new();
+            for candidate in candidates {
+                if !seen.insert(candidate.clone()) {
+                    continue;
+                }
+                if stmt.query_row(params![user_id, candidate], |r| r.get::<_, bool>(0))? {
+                    mutual.push(candidate);
+                }
+            }
+            Ok(mutual)
+        })
+        .await
+    }
+
+    async fn settings_of(
+        &self,
+        user_ids: &[String],
+    ) -> Result<Vec<(String, Settings)>, StoreError> {
+        let user_ids = user_ids.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let mut seen = std::collections::HashSet::new();
+            let mut found = Vec::new();
+            for user_id in user_ids {
+                if seen.insert(user_id.clone())
+                    && let Some(settings) = account_settings(&tx, &user_id)?
+                {
+                    found.push((user_id, settings));
+                }
+            }
+            tx.commit()?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn update_settings(
+        &self,
+        user_id: &str,
+        update: SettingsUpdate,
+        now_ms: i64,
+    ) -> Result<Option<Settings>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(current) = account_settings(&tx, &user_id)? else {
+                return Ok(None);
+            };
+            let next = update.apply(current);
+            tx.execute(
+                "INSERT INTO settings (user_id, name, about, presence, profile, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (user_id) DO UPDATE SET name = excluded.name,
+                     about = excluded.about, presence = excluded.presence,
+                     profile = excluded.profile, updated_at_ms = excluded.updated_at_ms",
+                params![
+                    user_id,
+                    next.name,
+                    next.about,
+                    next.presence.as_str(),
+                    next.profile.as_str(),
+                    now_ms
+                ],
+            )?;
+            tx.commit()?;
+            Ok(Some(next))
+        })
+        .await
+    }
+}
+
+/// The settings of `user_id` (defaults when never changed), or `None` when it is not an account.
+fn account_settings(conn: &Connection, user_id: &str) -> Result<Option<Settings>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT s.name, s.about, s.presence, s.profile FROM accounts a
+             LEFT JOIN settings s ON s.user_id = a.user_id WHERE a.user_id = ?1",
+        )?
+        .query_row(params![user_id], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })
+        .optional()?;
+    Ok(match row {
+        None => None,
+        Some((Some(name), Some(about), Some(presence), Some(profile))) => Some(Settings {
+            name,
+            about,
+            presence: visibility(&presence)?,
+            profile: visibility(&profile)?,
+        }),
+        Some(_) => Some(Settings::default()),
+    })
+}
+
+fn visibility(stored: &str) -> Result<Visibility, StoreError> {
+    Visibility::parse(stored).ok_or_else(|| StoreError::Corrupt(format!("visibility {stored:?}")))
 }
 
 #[cfg(test)]
@@ -1060,5 +1177,7 @@ mod tests {
         sign_out_deletes_prekeys,
         devices_of,
         phones_and_contacts,
+        mutual_contacts,
+        settings_round_trip,
     );
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{
     AddDeviceOutcome, Contact, LoginStore, NewDevice, NewSession, OneTimePrekey, Revocation,
-    RevokeReason, RotateOutcome, SignedPrekey,
+    RevokeReason, RotateOutcome, Settings, SettingsUpdate, SignedPrekey, Visibility,
 };
 
 /// How a backend's test hands its fresh store to a case: cases take `&dyn LoginStore`, or
@@ -1001,4 +1001,176 @@ pub(crate) async fn phones_and_contacts(store: &dyn LoginStore) {
         .await
         .expect("unknown owner writes nothing");
     assert!(store.contacts("ghost").await.expect("contacts").is_empty());
+}
+
+pub(crate) async fn mutual_contacts(store: &dyn LoginStore) {
+    for (phone, user) in [
+        ("+15550000001", "u1"),
+        ("+15550000002", "u2"),
+        ("+15550000003", "u3"),
+        ("+15550000004", "u4"),
+    ] {
+        store
+            .find_or_create_account(phone, user, T0)
+            .await
+            .expect("account");
+    }
+    let pair = |u: &str| (u.to_owned(), format!("+1555000000{}", &u[1..]));
+    // u1 and u2 have each other; u1 has u3 but not the other way round; u4 has u1 only.
+    store
+        .add_contacts("u1", &[pair("u2"), pair("u3")], T0)
+        .await
+        .expect("add");
+    store
+        .add_contacts("u2", &[pair("u1")], T0)
+        .await
+        .expect("add");
+    store
+        .add_contacts("u4", &[pair("u1")], T0)
+        .await
+        .expect("add");
+    let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let everyone = ids(&["u4", "u3", "u2", "u2", "ghost", "u1"]);
+    assert_eq!(
+        store.mutual_contacts("u1", &everyone).await.expect("u1"),
+        ["u2"]
+    );
+    assert_eq!(
+        store.mutual_contacts("u2", &everyone).await.expect("u2"),
+        ["u1"]
+    );
+    assert!(
+        store
+            .mutual_contacts("u3", &everyone)
+            .await
+            .expect("u3")
+            .is_empty()
+    );
+    assert!(
+        store
+            .mutual_contacts("u4", &everyone)
+            .await
+            .expect("u4")
+            .is_empty()
+    );
+    assert!(
+        store
+            .mutual_contacts("u1", &[])
+            .await
+            .expect("none")
+            .is_empty()
+    );
+
+    // Once u3 adds u1 back, they are mutual.
+    store
+        .add_contacts("u3", &[pair("u1")], T0)
+        .await
+        .expect("add");
+    assert_eq!(
+        store.mutual_contacts("u1", &everyone).await.expect("u1"),
+        ["u3", "u2"]
+    );
+}
+
+pub(crate) async fn settings_round_trip(store: &dyn LoginStore) {
+    store
+        .find_or_create_account("+15550000001", "u1", T0)
+        .await
+        .expect("account");
+    store
+        .find_or_create_account("+15550000002", "u2", T0)
+        .await
+        .expect("account");
+    let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .settings_of(&ids(&["u2", "ghost", "u1", "u2"]))
+            .await
+            .expect("defaults"),
+        [
+            ("u2".to_owned(), Settings::default()),
+            ("u1".to_owned(), Settings::default()),
+        ]
+    );
+
+    let named = store
+        .update_settings(
+            "u1",
+            SettingsUpdate {
+                name: Some("Ana".into()),
+                about: Some("¡Hola!".into()),
+                ..SettingsUpdate::default()
+            },
+            T0 + 1,
+        )
+        .await
+        .expect("update")
+        .expect("account exists");
+    assert_eq!(
+        named,
+        Settings {
+            name: "Ana".into(),
+            about: "¡Hola!".into(),
+            presence: Visibility::Contacts,
+            profile: Visibility::Contacts,
+        }
+    );
+    // Only the given fields change.
+    let hidden = store
+        .update_settings(
+            "u1",
+            SettingsUpdate {
+                presence: Some(Visibility::Nobody),
+                ..SettingsUpdate::default()
+            },
+            T0 + 2,
+        )
+        .await
+        .expect("update")
+        .expect("account exists");
+    assert_eq!(
+        hidden,
+        Settings {
+            presence: Visibility::Nobody,
+            ..named.clone()
+        }
+    );
+    let cleared = store
+        .update_settings(
+            "u1",
+            SettingsUpdate {
+                about: Some(String::new()),
+                profile: Some(Visibility::Nobody),
+                ..SettingsUpdate::default()
+            },
+            T0 + 3,
+        )
+        .await
+        .expect("update")
+        .expect("account exists");
+    assert_eq!(cleared.about, "");
+    assert_eq!(cleared.name, "Ana");
+    assert_eq!(cleared.profile, Visibility::Nobody);
+    assert_eq!(
+        store.settings_of(&ids(&["u1", "u2"])).await.expect("read"),
+        [
+            ("u1".to_owned(), cleared),
+            ("u2".to_owned(), Settings::default()),
+        ]
+    );
+
+    assert_eq!(
+        store
+            .update_settings("ghost", SettingsUpdate::default(), T0)
+            .await
+            .expect("no account"),
+        None
+    );
+    assert!(
+        store
+            .settings_of(&ids(&["ghost"]))
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }

@@ -9,13 +9,22 @@
 //! every `heartbeat` and ends the stream when nothing arrived from the client for
 //! `idle_timeout`. A second stream of the same device replaces this one: this one gets a
 //! `replaced` frame and ends. Shutdown ends every stream (clients reconnect elsewhere).
+//!
+//! The stream also carries presence: it marks its device online when it opens and every
+//! heartbeat, and gone when it ends ([`super::presence`]). A client may follow up to
+//! [`MAX_PRESENCE_USERS`] users with `subscribe_presence`: it gets the presence of each it may see
+//! (the directory decides, on every look), then a frame whenever one changes. A look happens on
+//! subscribing, when a followed user goes online or offline, and every heartbeat (which catches
+//! changed privacy settings and pods that died); only differences from what the client was
+//! last told are sent, including `visible: false` for a user it may no longer see.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt as _};
 use juntos_proto::chat::v1::{
-    ClientFrame, Envelope, Heartbeat, Replaced, ServerFrame, client_frame, server_frame,
+    ClientFrame, Envelope, Heartbeat, Presence as WirePresence, Replaced, ServerFrame,
+    client_frame, server_frame,
 };
 use juntos_proto::meta::Caller;
 use tokio::sync::mpsc;
@@ -26,14 +35,16 @@ use tonic::Status;
 
 use super::doorbell::Registration;
 use super::error::Error;
+use super::presence::{PresenceState, Watch};
 use super::routes::Claim;
-use super::service::ChatService;
+use super::service::{ChatService, MAX_PRESENCE_USERS};
 use super::store::StoredEnvelope;
 
 /// Most envelopes read from the mailbox at once.
 const PAGE: usize = 256;
-/// Room in the outgoing channel beyond the push window (heartbeats, the `replaced` frame).
-const EXTRA_FRAMES: usize = 16;
+/// Room in the outgoing channel beyond the push window: heartbeats, the `replaced` frame, and
+/// one presence frame per followed user.
+const EXTRA_FRAMES: usize = 16 + MAX_PRESENCE_USERS;
 
 /// The frames a `Connect` stream sends.
 pub type ServerFrames = ReceiverStream<Result<ServerFrame, Status>>;
@@ -49,9 +60,14 @@ impl ChatService {
         let (out, frames) = mpsc::channel(self.config.push_window + EXTRA_FRAMES);
         let registration = self.doorbell.register(&caller.device_id);
         let claim = self.routes.as_ref().map(|r| r.claim(&caller.device_id));
+        let mut stream_id = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut stream_id);
         let connection = Connection {
             service: Arc::clone(self),
             caller,
+            stream_id: hex::encode(stream_id),
+            follow: None,
+            looking: None,
             registration,
             _claim: claim,
             out,
@@ -77,10 +93,31 @@ enum End {
     Failed(Status),
 }
 
+/// The presence a stream follows.
+struct Follow {
+    /// The followed users, as the client listed them (deduplicated).
+    users: Vec<String>,
+    watch: Watch,
+    /// What the client was last told about each user (absent: nothing yet).
+    told: HashMap<String, WirePresence>,
+    /// Whether a look is due.
+    due: bool,
+}
+
+/// The outcome of one look: each followed user's presence, `None` where it may not be seen.
+/// `None` as a whole when the directory or the presence store could not be asked.
+type Looked = Option<Vec<(String, Option<PresenceState>)>>;
+
 /// One device's stream.
 struct Connection {
     service: Arc<ChatService>,
     caller: Caller,
+    /// This stream's id in presence entries (random, unique across pods).
+    stream_id: String,
+    /// The users whose presence the client follows.
+    follow: Option<Follow>,
+    /// The presence look in progress.
+    looking: Option<JoinHandle<Looked>>,
     registration: Registration,
     /// This pod's route for the device in Redis, released after `registration` is dropped
     /// (fields drop in order).
@@ -112,11 +149,13 @@ impl Connection {
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
         let mut shutdown = self.service.shutdown.clone();
+        self.mark_online();
 
         let end = loop {
             if let Err(end) = self.fill().await {
                 break end;
             }
+            self.start_look();
             tokio::select! {
                 biased;
                 () = shutdown.wait() => break End::Quiet,
@@ -124,11 +163,28 @@ impl Connection {
                 frame = inbound.next() => match frame {
                     Some(Ok(frame)) => {
                         idle.as_mut().reset(Instant::now() + idle_timeout);
-                        self.on_frame(frame);
+                        if let Err(end) = self.on_frame(frame) {
+                            break end;
+                        }
                     }
                     // The client closed its side or the call broke.
                     Some(Err(_)) | None => break End::Quiet,
                 },
+                looked = async { self.looking.as_mut().expect("guarded").await },
+                    if self.looking.is_some() =>
+                {
+                    self.looking = None;
+                    if let Ok(Some(looked)) = looked {
+                        self.tell(looked);
+                    }
+                }
+                () = async { self.follow.as_ref().expect("guarded").watch.changed().await },
+                    if self.follow.is_some() =>
+                {
+                    if let Some(follow) = &mut self.follow {
+                        follow.due = true;
+                    }
+                }
                 () = async { self.acking.as_mut().expect("guarded").await.unwrap_or_default() },
                     if self.acking.is_some() =>
                 {
@@ -138,6 +194,10 @@ impl Connection {
                 () = self.registration.rung() => self.maybe_more = true,
                 _ = ticks.tick() => {
                     self.maybe_more = true;
+                    self.mark_online();
+                    if let Some(follow) = &mut self.follow {
+                        follow.due = true;
+                    }
                     let beat = frame(server_frame::Frame::Heartbeat(Heartbeat {
                         time_ms: self.service.clock.now_ms(),
                     }));
@@ -151,6 +211,15 @@ impl Connection {
                 () = self.out.closed() => break End::Quiet,
             }
         };
+        if let Some(looking) = self.looking.take() {
+            looking.abort();
+        }
+        self.service.presence.offline(
+            &self.caller.user_id,
+            &self.caller.device_id,
+            &self.stream_id,
+            self.service.clock.now_ms(),
+        );
         match end {
             End::Quiet => {}
             End::Replaced => {
@@ -199,7 +268,7 @@ impl Connection {
         Ok(())
     }
 
-    fn on_frame(&mut self, frame: ClientFrame) {
+    fn on_frame(&mut self, frame: ClientFrame) -> Result<(), End> {
         match frame.frame {
             Some(client_frame::Frame::AckUpTo(seq)) => {
                 while self.in_flight.front().is_some_and(|s| *s <= seq) {
@@ -211,8 +280,112 @@ impl Connection {
                 self.ack_wanted = self.ack_wanted.max(seq);
                 self.start_ack();
             }
+            Some(client_frame::Frame::SubscribePresence(subscribe)) => {
+                self.follow_presence(subscribe.user_ids)?;
+            }
             // Any frame proves the client is there; the idle timer was reset already.
             Some(client_frame::Frame::Heartbeat(_)) | None => {}
+        }
+        Ok(())
+    }
+
+    fn mark_online(&self) {
+        self.service.presence.online(
+            &self.caller.user_id,
+            &self.caller.device_id,
+            &self.stream_id,
+            self.service.clock.now_ms(),
+        );
+    }
+
+    /// Replaces the followed users (none: stop following).
+    fn follow_presence(&mut self, mut users: Vec<String>) -> Result<(), End> {
+        if users.len() > MAX_PRESENCE_USERS {
+            let error = Error::TooManyUsers {
+                count: users.len(),
+                limit: MAX_PRESENCE_USERS,
+            };
+            return Err(End::Failed(error.into()));
+        }
+        if let Some(looking) = self.looking.take() {
+            looking.abort();
+        }
+        let mut seen = std::collections::HashSet::new();
+        users.retain(|u| seen.insert(u.clone()));
+        self.follow = (!users.is_empty()).then(|| Follow {
+            watch: self.service.presence.watch(&users),
+            users,
+            told: HashMap::new(),
+            due: true,
+        });
+        Ok(())
+    }
+
+    /// Starts a look at the followed users' presence when one is due and none is running.
+    fn start_look(&mut self) {
+        let Some(follow) = &mut self.follow else {
+            return;
+        };
+        if !follow.due || self.looking.is_some() {
+            return;
+        }
+        follow.due = false;
+        let (service, caller, users) = (
+            Arc::clone(&self.service),
+            self.caller.clone(),
+            follow.users.clone(),
+        );
+        self.looking = Some(tokio::spawn(async move {
+            let visible = match service.visible_presence(&caller, &users).await {
+                Ok(visible) => visible,
+                Err(e) => {
+                    tracing::debug!(error = %e, "presence visibility unavailable");
+                    return None;
+                }
+            };
+            let states = match service.presence.get(&visible, service.clock.now_ms()).await {
+                Ok(states) => states,
+                Err(e) => {
+                    tracing::debug!(error = %e, "presence unavailable");
+                    return None;
+                }
+            };
+            let seen: HashMap<String, PresenceState> = visible.into_iter().zip(states).collect();
+            Some(
+                users
+                    .into_iter()
+                    .map(|u| {
+                        let state = seen.get(&u).copied();
+                        (u, state)
+                    })
+                    .collect(),
+            )
+        }));
+    }
+
+    /// Sends the client what changed since it was last told.
+    fn tell(&mut self, looked: Vec<(String, Option<PresenceState>)>) {
+        let Some(follow) = &mut self.follow else {
+            return;
+        };
+        for (user_id, state) in looked {
+            let told = follow.told.get(&user_id);
+            if state.is_none() && told.is_none_or(|t| !t.visible) {
+                continue; // never shown, or already told it is hidden
+            }
+            let now = presence_to_proto(user_id.clone(), state);
+            if told == Some(&now) {
+                continue;
+            }
+            if self
+                .out
+                .try_send(Ok(frame(server_frame::Frame::Presence(now.clone()))))
+                .is_err()
+            {
+                // The client is behind; the next look tells it.
+                break;
+            }
+            follow.told.insert(user_id, now);
         }
     }
 
@@ -237,6 +410,25 @@ fn frame(frame: server_frame::Frame) -> ServerFrame {
     ServerFrame { frame: Some(frame) }
 }
 
+/// The wire form of a user's presence (`None`: the viewer may not see it). While a user is
+/// online, last seen is left out (it changes every heartbeat and means nothing then).
+pub(super) fn presence_to_proto(user_id: String, state: Option<PresenceState>) -> WirePresence {
+    match state {
+        Some(state) => WirePresence {
+            user_id,
+            visible: true,
+            online: state.online,
+            last_seen_ms: if state.online { 0 } else { state.last_seen_ms },
+        },
+        None => WirePresence {
+            user_id,
+            visible: false,
+            online: false,
+            last_seen_ms: 0,
+        },
+    }
+}
+
 /// The wire form of a stored envelope.
 pub(super) fn to_proto(e: StoredEnvelope) -> Envelope {
     Envelope {
@@ -255,7 +447,7 @@ mod tests {
 
     use crate::chat::service::ChatConfig;
     use crate::chat::store::ChatStore as _;
-    use crate::chat::test_support::{ALICE_TO_BOB, Fixture, Got, caller};
+    use crate::chat::test_support::{ALICE_TO_BOB, Fixture, Got, T0, caller};
 
     fn envelope(seq: u64, body: &[u8]) -> Got {
         Got::Envelope {
@@ -454,5 +646,102 @@ mod tests {
         f.shutdown.fire();
         assert_eq!(b1.next().await, Got::End);
         assert_eq!(f.service.doorbell().connected(), 0);
+    }
+
+    fn presence(user: &str, visible: bool, online: bool, last_seen_ms: i64) -> Got {
+        Got::Presence {
+            user: user.into(),
+            visible,
+            online,
+            last_seen_ms,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn followers_see_a_contact_come_and_go() {
+        let f = Fixture::new();
+        let mut a1 = f.connect(&caller("alice", "a1"));
+        a1.follow(&["bob", "bob", "carol"]).await;
+        // Bob was never online; carol is unknown but the fake directory shows everyone.
+        let mut first = vec![a1.next().await, a1.next().await];
+        first.sort_by_key(|g| format!("{g:?}"));
+        assert_eq!(
+            first,
+            [
+                presence("bob", true, false, 0),
+                presence("carol", true, false, 0)
+            ]
+        );
+
+        let b1 = f.connect(&caller("bob", "b1"));
+        assert_eq!(a1.next().await, presence("bob", true, true, 0));
+        // A second device of an online user changes nothing.
+        let b2 = f.connect(&caller("bob", "b2"));
+        drop(b1);
+        a1.assert_quiet().await;
+
+        f.clock.advance_ms(5_000);
+        drop(b2);
+        assert_eq!(
+            a1.next().await,
+            presence("bob", true, false, T0 + 5_000),
+            "offline, last seen when the last stream ended"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hidden_user_is_never_shown_and_one_hidden_later_is_withdrawn() {
+        let f = Fixture::with_config(ChatConfig {
+            heartbeat: Duration::from_millis(200),
+            idle_timeout: Duration::from_secs(5),
+            ..ChatConfig::default()
+        });
+        f.directory.hide_presence("alice", "carol", true);
+        let _b1 = f.connect(&caller("bob", "b1"));
+        let _c1 = f.connect(&caller("carol", "c1"));
+        let mut a1 = f.connect(&caller("alice", "a1"));
+        a1.follow(&["carol", "bob"]).await;
+        assert_eq!(a1.next().await, presence("bob", true, true, 0));
+        a1.heartbeat().await;
+        a1.assert_quiet().await;
+
+        // Bob hides from Alice: the next look (a heartbeat later) withdraws him.
+        f.directory.hide_presence("alice", "bob", true);
+        assert_eq!(a1.next().await, presence("bob", false, false, 0));
+        a1.heartbeat().await;
+        a1.assert_quiet().await;
+        // And shows him again when allowed again.
+        f.directory.hide_presence("alice", "bob", false);
+        assert_eq!(a1.next().await, presence("bob", true, true, 0));
+
+        let got = f
+            .service
+            .get_presence(&caller("alice", "a1"), vec!["carol".into(), "bob".into()])
+            .await
+            .expect("get");
+        assert_eq!(got.len(), 1, "carol is left out: {got:?}");
+        assert_eq!(got[0].0, "bob");
+        assert!(got[0].1.online);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn following_too_many_users_ends_the_stream_with_invalid_argument() {
+        let f = Fixture::new();
+        let mut a1 = f.connect(&caller("alice", "a1"));
+        let many: Vec<String> = (0..=crate::chat::service::MAX_PRESENCE_USERS)
+            .map(|i| format!("u{i}"))
+            .collect();
+        a1.follow(&many.iter().map(String::as_str).collect::<Vec<_>>())
+            .await;
+        assert_eq!(a1.next().await, Got::Error(tonic::Code::InvalidArgument));
+        let status = f
+            .service
+            .get_presence(&caller("alice", "a1"), many)
+            .await
+            .expect_err("too many");
+        assert_eq!(
+            tonic::Status::from(status).code(),
+            tonic::Code::InvalidArgument
+        );
     }
 }

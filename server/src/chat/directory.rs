@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use juntos_proto::login::v1::ActiveDevicesRequest;
+use juntos_proto::login::v1::{ActiveDevicesRequest, Aspect, VisibleToRequest};
 use juntos_proto::login::v1::login_internal_client::LoginInternalClient;
 use tonic::transport::Channel;
 
@@ -30,6 +30,15 @@ pub trait DeviceDirectory: Send + Sync + 'static {
     async fn active_devices_fresh(&self, user_ids: &[String]) -> Result<DeviceMap, DirectoryError> {
         self.active_devices(user_ids).await
     }
+
+    /// Those of `owners` (each once, in order) whose presence `viewer` may see: itself, and
+    /// mutual contacts who allow it (login's `VisibleTo`). Never cached: a changed setting
+    /// takes effect at the next question.
+    async fn presence_visible(
+        &self,
+        viewer: &str,
+        owners: &[String],
+    ) -> Result<Vec<String>, DirectoryError>;
 }
 
 /// Cache entries kept before expired ones are swept.
@@ -126,6 +135,28 @@ impl DeviceDirectory for LoginDirectory {
     async fn active_devices_fresh(&self, user_ids: &[String]) -> Result<DeviceMap, DirectoryError> {
         self.fetch(user_ids).await
     }
+
+    async fn presence_visible(
+        &self,
+        viewer: &str,
+        owners: &[String],
+    ) -> Result<Vec<String>, DirectoryError> {
+        if owners.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .client
+            .clone()
+            .visible_to(VisibleToRequest {
+                viewer_user_id: viewer.to_owned(),
+                owner_user_ids: owners.to_vec(),
+                aspect: Aspect::Presence as i32,
+            })
+            .await
+            .map_err(DirectoryError)?
+            .into_inner()
+            .owner_user_ids)
+    }
 }
 
 /// A directory the test sets; it can imitate a stale cache.
@@ -135,6 +166,8 @@ pub struct FakeDirectory {
     users: Mutex<DeviceMap>,
     /// What `active_devices` answers when set (a stale cache); `users` otherwise.
     cached: Mutex<Option<DeviceMap>>,
+    /// `(viewer, owner)` pairs whose presence is hidden; everything else is visible.
+    hidden: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 #[cfg(test)]
@@ -152,6 +185,17 @@ impl FakeDirectory {
     pub fn freeze_cache(&self) {
         let users = self.users.lock().expect("lock").clone();
         *self.cached.lock().expect("lock") = Some(users);
+    }
+
+    /// Hides (or shows again) `owner`'s presence from `viewer`.
+    pub fn hide_presence(&self, viewer: &str, owner: &str, hidden: bool) {
+        let pair = (viewer.to_owned(), owner.to_owned());
+        let mut set = self.hidden.lock().expect("lock");
+        if hidden {
+            set.insert(pair);
+        } else {
+            set.remove(&pair);
+        }
     }
 
     fn answer(map: &DeviceMap, user_ids: &[String]) -> DeviceMap {
@@ -175,6 +219,21 @@ impl DeviceDirectory for FakeDirectory {
     async fn active_devices_fresh(&self, user_ids: &[String]) -> Result<DeviceMap, DirectoryError> {
         Ok(Self::answer(&self.users.lock().expect("lock"), user_ids))
     }
+
+    async fn presence_visible(
+        &self,
+        viewer: &str,
+        owners: &[String],
+    ) -> Result<Vec<String>, DirectoryError> {
+        let hidden = self.hidden.lock().expect("lock");
+        let mut seen = std::collections::HashSet::new();
+        Ok(owners
+            .iter()
+            .filter(|o| seen.insert(o.as_str()))
+            .filter(|o| !hidden.contains(&(viewer.to_owned(), (*o).clone())))
+            .cloned()
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +245,7 @@ mod tests {
     use juntos_proto::login::v1::{
         ActiveDeviceIds, ActiveDevicesResponse, GetVerificationKeysRequest,
         GetVerificationKeysResponse, ListRevocationsRequest, ListRevocationsResponse,
+        VisibleToResponse,
     };
     use tonic::{Request, Response, Status};
 
@@ -229,6 +289,13 @@ mod tests {
                 })
                 .collect();
             Ok(Response::new(ActiveDevicesResponse { users }))
+        }
+
+        async fn visible_to(
+            &self,
+            _: Request<VisibleToRequest>,
+        ) -> Result<Response<VisibleToResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
         }
     }
 

@@ -30,6 +30,12 @@ pub enum Error {
     /// The user sends faster than allowed.
     #[error("sending too fast; retry later")]
     SendRate { retry_after: Duration },
+    /// A request names more users than allowed.
+    #[error("{count} users; the limit is {limit}")]
+    TooManyUsers { count: usize, limit: usize },
+    /// Presence (Redis) cannot be reached.
+    #[error("presence is unavailable; retry shortly")]
+    PresenceUnavailable(#[source] super::presence::PresenceError),
     /// login-service could not be asked for the device lists.
     #[error(transparent)]
     Directory(#[from] DirectoryError),
@@ -71,6 +77,13 @@ impl From<Error> for Status {
             ),
             Error::SendRate { retry_after } => {
                 resource_exhausted(reason::SEND_RATE, message, retry_after)
+            }
+            Error::TooManyUsers { .. } => {
+                status(Code::InvalidArgument, reason::TOO_MANY_USERS, message)
+            }
+            Error::PresenceUnavailable(e) => {
+                tracing::debug!(error = %e, "presence read failed");
+                status(Code::Unavailable, reason::PRESENCE_UNAVAILABLE, message)
             }
             Error::Directory(e) => {
                 tracing::warn!(error = %e, "device directory unavailable");

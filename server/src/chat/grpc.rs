@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use juntos_proto::chat::v1::chat_server::{Chat, ChatServer};
 use juntos_proto::chat::v1::{
-    AckRequest, AckResponse, ClientFrame, SendRequest, SendResponse, SyncRequest, SyncResponse,
+    AckRequest, AckResponse, ClientFrame, GetPresenceRequest, GetPresenceResponse, SendRequest,
+    SendResponse, SyncRequest, SyncResponse,
 };
 use juntos_proto::meta::Caller;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::connect::{ServerFrames, to_proto};
+use super::connect::{ServerFrames, presence_to_proto, to_proto};
 use super::service::{ChatService, MAX_ENVELOPE_BYTES, MAX_RECIPIENTS};
 use super::store::OutgoingEnvelope;
 
@@ -84,5 +85,21 @@ impl Chat for ChatGrpc {
             .ack(&caller, request.into_inner().up_to_seq)
             .await?;
         Ok(Response::new(AckResponse {}))
+    }
+
+    async fn get_presence(
+        &self,
+        request: Request<GetPresenceRequest>,
+    ) -> Result<Response<GetPresenceResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let user_ids = request.into_inner().user_ids;
+        let users = self
+            .service
+            .get_presence(&caller, user_ids)
+            .await?
+            .into_iter()
+            .map(|(user_id, state)| presence_to_proto(user_id, Some(state)))
+            .collect();
+        Ok(Response::new(GetPresenceResponse { users }))
     }
 }

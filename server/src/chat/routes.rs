@@ -135,7 +135,7 @@ impl RedisRoutes {
         tasks.spawn(subscribe(
             client,
             format!("{DOORBELL_PREFIX}{pod_id}"),
-            Arc::clone(&doorbell),
+            Arc::clone(&doorbell) as Arc<dyn Subscriber>,
         ));
         tasks.spawn(refresh(conn, pod_id.clone(), Arc::clone(&doorbell), config));
         tracing::info!(pod_id, "chat routing through Redis");
@@ -380,9 +380,28 @@ async fn refresh(
     }
 }
 
-/// Rings local streams for every doorbell published to `channel`, re-subscribing with backoff
+/// What a Redis channel subscription does with what it hears.
+pub trait Subscriber: Send + Sync + 'static {
+    /// One message arrived.
+    fn message(&self, payload: &str);
+    /// The subscription is back after a loss: messages published meanwhile are gone.
+    fn resubscribed(&self);
+}
+
+impl Subscriber for Doorbell {
+    fn message(&self, device_id: &str) {
+        self.ring(device_id);
+    }
+
+    fn resubscribed(&self) {
+        // Doorbells published while we were away are lost: look at every mailbox.
+        self.ring_all();
+    }
+}
+
+/// Hands every message published to `channel` to `subscriber`, re-subscribing with backoff
 /// whenever the pub/sub connection is lost.
-async fn subscribe(client: redis::Client, channel: String, doorbell: Arc<Doorbell>) {
+pub async fn subscribe(client: redis::Client, channel: String, subscriber: Arc<dyn Subscriber>) {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     loop {
@@ -390,16 +409,15 @@ async fn subscribe(client: redis::Client, channel: String, doorbell: Arc<Doorbel
             Ok(Ok(pubsub)) => {
                 backoff = Duration::from_millis(100);
                 if !first {
-                    tracing::info!("chat doorbell channel subscribed again");
-                    // Doorbells published while we were away are lost: look at every mailbox.
-                    doorbell.ring_all();
+                    tracing::info!(channel, "Redis channel subscribed again");
+                    subscriber.resubscribed();
                 }
                 first = false;
-                listen(pubsub, &doorbell).await;
-                tracing::warn!("chat doorbell subscription lost; re-subscribing");
+                listen(pubsub, &*subscriber).await;
+                tracing::warn!(channel, "Redis subscription lost; re-subscribing");
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "subscribing to the chat doorbell failed"),
-            Err(_) => tracing::debug!("subscribing to the chat doorbell timed out"),
+            Ok(Err(e)) => tracing::debug!(channel, error = %e, "subscribing to Redis failed"),
+            Err(_) => tracing::debug!(channel, "subscribing to Redis timed out"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -415,8 +433,8 @@ async fn subscribed(
     Ok(pubsub)
 }
 
-/// Rings for each message until the connection ends or stops answering pings.
-async fn listen(pubsub: redis::aio::PubSub, doorbell: &Doorbell) {
+/// Hands over each message until the connection ends or stops answering pings.
+async fn listen(pubsub: redis::aio::PubSub, subscriber: &dyn Subscriber) {
     let (mut sink, mut messages) = pubsub.split();
     let mut pings = tokio::time::interval(PING_EVERY);
     pings.tick().await;
@@ -424,8 +442,8 @@ async fn listen(pubsub: redis::aio::PubSub, doorbell: &Doorbell) {
         tokio::select! {
             message = messages.next() => match message {
                 Some(message) => match message.get_payload::<String>() {
-                    Ok(device_id) => doorbell.ring(&device_id),
-                    Err(e) => tracing::debug!(error = %e, "ignoring a malformed doorbell"),
+                    Ok(payload) => subscriber.message(&payload),
+                    Err(e) => tracing::debug!(error = %e, "ignoring a malformed Redis message"),
                 },
                 None => return,
             },
@@ -440,7 +458,7 @@ async fn listen(pubsub: redis::aio::PubSub, doorbell: &Doorbell) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::{Ipv4Addr, TcpListener, TcpStream};
     use std::process::{Child, Command, Stdio};
     use std::time::Instant;
@@ -476,14 +494,14 @@ mod tests {
     }
 
     /// A real `redis-server` on a fixed loopback port, restartable on it; killed on drop.
-    struct RedisServer {
+    pub(crate) struct RedisServer {
         child: Option<Child>,
         port: u16,
         dir: tempfile::TempDir,
     }
 
     impl RedisServer {
-        fn start() -> Self {
+        pub(crate) fn start() -> Self {
             let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
                 .and_then(|l| l.local_addr())
                 .expect("free loopback port")
@@ -527,7 +545,7 @@ mod tests {
             }
         }
 
-        fn url(&self) -> String {
+        pub(crate) fn url(&self) -> String {
             format!("redis://127.0.0.1:{}/", self.port)
         }
     }

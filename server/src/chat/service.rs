@@ -14,6 +14,7 @@ use juntos_proto::meta::Caller;
 use super::directory::{DeviceDirectory, DeviceMap};
 use super::doorbell::Doorbell;
 use super::error::{Error, Result};
+use super::presence::Presence;
 use super::routes::RedisRoutes;
 use super::store::{ChatStore, OutgoingEnvelope, Page, SendBatch, SendOutcome};
 use crate::shutdown::Shutdown;
@@ -31,6 +32,8 @@ const MAX_ID_LEN: usize = 128;
 pub const DEFAULT_SYNC_LIMIT: u32 = 100;
 /// Largest `Sync` page.
 pub const MAX_SYNC_LIMIT: u32 = 1_000;
+/// Most users one `GetPresence` call, or one presence subscription, may name.
+pub const MAX_PRESENCE_USERS: usize = 256;
 /// How often old dedupe keys are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
@@ -91,6 +94,8 @@ pub struct ChatService {
     pub(super) doorbell: Arc<Doorbell>,
     /// Routing across pods; `None` when this is the only chat pod.
     pub(super) routes: Option<Arc<RedisRoutes>>,
+    /// Who is online, in this process or in Redis.
+    pub(super) presence: Arc<Presence>,
     pub(super) clock: SharedClock,
     send_rate: DefaultKeyedRateLimiter<String>,
     /// Ends every `Connect` stream when it fires.
@@ -115,6 +120,7 @@ impl ChatService {
         clock: SharedClock,
         shutdown: Shutdown,
     ) -> Arc<Self> {
+        let presence = Presence::memory(config.heartbeat * 3);
         Self::build(
             config,
             store,
@@ -123,11 +129,13 @@ impl ChatService {
             shutdown,
             Doorbell::new(),
             None,
+            presence,
         )
     }
 
     /// A chat service like [`ChatService::new`] whose streams and doorbells span pods through
-    /// `routes` (which rings `routes.doorbell()` for the streams connected here).
+    /// `routes` (which rings `routes.doorbell()` for the streams connected here), with
+    /// `presence` shared by the pods.
     pub fn with_routes(
         config: ChatConfig,
         store: Arc<dyn ChatStore>,
@@ -135,6 +143,7 @@ impl ChatService {
         clock: SharedClock,
         shutdown: Shutdown,
         routes: Arc<RedisRoutes>,
+        presence: Arc<Presence>,
     ) -> Arc<Self> {
         let doorbell = Arc::clone(routes.doorbell());
         Self::build(
@@ -145,9 +154,11 @@ impl ChatService {
             shutdown,
             doorbell,
             Some(routes),
+            presence,
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build(
         config: ChatConfig,
         store: Arc<dyn ChatStore>,
@@ -156,6 +167,7 @@ impl ChatService {
         shutdown: Shutdown,
         doorbell: Arc<Doorbell>,
         routes: Option<Arc<RedisRoutes>>,
+        presence: Arc<Presence>,
     ) -> Arc<Self> {
         let per_second = NonZeroU32::new(config.send_rate_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.send_burst).unwrap_or(per_second);
@@ -166,9 +178,43 @@ impl ChatService {
             directory,
             doorbell,
             routes,
+            presence,
             clock,
             shutdown,
         })
+    }
+
+    /// `Chat.GetPresence`: the presence of those of `user_ids` the caller may see.
+    pub async fn get_presence(
+        &self,
+        caller: &Caller,
+        user_ids: Vec<String>,
+    ) -> Result<Vec<(String, super::PresenceState)>> {
+        let visible = self.visible_presence(caller, &user_ids).await?;
+        let states = self
+            .presence
+            .get(&visible, self.clock.now_ms())
+            .await
+            .map_err(Error::PresenceUnavailable)?;
+        Ok(visible.into_iter().zip(states).collect())
+    }
+
+    /// Those of up to [`MAX_PRESENCE_USERS`] `user_ids` whose presence the caller may see.
+    pub(super) async fn visible_presence(
+        &self,
+        caller: &Caller,
+        user_ids: &[String],
+    ) -> Result<Vec<String>> {
+        if user_ids.len() > MAX_PRESENCE_USERS {
+            return Err(Error::TooManyUsers {
+                count: user_ids.len(),
+                limit: MAX_PRESENCE_USERS,
+            });
+        }
+        Ok(self
+            .directory
+            .presence_visible(&caller.user_id, user_ids)
+            .await?)
     }
 
     /// Starts the background work (hourly dedupe pruning, forgetting idle rate buckets), which

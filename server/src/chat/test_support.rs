@@ -118,6 +118,12 @@ pub(crate) enum Got {
     Envelope { seq: u64, body: Vec<u8> },
     Heartbeat,
     Replaced,
+    Presence {
+        user: String,
+        visible: bool,
+        online: bool,
+        last_seen_ms: i64,
+    },
     Error(tonic::Code),
     End,
     Nothing,
@@ -137,6 +143,12 @@ impl Stream {
                 },
                 Some(server_frame::Frame::Heartbeat(_)) => Got::Heartbeat,
                 Some(server_frame::Frame::Replaced(_)) => Got::Replaced,
+                Some(server_frame::Frame::Presence(p)) => Got::Presence {
+                    user: p.user_id,
+                    visible: p.visible,
+                    online: p.online,
+                    last_seen_ms: p.last_seen_ms,
+                },
                 None => panic!("empty server frame"),
             },
         }
@@ -169,6 +181,20 @@ impl Stream {
         self.frames
             .send(Ok(ClientFrame {
                 frame: Some(client_frame::Frame::AckUpTo(seq)),
+            }))
+            .await
+            .expect("stream open");
+    }
+
+    /// Follows the presence of `users`.
+    pub async fn follow(&self, users: &[&str]) {
+        self.frames
+            .send(Ok(ClientFrame {
+                frame: Some(client_frame::Frame::SubscribePresence(
+                    juntos_proto::chat::v1::SubscribePresence {
+                        user_ids: users.iter().map(|u| (*u).to_owned()).collect(),
+                    },
+                )),
             }))
             .await
             .expect("stream open");

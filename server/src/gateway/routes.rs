@@ -68,6 +68,16 @@ const PUBLIC: &[(&str, Upstream, Access)] = &[
         Upstream::Login,
         Access::Authenticated,
     ),
+    (
+        "/juntos.login.v1.Login/GetSettings",
+        Upstream::Login,
+        Access::Authenticated,
+    ),
+    (
+        "/juntos.login.v1.Login/UpdateSettings",
+        Upstream::Login,
+        Access::Authenticated,
+    ),
 ];
 
 /// Public services whose every method is routed, by `/<package>.<Service>/` prefix.
@@ -97,12 +107,17 @@ const LOCAL_PREFIXES: &[&str] = &[
 /// `Directory.FetchBundles` (hands out one-time prekeys) and `Chat.Connect` (a stream).
 const IDEMPOTENT: &[&str] = &[
     "/juntos.login.v1.Login/Me",
+    "/juntos.login.v1.Login/GetSettings",
+    // Sets fields to given values: the same however often it happens.
+    "/juntos.login.v1.Login/UpdateSettings",
     "/juntos.login.v1.Directory/ListDevices",
+    "/juntos.login.v1.Directory/GetProfiles",
     "/juntos.login.v1.Directory/PrekeyStatus",
     // Records contacts, which is the same however often it happens.
     "/juntos.login.v1.Directory/ResolvePhones",
     "/juntos.chat.v1.Chat/Sync",
     "/juntos.chat.v1.Chat/Ack",
+    "/juntos.chat.v1.Chat/GetPresence",
     // A retried client_msg_id gets the first answer and stores nothing twice.
     "/juntos.chat.v1.Chat/Send",
 ];

@@ -840,6 +840,8 @@ impl Inbound {
                         server_frame::Frame::Replaced(_) => {
                             return Err(BenchError::Setup("the receiver's connection was replaced".to_owned()));
                         }
+                        // The bench follows nobody's presence.
+                        server_frame::Frame::Presence(_) => {}
                     }
                 }
                 () = tokio::time::sleep(ACK_IDLE), if unacked > 0 => {

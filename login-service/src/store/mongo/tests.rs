@@ -60,6 +60,8 @@ mongo_suite!(
     sign_out_deletes_prekeys,
     devices_of,
     phones_and_contacts,
+    mutual_contacts,
+    settings_round_trip,
 );
 
 async fn indexes(store: &MongoLoginStore, collection: &str) -> Vec<Document> {
