@@ -5,8 +5,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use juntos_proto::login::v1::{ActiveDevicesRequest, Aspect, VisibleToRequest};
 use juntos_proto::login::v1::login_internal_client::LoginInternalClient;
+use juntos_proto::login::v1::{ActiveDevicesRequest, Aspect, VisibleToRequest};
 use tonic::transport::Channel;
 
 /// A user id → that user's active device ids. Users that do not exist are absent.

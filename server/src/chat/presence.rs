@@ -85,8 +85,11 @@ pub trait PresenceStore: Send + Sync + 'static {
     ) -> Result<bool, PresenceError>;
 
     /// The presence of each of `user_ids` at `now_ms`, in order.
-    async fn get(&self, user_ids: &[String], now_ms: i64)
-    -> Result<Vec<PresenceState>, PresenceError>;
+    async fn get(
+        &self,
+        user_ids: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<PresenceState>, PresenceError>;
 }
 
 /// Presence for the chat service: a store, the local watchers, and the marks' bookkeeping.
@@ -301,7 +304,11 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut watchers = self.hub.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut watchers = self
+            .hub
+            .watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for user in &self.users {
             if let Some(list) = watchers.get_mut(user) {
                 list.retain(|(id, _)| *id != self.id);
@@ -562,21 +569,51 @@ mod tests {
             [PresenceState::default(); 2]
         );
 
-        assert!(store.mark_online("ana", "a1", "s1", T0, TTL).await.expect("on"));
+        assert!(
+            store
+                .mark_online("ana", "a1", "s1", T0, TTL)
+                .await
+                .expect("on")
+        );
         // A second device, or a refresh, is no change.
-        assert!(!store.mark_online("ana", "a2", "s2", T0 + 10, TTL).await.expect("on"));
-        assert!(!store.mark_online("ana", "a1", "s1", T0 + 20, TTL).await.expect("on"));
+        assert!(
+            !store
+                .mark_online("ana", "a2", "s2", T0 + 10, TTL)
+                .await
+                .expect("on")
+        );
+        assert!(
+            !store
+                .mark_online("ana", "a1", "s1", T0 + 20, TTL)
+                .await
+                .expect("on")
+        );
         let now = store.get(&users, T0 + 30).await.expect("get");
         assert!(now[0].online);
         assert_eq!(now[0].last_seen_ms, T0 + 20);
         assert!(!now[1].online);
 
         // A stream that was replaced removes nothing.
-        assert!(!store.mark_offline("ana", "a1", "old", T0 + 40).await.expect("off"));
-        assert!(!store.mark_offline("ana", "a1", "s1", T0 + 50).await.expect("off"));
+        assert!(
+            !store
+                .mark_offline("ana", "a1", "old", T0 + 40)
+                .await
+                .expect("off")
+        );
+        assert!(
+            !store
+                .mark_offline("ana", "a1", "s1", T0 + 50)
+                .await
+                .expect("off")
+        );
         assert!(store.get(&users, T0 + 60).await.expect("get")[0].online);
         // The last device's own stream ends: offline, last seen then.
-        assert!(store.mark_offline("ana", "a2", "s2", T0 + 70).await.expect("off"));
+        assert!(
+            store
+                .mark_offline("ana", "a2", "s2", T0 + 70)
+                .await
+                .expect("off")
+        );
         let later = store.get(&users, T0 + 80).await.expect("get");
         assert_eq!(
             later[0],
@@ -587,7 +624,12 @@ mod tests {
         );
 
         // A device whose pod died without a word expires by itself.
-        assert!(store.mark_online("ben", "b1", "s3", T0 + 100, TTL).await.expect("on"));
+        assert!(
+            store
+                .mark_online("ben", "b1", "s3", T0 + 100, TTL)
+                .await
+                .expect("on")
+        );
         assert!(store.get(&users, T0 + 100 + TTL - 1).await.expect("get")[1].online);
         let expired = store.get(&users, T0 + 100 + TTL).await.expect("get");
         assert_eq!(
@@ -598,7 +640,12 @@ mod tests {
             }
         );
         // Going online again after expiry is a change.
-        assert!(store.mark_online("ben", "b1", "s4", T0 + 200 + TTL, TTL).await.expect("on"));
+        assert!(
+            store
+                .mark_online("ben", "b1", "s4", T0 + 200 + TTL, TTL)
+                .await
+                .expect("on")
+        );
     }
 
     #[tokio::test]

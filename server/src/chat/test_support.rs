@@ -115,7 +115,10 @@ pub(crate) struct Stream {
 /// What a server frame was, for assertions.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Got {
-    Envelope { seq: u64, body: Vec<u8> },
+    Envelope {
+        seq: u64,
+        body: Vec<u8>,
+    },
     Heartbeat,
     Replaced,
     Presence {
