@@ -192,6 +192,56 @@ impl Api {
             .into_inner())
     }
 
+    /// `Login.GetSettings`.
+    pub(crate) async fn get_settings(&self, access_token: &str) -> Result<login::Settings, Status> {
+        let request = authorized(login::GetSettingsRequest {}, access_token)?;
+        Ok(LoginClient::new(self.channel())
+            .get_settings(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Login.UpdateSettings`.
+    pub(crate) async fn update_settings(
+        &self,
+        access_token: &str,
+        update: login::UpdateSettingsRequest,
+    ) -> Result<login::Settings, Status> {
+        let request = authorized(update, access_token)?;
+        Ok(LoginClient::new(self.channel())
+            .update_settings(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Directory.GetProfiles`.
+    pub(crate) async fn get_profiles(
+        &self,
+        access_token: &str,
+        user_ids: Vec<String>,
+    ) -> Result<Vec<login::Profile>, Status> {
+        let request = authorized(login::GetProfilesRequest { user_ids }, access_token)?;
+        Ok(DirectoryClient::new(self.channel())
+            .get_profiles(request)
+            .await?
+            .into_inner()
+            .profiles)
+    }
+
+    /// `Chat.GetPresence`.
+    pub(crate) async fn get_presence(
+        &self,
+        access_token: &str,
+        user_ids: Vec<String>,
+    ) -> Result<Vec<chat::Presence>, Status> {
+        let request = authorized(chat::GetPresenceRequest { user_ids }, access_token)?;
+        Ok(ChatClient::new(self.channel())
+            .get_presence(request)
+            .await?
+            .into_inner()
+            .users)
+    }
+
     /// `Chat.Send`.
     pub(crate) async fn send(
         &self,

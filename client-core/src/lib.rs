@@ -11,6 +11,7 @@ pub mod crypto;
 mod error;
 mod identity;
 mod messaging;
+mod presence;
 mod records;
 mod session;
 mod store;
@@ -19,7 +20,7 @@ pub use client::Client;
 pub use error::ClientError;
 pub use records::{
     Account, CodeRequest, Conversation, DeviceSummary, Event, EventListener, Me, Message,
-    MessageReaction, MessageStatus, SessionInfo,
+    MessageReaction, MessageStatus, PresenceInfo, ProfileInfo, SessionInfo, Settings, Visibility,
 };
 
 uniffi::setup_scaffolding!();

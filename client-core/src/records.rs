@@ -215,6 +215,61 @@ pub enum Event {
     Connected,
     /// The live connection dropped; the client reconnects by itself.
     Disconnected { reason: String },
+    /// A followed user's presence changed (see `Client::follow_presence`).
+    PresenceChanged { presence: PresenceInfo },
+}
+
+/// Who may see one thing about this user, among mutual contacts (both have each other's
+/// number); nobody else ever does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Visibility {
+    /// Every mutual contact (the default).
+    Contacts,
+    /// Nobody.
+    Nobody,
+}
+
+/// This user's profile and privacy settings.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Settings {
+    /// Display name (empty: not set).
+    pub name: String,
+    /// About line (empty: not set).
+    pub about: String,
+    /// Who sees when this user is online and was last seen.
+    pub presence: Visibility,
+    /// Who sees the name and about line.
+    pub profile: Visibility,
+}
+
+/// Another user's profile, as this user may see it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ProfileInfo {
+    pub user_id: String,
+    pub name: String,
+    pub about: String,
+}
+
+/// Another user's presence, as this user may see it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PresenceInfo {
+    pub user_id: String,
+    /// False: this user may no longer see it; forget what was shown.
+    pub visible: bool,
+    pub online: bool,
+    /// When last seen online, Unix milliseconds; `None` while online or when never seen.
+    pub last_seen_ms: Option<i64>,
+}
+
+impl From<juntos_proto::chat::v1::Presence> for PresenceInfo {
+    fn from(p: juntos_proto::chat::v1::Presence) -> Self {
+        Self {
+            user_id: p.user_id,
+            visible: p.visible,
+            online: p.online,
+            last_seen_ms: (p.last_seen_ms > 0).then_some(p.last_seen_ms),
+        }
+    }
 }
 
 /// Receives [`Event`]s; implemented by the app (in Kotlin, Swift, Python or Rust).

@@ -406,3 +406,141 @@ async fn followers_on_another_pod_see_changes_and_last_seen_and_presence_survive
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Records the presence events a client-core listener gets.
+#[derive(Default)]
+struct PresenceEvents(std::sync::Mutex<Vec<juntos_client::PresenceInfo>>);
+
+impl juntos_client::EventListener for PresenceEvents {
+    fn on_event(&self, event: juntos_client::Event) {
+        if let juntos_client::Event::PresenceChanged { presence } = event {
+            self.0.lock().expect("events").push(presence);
+        }
+    }
+}
+
+impl PresenceEvents {
+    /// Waits until an event satisfies `check`.
+    async fn wait_for(&self, what: &str, check: impl Fn(&juntos_client::PresenceInfo) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.0.lock().expect("events").iter().any(&check) {
+            assert!(Instant::now() < deadline, "no presence event: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn client_signed_in(
+    sys: &System,
+    name: &str,
+    phone: &str,
+) -> std::sync::Arc<juntos_client::Client> {
+    let client = sys.client(name);
+    client
+        .request_code(phone.to_owned())
+        .await
+        .expect("code requested");
+    client
+        .sign_in(phone.to_owned(), sys.last_code(phone), name.to_owned())
+        .await
+        .expect("signed in");
+    client
+}
+
+#[tokio::test]
+async fn client_core_sets_settings_reads_profiles_and_presence_and_follows_contacts() {
+    use juntos_client::Visibility as V;
+    let sys = System::builder()
+        .arg("--chat-heartbeat-secs", "1")
+        .start()
+        .await;
+    let alice = client_signed_in(&sys, "alice", ALICE).await;
+    let bob = client_signed_in(&sys, "bob", BOB).await;
+    // Mutual contacts by phone number (the client resolves and records them).
+    assert!(
+        alice
+            .presence(vec![BOB.into()])
+            .await
+            .expect("presence")
+            .is_empty()
+    );
+    assert_eq!(
+        bob.presence(vec![ALICE.into()])
+            .await
+            .expect("presence")
+            .len(),
+        1
+    );
+
+    let settings = bob
+        .set_profile(Some(" Bob ".into()), Some("On a boat".into()))
+        .await
+        .expect("profile");
+    assert_eq!(
+        (settings.name.as_str(), settings.presence),
+        ("Bob", V::Contacts)
+    );
+    let profiles = alice.profiles(vec![BOB.into()]).await.expect("profiles");
+    assert_eq!(profiles.len(), 1);
+    assert_eq!(
+        (profiles[0].name.as_str(), profiles[0].about.as_str()),
+        ("Bob", "On a boat")
+    );
+    let err = bob
+        .set_profile(Some("line\nbreak".into()), None)
+        .await
+        .expect_err("control characters");
+    assert!(
+        matches!(err, juntos_client::ClientError::InvalidInput { .. }),
+        "{err:?}"
+    );
+
+    // Alice follows Bob over her live connection.
+    let events = std::sync::Arc::new(PresenceEvents::default());
+    alice
+        .follow_presence(vec![BOB.into()])
+        .await
+        .expect("follow");
+    std::sync::Arc::clone(&alice)
+        .start(Some(std::sync::Arc::clone(&events) as _))
+        .await
+        .expect("start");
+    events
+        .wait_for("bob offline", |p| p.visible && !p.online)
+        .await;
+    std::sync::Arc::clone(&bob)
+        .start(None)
+        .await
+        .expect("bob starts");
+    events
+        .wait_for("bob online", |p| p.visible && p.online)
+        .await;
+    bob.stop();
+    events
+        .wait_for("bob last seen", |p| {
+            p.visible && !p.online && p.last_seen_ms.is_some()
+        })
+        .await;
+
+    // Bob hides his presence: Alice's view is withdrawn and she cannot ask for it either.
+    bob.set_privacy(Some(V::Nobody), None)
+        .await
+        .expect("privacy");
+    events.wait_for("bob hidden", |p| !p.visible).await;
+    assert!(
+        alice
+            .presence(vec![BOB.into()])
+            .await
+            .expect("presence")
+            .is_empty()
+    );
+    assert_eq!(
+        alice
+            .profiles(vec![BOB.into()])
+            .await
+            .expect("profiles")
+            .len(),
+        1
+    );
+    alice.stop();
+}

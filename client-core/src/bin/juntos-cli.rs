@@ -10,6 +10,11 @@
 //! juntos-cli ... history +12015550124
 //! juntos-cli ... read +12015550124
 //! juntos-cli ... safety-number +12015550124
+//! juntos-cli ... profile [--name "Ana"] [--about "Out sailing"]
+//! juntos-cli ... privacy [--presence contacts|nobody] [--profile contacts|nobody]
+//! juntos-cli ... presence +12015550124 [+1…]
+//! juntos-cli ... profiles +12015550124 [+1…]
+//! juntos-cli ... listen --follow +12015550124
 //! ```
 //!
 //! On failure it prints one line, `error: <what happened>`, to stderr and exits with 1 (2 for a
@@ -21,7 +26,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use juntos_client::{Client, ClientError, Event, EventListener, Message};
+use juntos_client::{
+    Client, ClientError, Event, EventListener, Message, PresenceInfo, Settings, Visibility,
+};
 use juntos_proto::clock::{OffsetFileClock, SharedClock, SystemClock};
 
 /// The longest device name the server accepts, in characters.
@@ -85,6 +92,9 @@ enum Command {
         /// One JSON object per event.
         #[arg(long)]
         json: bool,
+        /// Follow this user's presence (E.164 phone number or user id); repeatable.
+        #[arg(long)]
+        follow: Vec<String>,
     },
     /// Show the conversation with someone (fetching what arrived first).
     History {
@@ -104,6 +114,44 @@ enum Command {
         /// E.164 phone number or user id.
         peer: String,
     },
+    /// Show this user's profile, or change its name or about line.
+    Profile {
+        /// New display name (at most 64 characters; "" clears it).
+        #[arg(long)]
+        name: Option<String>,
+        /// New about line (at most 140 characters; "" clears it).
+        #[arg(long)]
+        about: Option<String>,
+    },
+    /// Show or change who sees this user's presence and profile (mutual contacts only, ever).
+    Privacy {
+        /// Who sees when you are online and were last seen.
+        #[arg(long, value_parser = parse_visibility)]
+        presence: Option<Visibility>,
+        /// Who sees your name and about line.
+        #[arg(long, value_parser = parse_visibility)]
+        profile: Option<Visibility>,
+    },
+    /// Show whether people are online, or when they were last seen (those you may see).
+    Presence {
+        /// E.164 phone numbers or user ids.
+        #[arg(required = true)]
+        peers: Vec<String>,
+    },
+    /// Show people's names and about lines (those you may see).
+    Profiles {
+        /// E.164 phone numbers or user ids.
+        #[arg(required = true)]
+        peers: Vec<String>,
+    },
+}
+
+fn parse_visibility(s: &str) -> Result<Visibility, String> {
+    match s {
+        "contacts" => Ok(Visibility::Contacts),
+        "nobody" => Ok(Visibility::Nobody),
+        _ => Err("expected contacts or nobody".to_owned()),
+    }
 }
 
 #[tokio::main]
@@ -178,7 +226,14 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 Err(e) => return Err(e),
             }
         }
-        Command::Listen { seconds, json } => {
+        Command::Listen {
+            seconds,
+            json,
+            follow,
+        } => {
+            if !follow.is_empty() {
+                client.follow_presence(follow).await?;
+            }
             let printer: Arc<dyn EventListener> = Arc::new(Printer { json });
             Arc::clone(&client).start(Some(printer)).await?;
             match seconds {
@@ -207,8 +262,63 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::SafetyNumber { peer } => {
             println!("{}", client.safety_number(peer).await?);
         }
+        Command::Profile { name, about } => {
+            let settings = if name.is_none() && about.is_none() {
+                client.settings().await?
+            } else {
+                client.set_profile(name, about).await?
+            };
+            print_settings(&settings);
+        }
+        Command::Privacy { presence, profile } => {
+            let settings = if presence.is_none() && profile.is_none() {
+                client.settings().await?
+            } else {
+                client.set_privacy(presence, profile).await?
+            };
+            print_settings(&settings);
+        }
+        Command::Presence { peers } => {
+            let seen = client.presence(peers).await?;
+            if seen.is_empty() {
+                println!("nobody you may see");
+            }
+            for p in &seen {
+                println!("{}", presence_line(p));
+            }
+        }
+        Command::Profiles { peers } => {
+            let seen = client.profiles(peers).await?;
+            if seen.is_empty() {
+                println!("nobody you may see");
+            }
+            for p in seen {
+                println!("{} name={:?} about={:?}", p.user_id, p.name, p.about);
+            }
+        }
     }
     Ok(())
+}
+
+fn print_settings(s: &Settings) {
+    let word = |v: Visibility| match v {
+        Visibility::Contacts => "contacts",
+        Visibility::Nobody => "nobody",
+    };
+    println!("name {:?}", s.name);
+    println!("about {:?}", s.about);
+    println!("presence visible to {}", word(s.presence));
+    println!("profile visible to {}", word(s.profile));
+}
+
+/// `<user> online`, `<user> last seen <ms>`, `<user> never seen` or `<user> hidden`.
+fn presence_line(p: &PresenceInfo) -> String {
+    match (p.visible, p.online, p.last_seen_ms) {
+        (false, _, _) => format!("{} hidden", p.user_id),
+        (true, true, _) => format!("{} online", p.user_id),
+        (true, false, Some(ms)) => format!("{} last seen {ms}", p.user_id),
+        (true, false, None) => format!("{} never seen", p.user_id),
+    }
 }
 
 /// Fetches what is waiting and sends what is queued; failures (offline) are only noted.
@@ -239,6 +349,9 @@ impl EventListener for Printer {
             }
             Event::Connected => println!("connected"),
             Event::Disconnected { reason } => println!("disconnected: {reason}"),
+            Event::PresenceChanged { presence } => {
+                println!("presence {}", presence_line(&presence))
+            }
         }
     }
 }
@@ -308,6 +421,13 @@ fn event_json(event: &Event) -> String {
         Event::Disconnected { reason } => {
             serde_json::json!({"event": "disconnected", "reason": reason})
         }
+        Event::PresenceChanged { presence: p } => serde_json::json!({
+            "event": "presence",
+            "user": p.user_id,
+            "visible": p.visible,
+            "online": p.online,
+            "last_seen_ms": p.last_seen_ms,
+        }),
     };
     value.to_string()
 }

@@ -50,6 +50,10 @@ pub(crate) struct State {
     /// sending and receiving never both advance the same session from one state: that would
     /// reuse a message key.
     crypto: Mutex<()>,
+    /// The users whose presence the live connection follows.
+    followed: Mutex<Vec<String>>,
+    /// Wakes the live connection when `followed` changes.
+    pub(crate) follow_wake: Arc<Notify>,
 }
 
 impl State {
@@ -60,6 +64,17 @@ impl State {
     /// The crypto lock (see the field).
     pub(crate) fn crypto(&self) -> std::sync::MutexGuard<'_, ()> {
         Self::lock(&self.crypto)
+    }
+
+    /// The users whose presence is followed.
+    pub(crate) fn followed(&self) -> Vec<String> {
+        Self::lock(&self.followed).clone()
+    }
+
+    /// Replaces the followed users and tells the live connection.
+    pub(crate) fn set_followed(&self, user_ids: Vec<String>) {
+        *Self::lock(&self.followed) = user_ids;
+        self.follow_wake.notify_one();
     }
 }
 
@@ -80,7 +95,7 @@ impl Client {
 
     /// The user `peer` names: an E.164 phone number (resolved through the directory and
     /// remembered) or a user id.
-    async fn resolve(&self, peer: &str) -> Result<String> {
+    pub(crate) async fn resolve(&self, peer: &str) -> Result<String> {
         let peer = peer.trim();
         if !peer.starts_with('+') {
             if peer.is_empty()

@@ -110,6 +110,16 @@ impl Client {
             tracing::debug!(error = %e, "prekey refill failed");
         }
 
+        let followed = self.followed();
+        if !followed.is_empty()
+            && frames
+                .send(crate::presence::subscribe_frame(followed))
+                .await
+                .is_err()
+        {
+            return Ok(End::Closed("connection closed".to_owned()));
+        }
+
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         // The server speaks at least every heartbeat; silence this long means a dead path.
         let mut silent_since = tokio::time::Instant::now();
@@ -126,6 +136,13 @@ impl Client {
                 }
                 () = tokio::time::sleep(ACK_DELAY), if pending_ack.is_some() => {
                     self.flush(&frames, &mut pending_ack, &mut since_ack).await?;
+                    continue;
+                }
+                () = self.messaging.follow_wake.notified() => {
+                    let subscribe = crate::presence::subscribe_frame(self.followed());
+                    if frames.send(subscribe).await.is_err() {
+                        return Ok(End::Closed("connection closed".to_owned()));
+                    }
                     continue;
                 }
                 _ = heartbeat.tick() => {
@@ -152,6 +169,11 @@ impl Client {
                 Ok(Some(chat::ServerFrame {
                     frame: Some(ServerFrame::Replaced(_)),
                 })) => return Ok(End::Replaced),
+                Ok(Some(chat::ServerFrame {
+                    frame: Some(ServerFrame::Presence(presence)),
+                })) => self.emit(Event::PresenceChanged {
+                    presence: presence.into(),
+                }),
                 Ok(Some(_)) => {}
                 Ok(None) => return Ok(End::Closed("the server closed the connection".to_owned())),
                 Err(status) => return Ok(End::Closed(ClientError::from(&status).to_string())),
