@@ -2,14 +2,15 @@
 //!
 //! Collections (shard keys and why are in ARCHITECTURE.md):
 //! * `accounts`: `_id` user id, `phone` (unique index), `created_at_ms`, `active_devices` (the
-//!   count the device cap is checked against, changed only together with a device's state),
-//!   `settings` (`name`, `about`, `presence`, `profile`; absent until first changed);
+//!   count the device cap is checked against, changed only together with a device's state);
 //! * `devices`: `_id` device id, `user_id`, identity keys, `created_at_ms`, `removed_at_ms`,
 //!   `prekey_seq` (upload order of its one-time prekeys);
 //! * `sessions`: `_id` session id, `user_id`, `device_id`, `revoked_at_ms`, `revoke_reason`;
 //! * `refresh_tokens`: `_id` token hash, `session_id`, `expires_at_ms`, `rotated_at_ms`;
 //! * `signed_prekeys`: `_id` device id; `one_time_prekeys`: `device_id`, `key_id`, `seq`;
-//! * `contacts`: `_id` `{o: owner, c: contact}`, `phone`, `added_at_ms`.
+//! * `contacts`: `_id` `{o: owner, c: contact}`, `phone`, `added_at_ms`;
+//! * `settings`: `_id` user id, `name`, `about`, `presence`, `profile`, `updated_at_ms` (absent
+//!   until the user first changes a setting: defaults apply).
 //!
 //! Every timestamp is an Int64 of Unix milliseconds. Writes use write concern majority with
 //! journaling (set on the database, and on every transaction). Single-document conditional
@@ -76,6 +77,7 @@ pub const COLLECTIONS: &[&str] = &[
     "signed_prekeys",
     "one_time_prekeys",
     "contacts",
+    "settings",
 ];
 
 impl MongoLoginStore {
@@ -183,6 +185,23 @@ impl MongoLoginStore {
     }
     fn contacts(&self) -> Collection<Document> {
         self.db.collection("contacts")
+    }
+    fn settings(&self) -> Collection<Document> {
+        self.db.collection("settings")
+    }
+
+    /// Those of `user_ids` that are accounts.
+    async fn existing_accounts(&self, user_ids: &[String]) -> Result<HashSet<String>, StoreError> {
+        let docs: Vec<Document> = self
+            .accounts()
+            .find(doc! { "_id": { "$in": user_ids } })
+            .projection(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        docs.iter()
+            .map(|d| str_field(d, "_id").map(str::to_owned))
+            .collect()
     }
 
     /// Marks `device_id` removed (when it matches `filter` and is active), giving back its slot
@@ -1096,20 +1115,22 @@ impl LoginStore for MongoLoginStore {
         &self,
         user_ids: &[String],
     ) -> Result<Vec<(String, Settings)>, StoreError> {
+        let existing = self.existing_accounts(user_ids).await?;
         let docs: Vec<Document> = self
-            .accounts()
+            .settings()
             .find(doc! { "_id": { "$in": user_ids } })
-            .projection(doc! { "settings": 1 })
             .await?
             .try_collect()
             .await?;
-        let mut by_id = std::collections::HashMap::new();
+        let mut stored = std::collections::HashMap::new();
         for d in &docs {
-            by_id.insert(str_field(d, "_id")?.to_owned(), settings_from_doc(d)?);
+            stored.insert(str_field(d, "_id")?.to_owned(), settings_from_doc(d)?);
         }
         let mut found = Vec::new();
+        let mut seen = HashSet::new();
         for user_id in user_ids {
-            if let Some(settings) = by_id.remove(user_id) {
+            if existing.contains(user_id) && seen.insert(user_id) {
+                let settings = stored.remove(user_id).unwrap_or_default();
                 found.push((user_id.clone(), settings));
             }
         }
@@ -1122,36 +1143,57 @@ impl LoginStore for MongoLoginStore {
         update: SettingsUpdate,
         now_ms: i64,
     ) -> Result<Option<Settings>, StoreError> {
-        // One single-document update: each given field is set on its own, so concurrent
-        // updates of different fields both take effect.
-        let mut set = doc! { "settings.updated_at_ms": now_ms };
-        if let Some(name) = &update.name {
-            set.insert("settings.name", name);
+        // Accounts are never deleted, so checking first and writing after is safe.
+        if self
+            .accounts()
+            .find_one(doc! { "_id": user_id })
+            .projection(doc! { "_id": 1 })
+            .await?
+            .is_none()
+        {
+            return Ok(None);
         }
-        if let Some(about) = &update.about {
-            set.insert("settings.about", about);
+        // One single-document upsert: each given field is set on its own, so concurrent
+        // updates of different fields both take effect; defaults fill what was never set.
+        let defaults = Settings::default();
+        let mut set = doc! { "updated_at_ms": now_ms };
+        let mut on_insert = doc! {};
+        let fields = [
+            ("name", update.name.clone(), defaults.name.clone()),
+            ("about", update.about.clone(), defaults.about.clone()),
+            (
+                "presence",
+                update.presence.map(|v| v.as_str().to_owned()),
+                defaults.presence.as_str().to_owned(),
+            ),
+            (
+                "profile",
+                update.profile.map(|v| v.as_str().to_owned()),
+                defaults.profile.as_str().to_owned(),
+            ),
+        ];
+        for (key, given, default) in fields {
+            match given {
+                Some(value) => set.insert(key, value),
+                None => on_insert.insert(key, default),
+            };
         }
-        if let Some(presence) = update.presence {
-            set.insert("settings.presence", presence.as_str());
+        let mut change = doc! { "$set": set };
+        if !on_insert.is_empty() {
+            change.insert("$setOnInsert", on_insert);
         }
-        if let Some(profile) = update.profile {
-            set.insert("settings.profile", profile.as_str());
-        }
-        self.accounts()
-            .find_one_and_update(doc! { "_id": user_id }, doc! { "$set": set })
+        self.settings()
+            .find_one_and_update(doc! { "_id": user_id }, change)
+            .upsert(true)
             .return_document(ReturnDocument::After)
-            .projection(doc! { "settings": 1 })
             .await?
             .map(|d| settings_from_doc(&d))
             .transpose()
     }
 }
 
-/// The `settings` of an account document, defaults for what is absent.
-fn settings_from_doc(d: &Document) -> Result<Settings, StoreError> {
-    let Ok(stored) = d.get_document("settings") else {
-        return Ok(Settings::default());
-    };
+/// A `settings` document, defaults for what is absent.
+fn settings_from_doc(stored: &Document) -> Result<Settings, StoreError> {
     let text = |key: &str| stored.get_str(key).unwrap_or_default().to_owned();
     let visibility = |key: &str| match stored.get_str(key) {
         Ok(v) => Visibility::parse(v).ok_or_else(|| corrupt(key, v)),

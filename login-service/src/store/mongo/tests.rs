@@ -141,7 +141,7 @@ async fn indexes_are_created_idempotently() {
         .insert_one(doc! { "_id": "b", "phone": "+15550000001", "created_at_ms": 1_i64 })
         .await;
     assert!(duplicate.is_err(), "second account with one phone");
-    assert_eq!(COLLECTIONS.len(), 7);
+    assert_eq!(COLLECTIONS.len(), 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
