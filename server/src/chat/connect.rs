@@ -438,6 +438,8 @@ pub(super) fn to_proto(e: StoredEnvelope) -> Envelope {
         client_msg_id: e.client_msg_id,
         server_time_ms: e.server_time_ms,
         ciphertext: e.ciphertext,
+        kind: e.kind.code(),
+        group_id: e.group_id,
     }
 }
 
@@ -621,6 +623,7 @@ mod tests {
                 client_msg_id: "quiet".into(),
                 envelopes: vec![crate::chat::test_support::envelope("bob", "b1", b"q")],
                 now_ms: 0,
+                ..Default::default()
             })
             .await
             .expect("send");
@@ -675,8 +678,10 @@ mod tests {
 
         let b1 = f.connect(&caller("bob", "b1"));
         assert_eq!(a1.next().await, presence("bob", true, true, 0));
-        // A second device of an online user changes nothing.
-        let b2 = f.connect(&caller("bob", "b2"));
+        // A second device of an online user changes nothing. (Marks run in the background:
+        // give b2's a moment before b1 leaves, as a real second device would have.)
+        let mut b2 = f.connect(&caller("bob", "b2"));
+        b2.assert_quiet().await;
         drop(b1);
         a1.assert_quiet().await;
 
@@ -699,7 +704,16 @@ mod tests {
         f.directory.hide_presence("alice", "carol", true);
         let _b1 = f.connect(&caller("bob", "b1"));
         let _c1 = f.connect(&caller("carol", "c1"));
-        let mut a1 = f.connect(&caller("alice", "a1"));
+        // Marks run in the background: wait until Bob shows online.
+        let alice = caller("alice", "a1");
+        for _ in 0..100 {
+            let seen = f.service.get_presence(&alice, vec!["bob".into()]).await;
+            if seen.expect("get").first().is_some_and(|(_, s)| s.online) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut a1 = f.connect(&alice);
         a1.follow(&["carol", "bob"]).await;
         assert_eq!(a1.next().await, presence("bob", true, true, 0));
         a1.heartbeat().await;
