@@ -87,6 +87,23 @@ pub mod reason {
     pub const TOO_MANY_USERS: &str = "TOO_MANY_USERS";
     /// Presence (Redis) cannot be reached; messaging is unaffected.
     pub const PRESENCE_UNAVAILABLE: &str = "PRESENCE_UNAVAILABLE";
+    /// A group request is malformed (bad name, ids or lists).
+    pub const INVALID_GROUP: &str = "INVALID_GROUP";
+    /// A group would have more members than allowed.
+    pub const TOO_MANY_MEMBERS: &str = "TOO_MANY_MEMBERS";
+    /// A user would be in more groups than allowed; metadata `user_id` names them.
+    pub const TOO_MANY_GROUPS: &str = "TOO_MANY_GROUPS";
+    /// The caller is not a member of the group (or there is no such group).
+    pub const NOT_A_MEMBER: &str = "NOT_A_MEMBER";
+    /// Only the group's admins may do this.
+    pub const NOT_AN_ADMIN: &str = "NOT_AN_ADMIN";
+    /// The change would leave the group without an admin.
+    pub const LAST_ADMIN: &str = "LAST_ADMIN";
+    /// A group send named another set of member devices than the group has; metadata
+    /// `version` is the group's version.
+    pub const STALE_GROUP: &str = "STALE_GROUP";
+    /// Concurrent changes of one group kept conflicting; retry shortly.
+    pub const GROUP_BUSY: &str = "GROUP_BUSY";
     /// An unexpected server-side failure (details are in the server's log).
     pub const INTERNAL: &str = "INTERNAL";
     /// No upstream for the service answered.

@@ -245,6 +245,10 @@ pub struct ChatOptions {
         default_value_t = 168
     )]
     pub chat_dedupe_retention_hours: u64,
+    /// The Ed25519 seed (64 hex digits) group notices are signed with; every chat pod needs the
+    /// same one. Default: `<data-dir>/notice-signing-key`, created on first start.
+    #[arg(long, env = "JUNTOS_NOTICE_SIGNING_KEY", hide_env_values = true)]
+    pub notice_signing_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

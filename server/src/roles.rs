@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::chat::{
-    ChatConfig, ChatService, ChatStore, LoginDirectory, MongoChatStore, RedisRoutes, RoutesConfig,
-    SqliteChatStore,
+    ChatConfig, ChatService, ChatStore, LoginDirectory, MongoChatStore, NoticeSeed, RedisRoutes,
+    RoutesConfig, SqliteChatStore,
 };
 use crate::cli::{
     AllArgs, ChatArgs, ChatOptions, CommonArgs, GatewayArgs, GatewayOptions, LoginArgs,
@@ -282,6 +282,7 @@ pub async fn start_chat(
         idle_timeout: Duration::from_secs(options.chat_idle_timeout_secs),
         push_window: options.chat_push_window,
         dedupe_retention: Duration::from_secs(options.chat_dedupe_retention_hours * 60 * 60),
+        notice_signing_seed: Some(notice_seed(options, data_dir)?),
     };
     config.validate().map_err(|e| format!("chat: {e}"))?;
     let store: Arc<dyn ChatStore> = match mongodb_uri {
@@ -333,14 +334,29 @@ pub async fn start_chat(
         }
     };
     tasks.extend(service.start());
-    let routes = local_routes(&["juntos.chat.v1.Chat"])
+    let routes = local_routes(&["juntos.chat.v1.Chat", "juntos.chat.v1.Groups"])
         .await?
-        .add_service(crate::chat::server(service));
+        .add_service(crate::chat::server(Arc::clone(&service)))
+        .add_service(crate::chat::groups_server(service));
     Ok(tokio::spawn(async move {
         let served = serve("chat", listener, routes, shutdown, drain).await;
         drop(tasks);
         served
     }))
+}
+
+/// The seed of the group notice signing key: the flag, or `<data_dir>/notice-signing-key`.
+fn notice_seed(options: &ChatOptions, data_dir: &Path) -> Result<NoticeSeed, String> {
+    let seed = secret_or_file(
+        options.notice_signing_key.as_deref(),
+        "--notice-signing-key",
+        &data_dir.join("notice-signing-key"),
+        |path| juntos_login::load_or_create_signing_seed(path).map(|s| s.to_vec()),
+    )?;
+    let seed: [u8; 32] = seed
+        .try_into()
+        .map_err(|_| "notice signing key must be 32 bytes".to_owned())?;
+    Ok(NoticeSeed(seed))
 }
 
 /// `juntos chat`.

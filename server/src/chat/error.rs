@@ -36,6 +36,30 @@ pub enum Error {
     /// Presence (Redis) cannot be reached.
     #[error("presence is unavailable; retry shortly")]
     PresenceUnavailable(#[source] super::presence::PresenceError),
+    /// A group request is malformed; the text says which part (never a value).
+    #[error("invalid group request: {0}")]
+    InvalidGroup(&'static str),
+    /// A group would have more members than allowed.
+    #[error("{count} members; the limit is {limit}")]
+    TooManyMembers { count: usize, limit: usize },
+    /// A user would be in more groups than allowed.
+    #[error("a user is in too many groups (the limit is {limit})")]
+    TooManyGroups { user_id: String, limit: u64 },
+    /// The caller is not a member of the group, or there is no such group.
+    #[error("you are not a member of this group")]
+    NotAMember,
+    /// Only admins may do this.
+    #[error("only the group's admins may do this")]
+    NotAnAdmin,
+    /// The change would leave the group without an admin.
+    #[error("the group must keep at least one admin")]
+    LastAdmin,
+    /// A group send named another set of member devices than the group has.
+    #[error("the group's members or their devices changed; fetch the group and retry")]
+    StaleGroup { version: u64 },
+    /// Concurrent changes of one group kept conflicting.
+    #[error("the group is changing too fast; retry shortly")]
+    GroupBusy,
     /// login-service could not be asked for the device lists.
     #[error(transparent)]
     Directory(#[from] DirectoryError),
@@ -81,6 +105,26 @@ impl From<Error> for Status {
             Error::TooManyUsers { .. } => {
                 status(Code::InvalidArgument, reason::TOO_MANY_USERS, message)
             }
+            Error::InvalidGroup(_) => status(Code::InvalidArgument, reason::INVALID_GROUP, message),
+            Error::TooManyMembers { .. } => {
+                status(Code::InvalidArgument, reason::TOO_MANY_MEMBERS, message)
+            }
+            Error::TooManyGroups { user_id, .. } => status_with_metadata(
+                Code::InvalidArgument,
+                reason::TOO_MANY_GROUPS,
+                message,
+                HashMap::from([("user_id".to_owned(), user_id)]),
+            ),
+            Error::NotAMember => status(Code::PermissionDenied, reason::NOT_A_MEMBER, message),
+            Error::NotAnAdmin => status(Code::PermissionDenied, reason::NOT_AN_ADMIN, message),
+            Error::LastAdmin => status(Code::FailedPrecondition, reason::LAST_ADMIN, message),
+            Error::StaleGroup { version } => status_with_metadata(
+                Code::FailedPrecondition,
+                reason::STALE_GROUP,
+                message,
+                HashMap::from([("version".to_owned(), version.to_string())]),
+            ),
+            Error::GroupBusy => status(Code::Aborted, reason::GROUP_BUSY, message),
             Error::PresenceUnavailable(e) => {
                 tracing::debug!(error = %e, "presence read failed");
                 status(Code::Unavailable, reason::PRESENCE_UNAVAILABLE, message)

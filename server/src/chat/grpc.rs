@@ -44,7 +44,7 @@ impl Chat for ChatGrpc {
             .map(|e| OutgoingEnvelope {
                 recipient_user_id: e.recipient_user_id,
                 recipient_device_id: e.recipient_device_id,
-                ciphertext: e.ciphertext,
+                ciphertext: e.ciphertext.into(),
             })
             .collect();
         let server_time_ms = self

@@ -9,7 +9,18 @@
 //!   given out in that mailbox; only ever raised by `$inc`, so a number is never handed out twice
 //!   (not even after the envelopes are acked and deleted);
 //! * `sends`: the dedupe keys: `sender_user_id`, `client_msg_id` (unique together),
-//!   `server_time_ms`, `created_at` (a Date of the same instant, which pruning goes by).
+//!   `server_time_ms`, `created_at` (a Date of the same instant, which pruning goes by);
+//! * `groups`: one document per group: `_id` group id, `name`, `version` (Int64), `created_ms`,
+//!   `members` (an array of `{user_id, admin, joined_ms}` sorted by user id, at most 1,024),
+//!   `member_count`, `admins` (user ids), `sends` (a counter every group message raises);
+//!   index `(members.user_id, _id)` lists a user's groups.
+//!
+//! A group change is one transaction: the conditional write of the group document
+//! (`version` as read, or an insert for a new group) and its notices, stored like a send. A
+//! group message's transaction first raises `sends` on the group document on condition that
+//! `version` is unchanged: a change racing it conflicts on that document, so a message either
+//! commits before a removal (and the removed member's devices get it before the notice) or is
+//! refused as stale and fanned out again to the new membership.
 //!
 //! A send is one transaction (write concern majority, journaled): it inserts the dedupe key
 //! first (a duplicate key means the send was already stored: the transaction is aborted and the
@@ -35,13 +46,16 @@ use mongodb::options::{
 };
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 
-use super::store::{ChatStore, Page, SendBatch, SendOutcome, StoreError, StoredEnvelope};
+use super::store::{
+    ChatStore, EnvelopeKind, Group, GroupListing, GroupMember, GroupRole, GroupWrite, Page,
+    SendBatch, SendOutcome, StoreError, StoredEnvelope,
+};
 
 /// The database used when the URI names none.
 pub const DEFAULT_DATABASE: &str = "juntos";
 
 /// The names of the collections, for tests and operators.
-pub const COLLECTIONS: &[&str] = &["envelopes", "mailbox_counters", "sends"];
+pub const COLLECTIONS: &[&str] = &["envelopes", "mailbox_counters", "sends", "groups"];
 
 /// How long a send keeps running its transaction again after write conflicts (many senders
 /// writing to one mailbox at once conflict on its counter; each round one of them wins).
@@ -77,14 +91,33 @@ impl std::fmt::Debug for MongoChatStore {
     }
 }
 
-/// What one attempt of a send's transaction came to.
+/// What one attempt of a transaction came to.
 enum Attempt {
     /// Everything written; commit. The seqs in batch order.
     Stored(Vec<u64>),
     /// The dedupe key exists already; abort and answer the first send's time.
     Duplicate,
+    /// The group changed since the request was made: abort, nothing to write.
+    Refused,
     /// Two first sends to a new mailbox raced on creating its counter; abort and run again.
     Retry,
+}
+
+/// A write that runs as one transaction.
+#[derive(Clone, Copy)]
+enum Op<'a> {
+    Send(&'a SendBatch),
+    Group(&'a GroupWrite),
+}
+
+impl Op<'_> {
+    /// The batch of envelopes the write stores.
+    fn batch(&self) -> &SendBatch {
+        match self {
+            Op::Send(batch) => batch,
+            Op::Group(write) => &write.notices,
+        }
+    }
 }
 
 impl MongoChatStore {
@@ -159,6 +192,13 @@ impl MongoChatStore {
         self.sends()
             .create_index(index(doc! { "created_at": 1 }, false, "by_created_at"))
             .await?;
+        self.groups()
+            .create_index(index(
+                doc! { "members.user_id": 1, "_id": 1 },
+                false,
+                "by_member",
+            ))
+            .await?;
         Ok(())
     }
 
@@ -170,6 +210,151 @@ impl MongoChatStore {
     }
     fn sends(&self) -> Collection<Document> {
         self.db.collection("sends")
+    }
+    fn groups(&self) -> Collection<Document> {
+        self.db.collection("groups")
+    }
+
+    /// One attempt of [`Op`], inside the transaction of `s`.
+    async fn attempt(&self, s: &mut ClientSession, op: Op<'_>) -> Result<Attempt, StoreError> {
+        match op {
+            Op::Send(batch) => {
+                if let Some(version) = batch.group_version {
+                    // The condition, and a write every change of the group conflicts with.
+                    let raised = self
+                        .groups()
+                        .update_one(
+                            doc! { "_id": &batch.group_id, "version": seq_bson(version)? },
+                            doc! { "$inc": { "sends": 1_i64 } },
+                        )
+                        .session(&mut *s)
+                        .await?;
+                    if raised.matched_count == 0 {
+                        return Ok(Attempt::Refused);
+                    }
+                }
+                self.send_in(s, batch).await
+            }
+            Op::Group(write) => {
+                if !self.write_group_in(s, write).await? {
+                    return Ok(Attempt::Refused);
+                }
+                if write.notices.envelopes.is_empty() {
+                    return Ok(Attempt::Stored(Vec::new()));
+                }
+                match self.send_in(s, &write.notices).await? {
+                    // A notice's key names the group version, which was just taken.
+                    Attempt::Duplicate => Err(StoreError::Corrupt(
+                        "a group notice's dedupe key exists".into(),
+                    )),
+                    other => Ok(other),
+                }
+            }
+        }
+    }
+
+    /// The conditional write of a group document; whether it matched `write.base_version`.
+    async fn write_group_in(
+        &self,
+        s: &mut ClientSession,
+        write: &GroupWrite,
+    ) -> Result<bool, StoreError> {
+        let group = &write.group;
+        let Some(base) = write.base_version else {
+            return match self
+                .groups()
+                .insert_one(group_doc(group)?)
+                .session(&mut *s)
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if is_duplicate_key(&e) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        };
+        let current = doc! { "_id": &group.group_id, "version": seq_bson(base)? };
+        if group.members.is_empty() {
+            let deleted = self.groups().delete_one(current).session(&mut *s).await?;
+            return Ok(deleted.deleted_count == 1);
+        }
+        let replaced = self
+            .groups()
+            .replace_one(current, group_doc(group)?)
+            .session(&mut *s)
+            .await?;
+        Ok(replaced.matched_count == 1)
+    }
+
+    /// Runs `op` as a transaction, again after transient conflicts, holding the send locks of
+    /// its mailboxes.
+    async fn run(&self, op: Op<'_>) -> Result<SendOutcome, StoreError> {
+        let batch = op.batch();
+        // The stripes of every recipient mailbox, taken in ascending order (no deadlock).
+        let stripes: BTreeSet<usize> = batch
+            .envelopes
+            .iter()
+            .map(|e| stripe(&e.recipient_device_id))
+            .collect();
+        let mut held = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            held.push(self.send_locks[i].lock().await);
+        }
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let retry_left = started.elapsed() < SEND_RETRY_BUDGET;
+            let mut session = self.client.start_session().await?;
+            session
+                .start_transaction()
+                .write_concern(majority())
+                .await?;
+            match self.attempt(&mut session, op).await {
+                Ok(Attempt::Stored(seqs)) => match commit(&mut session).await {
+                    Ok(()) => {
+                        return Ok(SendOutcome::Stored {
+                            server_time_ms: batch.now_ms,
+                            seqs,
+                        });
+                    }
+                    Err(e) if retry_left && is_transient(&e) => {}
+                    Err(e) => return Err(e),
+                },
+                Ok(Attempt::Refused) => {
+                    let _ = session.abort_transaction().await;
+                    return Ok(SendOutcome::StaleGroup);
+                }
+                Ok(Attempt::Duplicate) => {
+                    let _ = session.abort_transaction().await;
+                    if let Some(server_time_ms) = self
+                        .sent_at(&batch.sender_user_id, &batch.client_msg_id)
+                        .await?
+                    {
+                        return Ok(SendOutcome::Duplicate { server_time_ms });
+                    }
+                    // Pruned in between: the key is free again.
+                    if !retry_left {
+                        return Err(StoreError::Corrupt("dedupe key came and went".into()));
+                    }
+                }
+                Ok(Attempt::Retry) => {
+                    let _ = session.abort_transaction().await;
+                    if !retry_left {
+                        return Err(StoreError::Corrupt(
+                            "mailbox counter creation kept conflicting".into(),
+                        ));
+                    }
+                }
+                Err(e) if retry_left && is_transient(&e) => {
+                    let _ = session.abort_transaction().await;
+                }
+                Err(e) => {
+                    let _ = session.abort_transaction().await;
+                    return Err(e);
+                }
+            }
+            backoff(attempt).await;
+        }
     }
 
     /// One attempt of [`ChatStore::send`], inside the transaction of `s`.
@@ -248,8 +433,10 @@ impl MongoChatStore {
                 "server_time_ms": batch.now_ms,
                 "ciphertext": Bson::Binary(Binary {
                     subtype: BinarySubtype::Generic,
-                    bytes: envelope.ciphertext.clone(),
+                    bytes: envelope.ciphertext.to_vec(),
                 }),
+                "kind": batch.kind.code(),
+                "group_id": &batch.group_id,
             });
         }
         if !documents.is_empty() {
@@ -265,68 +452,7 @@ impl MongoChatStore {
 #[async_trait]
 impl ChatStore for MongoChatStore {
     async fn send(&self, batch: SendBatch) -> Result<SendOutcome, StoreError> {
-        // The stripes of every recipient mailbox, taken in ascending order (no deadlock).
-        let stripes: BTreeSet<usize> = batch
-            .envelopes
-            .iter()
-            .map(|e| stripe(&e.recipient_device_id))
-            .collect();
-        let mut held = Vec::with_capacity(stripes.len());
-        for i in stripes {
-            held.push(self.send_locks[i].lock().await);
-        }
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let retry_left = started.elapsed() < SEND_RETRY_BUDGET;
-            let mut session = self.client.start_session().await?;
-            session
-                .start_transaction()
-                .write_concern(majority())
-                .await?;
-            match self.send_in(&mut session, &batch).await {
-                Ok(Attempt::Stored(seqs)) => match commit(&mut session).await {
-                    Ok(()) => {
-                        return Ok(SendOutcome::Stored {
-                            server_time_ms: batch.now_ms,
-                            seqs,
-                        });
-                    }
-                    Err(e) if retry_left && is_transient(&e) => {}
-                    Err(e) => return Err(e),
-                },
-                Ok(Attempt::Duplicate) => {
-                    let _ = session.abort_transaction().await;
-                    if let Some(server_time_ms) = self
-                        .sent_at(&batch.sender_user_id, &batch.client_msg_id)
-                        .await?
-                    {
-                        return Ok(SendOutcome::Duplicate { server_time_ms });
-                    }
-                    // Pruned in between: the key is free again.
-                    if !retry_left {
-                        return Err(StoreError::Corrupt("dedupe key came and went".into()));
-                    }
-                }
-                Ok(Attempt::Retry) => {
-                    let _ = session.abort_transaction().await;
-                    if !retry_left {
-                        return Err(StoreError::Corrupt(
-                            "mailbox counter creation kept conflicting".into(),
-                        ));
-                    }
-                }
-                Err(e) if retry_left && is_transient(&e) => {
-                    let _ = session.abort_transaction().await;
-                }
-                Err(e) => {
-                    let _ = session.abort_transaction().await;
-                    return Err(e);
-                }
-            }
-            backoff(attempt).await;
-        }
+        self.run(Op::Send(&batch)).await
     }
 
     async fn sent_at(
@@ -370,6 +496,81 @@ impl ChatStore for MongoChatStore {
             Some(d) => seq_field(&d, "last_seq"),
             None => Ok(0),
         }
+    }
+
+    async fn write_group(&self, write: GroupWrite) -> Result<bool, StoreError> {
+        match self.run(Op::Group(&write)).await? {
+            SendOutcome::Stored { .. } => Ok(true),
+            SendOutcome::StaleGroup => Ok(false),
+            SendOutcome::Duplicate { .. } => Err(StoreError::Corrupt(
+                "a group notice's dedupe key exists".into(),
+            )),
+        }
+    }
+
+    async fn group(&self, group_id: &str) -> Result<Option<Group>, StoreError> {
+        self.groups()
+            .find_one(doc! { "_id": group_id })
+            .await?
+            .map(|d| group_from_doc(&d))
+            .transpose()
+    }
+
+    async fn groups_of(
+        &self,
+        user_id: &str,
+        after_group_id: &str,
+        limit: u32,
+    ) -> Result<(Vec<GroupListing>, bool), StoreError> {
+        let mut listings: Vec<GroupListing> = self
+            .groups()
+            .find(doc! { "members.user_id": user_id, "_id": { "$gt": after_group_id } })
+            .projection(doc! { "name": 1, "version": 1, "member_count": 1, "admins": 1 })
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit) + 1)
+            .await?
+            .map_err(StoreError::from)
+            .and_then(|d| async move {
+                let admin = d
+                    .get_array("admins")
+                    .map_err(|e| corrupt("admins", e))?
+                    .iter()
+                    .any(|a| a.as_str() == Some(user_id));
+                Ok(GroupListing {
+                    group_id: str_field(&d, "_id")?,
+                    name: str_field(&d, "name")?,
+                    version: seq_field(&d, "version")?,
+                    member_count: u32::try_from(i64_field(&d, "member_count")?)
+                        .map_err(|e| corrupt("member_count", e))?,
+                    role: if admin {
+                        GroupRole::Admin
+                    } else {
+                        GroupRole::Member
+                    },
+                })
+            })
+            .try_collect()
+            .await?;
+        let more = listings.len() > limit as usize;
+        listings.truncate(limit as usize);
+        Ok((listings, more))
+    }
+
+    async fn group_counts(
+        &self,
+        user_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let mut counts = std::collections::HashMap::new();
+        for user_id in user_ids {
+            let n = self
+                .groups()
+                .count_documents(doc! { "members.user_id": user_id })
+                .await?;
+            if n > 0 {
+                counts.insert(user_id.clone(), n);
+            }
+        }
+        Ok(counts)
     }
 
     async fn prune_dedupe(&self, older_than_ms: i64) -> Result<u64, StoreError> {
@@ -467,6 +668,65 @@ fn seq_field(d: &Document, key: &str) -> Result<u64, StoreError> {
     u64::try_from(i64_field(d, key)?).map_err(|e| corrupt(key, e))
 }
 
+fn group_doc(group: &Group) -> Result<Document, StoreError> {
+    let members: Vec<Bson> = group
+        .members
+        .iter()
+        .map(|m| {
+            Bson::Document(doc! {
+                "user_id": &m.user_id,
+                "admin": m.role == GroupRole::Admin,
+                "joined_ms": m.joined_ms,
+            })
+        })
+        .collect();
+    let admins: Vec<&str> = group
+        .members
+        .iter()
+        .filter(|m| m.role == GroupRole::Admin)
+        .map(|m| m.user_id.as_str())
+        .collect();
+    Ok(doc! {
+        "_id": &group.group_id,
+        "name": &group.name,
+        "version": seq_bson(group.version)?,
+        "created_ms": group.created_ms,
+        "member_count": i64::try_from(group.members.len()).unwrap_or(i64::MAX),
+        "admins": admins,
+        "members": members,
+        "sends": 0_i64,
+    })
+}
+
+fn group_from_doc(d: &Document) -> Result<Group, StoreError> {
+    let members = d
+        .get_array("members")
+        .map_err(|e| corrupt("members", e))?
+        .iter()
+        .map(|m| {
+            let m = m
+                .as_document()
+                .ok_or_else(|| corrupt("members", "not a document"))?;
+            Ok(GroupMember {
+                user_id: str_field(m, "user_id")?,
+                role: if m.get_bool("admin").map_err(|e| corrupt("admin", e))? {
+                    GroupRole::Admin
+                } else {
+                    GroupRole::Member
+                },
+                joined_ms: i64_field(m, "joined_ms")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Group {
+        group_id: str_field(d, "_id")?,
+        name: str_field(d, "name")?,
+        version: seq_field(d, "version")?,
+        created_ms: i64_field(d, "created_ms")?,
+        members,
+    })
+}
+
 fn envelope_from_doc(d: &Document) -> Result<StoredEnvelope, StoreError> {
     Ok(StoredEnvelope {
         seq: seq_field(d, "seq")?,
@@ -478,6 +738,15 @@ fn envelope_from_doc(d: &Document) -> Result<StoredEnvelope, StoreError> {
             .get_binary_generic("ciphertext")
             .cloned()
             .map_err(|e| corrupt("ciphertext", e))?,
+        // Envelopes stored before groups existed have neither field.
+        kind: match d.get("kind") {
+            None => EnvelopeKind::Direct,
+            Some(_) => EnvelopeKind::from_code(i64_field(d, "kind")?)?,
+        },
+        group_id: match d.get("group_id") {
+            None => String::new(),
+            Some(_) => str_field(d, "group_id")?,
+        },
     })
 }
 

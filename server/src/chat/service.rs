@@ -14,6 +14,7 @@ use juntos_proto::meta::Caller;
 use super::directory::{DeviceDirectory, DeviceMap};
 use super::doorbell::Doorbell;
 use super::error::{Error, Result};
+use super::groups::NoticeSigner;
 use super::presence::Presence;
 use super::routes::RedisRoutes;
 use super::store::{ChatStore, OutgoingEnvelope, Page, SendBatch, SendOutcome};
@@ -52,6 +53,19 @@ pub struct ChatConfig {
     pub push_window: usize,
     /// How long a send's dedupe key is kept (a retry within it gets the first answer).
     pub dedupe_retention: Duration,
+    /// The seed of the key group notices are signed with (`None`: a random key, fine for one
+    /// process; several pods need the same seed).
+    pub notice_signing_seed: Option<NoticeSeed>,
+}
+
+/// A 32-byte Ed25519 seed that never shows in logs.
+#[derive(Clone)]
+pub struct NoticeSeed(pub [u8; 32]);
+
+impl std::fmt::Debug for NoticeSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoticeSeed(..)")
+    }
 }
 
 impl Default for ChatConfig {
@@ -63,6 +77,7 @@ impl Default for ChatConfig {
             idle_timeout: Duration::from_secs(90),
             push_window: 500,
             dedupe_retention: Duration::from_secs(7 * 24 * 60 * 60),
+            notice_signing_seed: None,
         }
     }
 }
@@ -90,7 +105,9 @@ impl ChatConfig {
 pub struct ChatService {
     pub(super) config: ChatConfig,
     pub(super) store: Arc<dyn ChatStore>,
-    directory: Arc<dyn DeviceDirectory>,
+    pub(super) directory: Arc<dyn DeviceDirectory>,
+    /// Signs group notices.
+    pub(super) notice_signer: NoticeSigner,
     pub(super) doorbell: Arc<Doorbell>,
     /// Routing across pods; `None` when this is the only chat pod.
     pub(super) routes: Option<Arc<RedisRoutes>>,
@@ -171,8 +188,13 @@ impl ChatService {
     ) -> Arc<Self> {
         let per_second = NonZeroU32::new(config.send_rate_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.send_burst).unwrap_or(per_second);
+        let notice_signer = match &config.notice_signing_seed {
+            Some(seed) => NoticeSigner::from_seed(&seed.0),
+            None => NoticeSigner::random(),
+        };
         Arc::new(Self {
             send_rate: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            notice_signer,
             config,
             store,
             directory,
@@ -295,25 +317,34 @@ impl ChatService {
             client_msg_id,
             envelopes,
             now_ms: self.clock.now_ms(),
+            ..SendBatch::default()
         };
         match self.store.send(batch).await? {
             SendOutcome::Stored { server_time_ms, .. } => {
-                match &self.routes {
-                    // Never waits for Redis: the send is durable already.
-                    Some(routes) => routes.ring(&recipients),
-                    None => {
-                        for device_id in &recipients {
-                            self.doorbell.ring(device_id);
-                        }
-                    }
-                }
+                self.ring(&recipients);
                 Ok(server_time_ms)
             }
             SendOutcome::Duplicate { server_time_ms } => Ok(server_time_ms),
+            SendOutcome::StaleGroup => Err(Error::Store(super::store::StoreError::Corrupt(
+                "a direct send was refused as a group send".into(),
+            ))),
         }
     }
 
-    fn check_rate(&self, user_id: &str) -> Result<()> {
+    /// Wakes the streams of `device_ids` after a store, on this pod or through Redis (never
+    /// waiting for Redis: what was stored is durable already).
+    pub(super) fn ring(&self, device_ids: &[String]) {
+        match &self.routes {
+            Some(routes) => routes.ring(device_ids),
+            None => {
+                for device_id in device_ids {
+                    self.doorbell.ring(device_id);
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_rate(&self, user_id: &str) -> Result<()> {
         self.send_rate
             .check_key(&user_id.to_owned())
             .map_err(|not_until| {
@@ -350,7 +381,7 @@ impl ChatService {
 // === Send checks ===
 
 /// 1–64 characters of `[A-Za-z0-9_-]`.
-fn check_client_msg_id(id: &str) -> Result<()> {
+pub(super) fn check_client_msg_id(id: &str) -> Result<()> {
     let valid = !id.is_empty()
         && id.len() <= MAX_CLIENT_MSG_ID_LEN
         && id
@@ -677,10 +708,10 @@ mod tests {
 
         // Exactly 64 KiB passes the size check (and is stored).
         let mut at_cap: Vec<_> = ok().collect();
-        at_cap[0].ciphertext = vec![1; MAX_ENVELOPE_BYTES];
+        at_cap[0].ciphertext = vec![1; MAX_ENVELOPE_BYTES].into();
         send("big-ok", at_cap).await.expect("64 KiB is allowed");
         let mut over: Vec<_> = ok().collect();
-        over[1].ciphertext = vec![1; MAX_ENVELOPE_BYTES + 1];
+        over[1].ciphertext = vec![1; MAX_ENVELOPE_BYTES + 1].into();
         assert_refused(
             send("big", over).await,
             Code::InvalidArgument,
@@ -779,6 +810,7 @@ mod tests {
                         client_msg_id: format!("m{i}"),
                         envelopes: vec![envelope("bob", "b1", b"x")],
                         now_ms: T0,
+                        ..SendBatch::default()
                     })
                     .await
                     .expect("send")

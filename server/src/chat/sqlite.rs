@@ -25,10 +25,16 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::store::{ChatStore, Page, SendBatch, SendOutcome, StoreError, StoredEnvelope};
+use super::store::{
+    ChatStore, EnvelopeKind, Group, GroupListing, GroupMember, GroupRole, GroupWrite, Page,
+    SendBatch, SendOutcome, StoreError, StoredEnvelope,
+};
 
 /// The schema migrations, in order; migration `i` (0-based) brings `user_version` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_chat.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_chat.sql"),
+    include_str!("../../migrations/0002_groups.sql"),
+];
 
 /// Most write requests committed in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -46,6 +52,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// One request to the writer thread.
 enum Write {
     Send(SendBatch, Reply<SendOutcome>),
+    Group(GroupWrite, Reply<bool>),
     Ack {
         device_id: String,
         up_to_seq: u64,
@@ -207,7 +214,19 @@ fn writer_loop(mut conn: Connection, mut requests: mpsc::Receiver<Write>) {
 /// The result of one write request, sent to its caller only after the commit.
 enum Done {
     Send(Result<SendOutcome, StoreError>),
+    Group(Result<bool, StoreError>),
     Count(Result<u64, StoreError>),
+}
+
+impl Done {
+    /// The failure of `write`, in the shape its caller waits for.
+    fn failed(write: &Write, e: StoreError) -> Self {
+        match write {
+            Write::Send(..) => Done::Send(Err(e)),
+            Write::Group(..) => Done::Group(Err(e)),
+            Write::Ack { .. } | Write::PruneChunk { .. } => Done::Count(Err(e)),
+        }
+    }
 }
 
 /// Runs `batch` in one transaction, then answers every request.
@@ -230,11 +249,10 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>) {
         Err(e) => {
             tracing::error!(error = %e, "chat store transaction failed");
             for write in batch.drain(..) {
-                let error = || StoreError::Corrupt(format!("transaction failed: {e}"));
-                let done = match write {
-                    Write::Send(..) => Done::Send(Err(error())),
-                    Write::Ack { .. } | Write::PruneChunk { .. } => Done::Count(Err(error())),
-                };
+                let done = Done::failed(
+                    &write,
+                    StoreError::Corrupt(format!("transaction failed: {e}")),
+                );
                 answer(write, done);
             }
         }
@@ -243,16 +261,17 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>) {
 
 /// Sends `done` to the caller of `write` (a caller that stopped waiting is no error).
 fn answer(write: Write, done: Done) {
+    let mismatched = || StoreError::Corrupt("mismatched write result".into());
     match (write, done) {
         (Write::Send(_, reply), Done::Send(result)) => drop(reply.send(result)),
+        (Write::Group(_, reply), Done::Group(result)) => drop(reply.send(result)),
         (Write::Ack { reply, .. } | Write::PruneChunk { reply, .. }, Done::Count(result)) => {
             drop(reply.send(result));
         }
-        (Write::Send(_, reply), Done::Count(_)) => {
-            drop(reply.send(Err(StoreError::Corrupt("mismatched write result".into()))))
-        }
-        (Write::Ack { reply, .. } | Write::PruneChunk { reply, .. }, Done::Send(_)) => {
-            drop(reply.send(Err(StoreError::Corrupt("mismatched write result".into()))))
+        (Write::Send(_, reply), _) => drop(reply.send(Err(mismatched()))),
+        (Write::Group(_, reply), _) => drop(reply.send(Err(mismatched()))),
+        (Write::Ack { reply, .. } | Write::PruneChunk { reply, .. }, _) => {
+            drop(reply.send(Err(mismatched())));
         }
     }
 }
@@ -282,10 +301,7 @@ fn run_batch(conn: &mut Connection, batch: &[Write], isolate: bool) -> rusqlite:
             // Fail the transaction; the caller runs the batch again isolated.
             Err(e) if !isolate => return Err(e),
             // The savepoint rolled back when dropped.
-            Err(e) => results.push(match write {
-                Write::Send(..) => Done::Send(Err(e.into())),
-                Write::Ack { .. } | Write::PruneChunk { .. } => Done::Count(Err(e.into())),
-            }),
+            Err(e) => results.push(Done::failed(write, e.into())),
         }
     }
     {
@@ -311,6 +327,9 @@ fn apply(
     match write {
         Write::Send(send, _) => {
             apply_send(conn, send, counters, touched).map(|o| Done::Send(Ok(o)))
+        }
+        Write::Group(write, _) => {
+            apply_group(conn, write, counters, touched).map(|w| Done::Group(Ok(w)))
         }
         Write::Ack {
             device_id,
@@ -339,6 +358,11 @@ fn apply_send(
     counters: &HashMap<String, u64>,
     touched: &mut HashMap<String, u64>,
 ) -> rusqlite::Result<SendOutcome> {
+    if let Some(version) = send.group_version
+        && group_version(conn, &send.group_id)? != Some(version)
+    {
+        return Ok(SendOutcome::StaleGroup);
+    }
     let fresh =
         conn.prepare_cached(
             "INSERT INTO send_dedupe (sender_user_id, client_msg_id, server_time_ms)
@@ -364,8 +388,8 @@ fn apply_send(
         conn.prepare_cached("SELECT last_seq FROM mailbox_counters WHERE device_id = ?1")?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO envelopes (device_id, seq, sender_user_id, sender_device_id, client_msg_id,
-                                server_time_ms, ciphertext)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                server_time_ms, ciphertext, kind, group_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut seqs = Vec::with_capacity(send.envelopes.len());
     for envelope in &send.envelopes {
@@ -397,7 +421,9 @@ fn apply_send(
             send.sender_device_id,
             send.client_msg_id,
             send.now_ms,
-            envelope.ciphertext,
+            &envelope.ciphertext[..],
+            send.kind.code(),
+            send.group_id,
         ])?;
         seqs.push(seq);
     }
@@ -405,6 +431,69 @@ fn apply_send(
         server_time_ms: send.now_ms,
         seqs,
     })
+}
+
+/// The current version of `group_id`, if it exists.
+fn group_version(conn: &Connection, group_id: &str) -> rusqlite::Result<Option<u64>> {
+    let version: Option<i64> = conn
+        .prepare_cached("SELECT version FROM groups WHERE group_id = ?1")?
+        .query_row(params![group_id], |r| r.get(0))
+        .optional()?;
+    version.map(seq_from_sql).transpose()
+}
+
+/// Writes one group change and its notices inside the current transaction, if the group is
+/// still at the version the change was made from.
+fn apply_group(
+    conn: &Connection,
+    write: &GroupWrite,
+    counters: &HashMap<String, u64>,
+    touched: &mut HashMap<String, u64>,
+) -> rusqlite::Result<bool> {
+    let group = &write.group;
+    if group_version(conn, &group.group_id)? != write.base_version {
+        return Ok(false);
+    }
+    conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1")?
+        .execute(params![group.group_id])?;
+    if group.members.is_empty() {
+        conn.prepare_cached("DELETE FROM groups WHERE group_id = ?1")?
+            .execute(params![group.group_id])?;
+    } else {
+        conn.prepare_cached(
+            "INSERT INTO groups (group_id, name, version, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (group_id) DO UPDATE SET name = excluded.name, version = excluded.version",
+        )?
+        .execute(params![
+            group.group_id,
+            group.name,
+            seq_sql(group.version),
+            group.created_ms
+        ])?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO group_members (group_id, user_id, admin, joined_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for member in &group.members {
+            insert.execute(params![
+                group.group_id,
+                member.user_id,
+                i64::from(member.role == GroupRole::Admin),
+                member.joined_ms
+            ])?;
+        }
+    }
+    if !write.notices.envelopes.is_empty() {
+        apply_send(conn, &write.notices, counters, touched)?;
+    }
+    Ok(true)
+}
+
+fn role_from_sql(admin: i64) -> GroupRole {
+    if admin == 0 {
+        GroupRole::Member
+    } else {
+        GroupRole::Admin
+    }
 }
 
 /// A sequence number as SQLite stores it (sequence numbers stay far below `i64::MAX`).
@@ -447,23 +536,31 @@ impl ChatStore for SqliteChatStore {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, sender_user_id, sender_device_id, client_msg_id, server_time_ms,
-                        ciphertext
+                        ciphertext, kind, group_id
                  FROM envelopes WHERE device_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
             let rows = stmt.query_map(
                 params![device_id, seq_sql(after_seq), i64::from(limit) + 1],
                 |r| {
-                    Ok(StoredEnvelope {
+                    let envelope = StoredEnvelope {
                         seq: seq_from_sql(r.get(0)?)?,
                         sender_user_id: r.get(1)?,
                         sender_device_id: r.get(2)?,
                         client_msg_id: r.get(3)?,
                         server_time_ms: r.get(4)?,
                         ciphertext: r.get(5)?,
-                    })
+                        kind: EnvelopeKind::Direct,
+                        group_id: r.get(7)?,
+                    };
+                    Ok((envelope, r.get::<_, i64>(6)?))
                 },
             )?;
-            let mut envelopes = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut envelopes = Vec::new();
+            for row in rows {
+                let (mut envelope, kind) = row?;
+                envelope.kind = EnvelopeKind::from_code(kind)?;
+                envelopes.push(envelope);
+            }
             let more = envelopes.len() > limit as usize;
             envelopes.truncate(limit as usize);
             Ok(Page { envelopes, more })
@@ -489,6 +586,94 @@ impl ChatStore for SqliteChatStore {
                 .query_row(params![device_id], |r| r.get(0))
                 .optional()?;
             Ok(seq_from_sql(last.unwrap_or(0))?)
+        })
+        .await
+    }
+
+    async fn write_group(&self, write: GroupWrite) -> Result<bool, StoreError> {
+        self.write(|reply| Write::Group(write, reply)).await
+    }
+
+    async fn group(&self, group_id: &str) -> Result<Option<Group>, StoreError> {
+        let group_id = group_id.to_owned();
+        self.read(move |conn| {
+            let row: Option<(String, i64, i64)> = conn
+                .prepare_cached("SELECT name, version, created_ms FROM groups WHERE group_id = ?1")?
+                .query_row(params![group_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            let Some((name, version, created_ms)) = row else {
+                return Ok(None);
+            };
+            let members = conn
+                .prepare_cached(
+                    "SELECT user_id, admin, joined_ms FROM group_members
+                     WHERE group_id = ?1 ORDER BY user_id",
+                )?
+                .query_map(params![group_id], |r| {
+                    Ok(GroupMember {
+                        user_id: r.get(0)?,
+                        role: role_from_sql(r.get(1)?),
+                        joined_ms: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(Group {
+                group_id,
+                name,
+                version: seq_from_sql(version)?,
+                created_ms,
+                members,
+            }))
+        })
+        .await
+    }
+
+    async fn groups_of(
+        &self,
+        user_id: &str,
+        after_group_id: &str,
+        limit: u32,
+    ) -> Result<(Vec<GroupListing>, bool), StoreError> {
+        let (user_id, after) = (user_id.to_owned(), after_group_id.to_owned());
+        self.read(move |conn| {
+            let mut listings = conn
+                .prepare_cached(
+                    "SELECT m.group_id, g.name, g.version, m.admin,
+                            (SELECT count(*) FROM group_members c WHERE c.group_id = m.group_id)
+                     FROM group_members m JOIN groups g ON g.group_id = m.group_id
+                     WHERE m.user_id = ?1 AND m.group_id > ?2
+                     ORDER BY m.group_id LIMIT ?3",
+                )?
+                .query_map(params![user_id, after, i64::from(limit) + 1], |r| {
+                    Ok(GroupListing {
+                        group_id: r.get(0)?,
+                        name: r.get(1)?,
+                        version: seq_from_sql(r.get(2)?)?,
+                        role: role_from_sql(r.get(3)?),
+                        member_count: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = listings.len() > limit as usize;
+            listings.truncate(limit as usize);
+            Ok((listings, more))
+        })
+        .await
+    }
+
+    async fn group_counts(&self, user_ids: &[String]) -> Result<HashMap<String, u64>, StoreError> {
+        let user_ids = user_ids.to_vec();
+        self.read(move |conn| {
+            let mut count =
+                conn.prepare_cached("SELECT count(*) FROM group_members WHERE user_id = ?1")?;
+            let mut counts = HashMap::new();
+            for user_id in user_ids {
+                let n: i64 = count.query_row(params![user_id], |r| r.get(0))?;
+                if n > 0 {
+                    counts.insert(user_id, u64::try_from(n).unwrap_or(0));
+                }
+            }
+            Ok(counts)
         })
         .await
     }
@@ -542,6 +727,9 @@ mod tests {
         concurrent_senders_get_distinct_seqs,
         mailboxes_are_separate,
         prune_forgets_old_dedupe_keys,
+        groups_are_written_only_from_their_current_version,
+        a_users_groups_are_listed_in_pages_with_roles_and_counts,
+        a_group_send_needs_the_version_it_was_fanned_out_for,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,10 +765,11 @@ mod tests {
                 .map(|d| OutgoingEnvelope {
                     recipient_user_id: "b".into(),
                     recipient_device_id: (*d).into(),
-                    ciphertext: b"x".to_vec(),
+                    ciphertext: bytes::Bytes::from_static(b"x"),
                 })
                 .collect(),
             now_ms: 1,
+            ..SendBatch::default()
         };
         let (good1, bad, good2) = tokio::join!(
             store.send(send("g1", &["bd1"])),
@@ -619,7 +808,13 @@ mod tests {
                 .expect("version");
             assert_eq!(v, latest);
             // Every table of every migration exists.
-            for table in ["mailbox_counters", "envelopes", "send_dedupe"] {
+            for table in [
+                "mailbox_counters",
+                "envelopes",
+                "send_dedupe",
+                "groups",
+                "group_members",
+            ] {
                 let n: i64 = conn
                     .query_row(
                         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",

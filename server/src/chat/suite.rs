@@ -4,7 +4,10 @@
 
 use std::collections::HashSet;
 
-use super::store::{ChatStore, OutgoingEnvelope, SendBatch, SendOutcome};
+use super::store::{
+    ChatStore, EnvelopeKind, Group, GroupListing, GroupMember, GroupRole, GroupWrite,
+    OutgoingEnvelope, SendBatch, SendOutcome,
+};
 
 const T0: i64 = 1_750_000_000_000;
 
@@ -12,7 +15,7 @@ fn envelope(user: &str, device: &str, body: &[u8]) -> OutgoingEnvelope {
     OutgoingEnvelope {
         recipient_user_id: user.into(),
         recipient_device_id: device.into(),
-        ciphertext: body.to_vec(),
+        ciphertext: bytes::Bytes::copy_from_slice(body),
     }
 }
 
@@ -23,6 +26,7 @@ fn batch(sender: &str, id: &str, envelopes: Vec<OutgoingEnvelope>, now_ms: i64) 
         client_msg_id: id.into(),
         envelopes,
         now_ms,
+        ..SendBatch::default()
     }
 }
 
@@ -34,7 +38,7 @@ async fn send_one(store: &dyn ChatStore, sender: &str, id: &str, body: &[u8]) ->
         .expect("send")
     {
         SendOutcome::Stored { seqs, .. } => seqs[0],
-        SendOutcome::Duplicate { .. } => panic!("unexpected duplicate {id}"),
+        other => panic!("unexpected {other:?} for {id}"),
     }
 }
 
@@ -339,4 +343,237 @@ pub(crate) async fn after_reopen(store: &dyn ChatStore) {
         .await
         .expect("send");
     assert!(matches!(dup, SendOutcome::Duplicate { .. }));
+}
+
+// === groups ===
+
+fn member(user: &str, role: GroupRole, joined_ms: i64) -> GroupMember {
+    GroupMember {
+        user_id: user.into(),
+        role,
+        joined_ms,
+    }
+}
+
+/// Group `g` at `version` with `a` as admin and the other users as members.
+fn group(id: &str, version: u64, users: &[&str]) -> Group {
+    let mut members: Vec<GroupMember> = users
+        .iter()
+        .map(|u| {
+            let role = if *u == "a" {
+                GroupRole::Admin
+            } else {
+                GroupRole::Member
+            };
+            member(u, role, T0)
+        })
+        .collect();
+    members.sort_by(|x, y| x.user_id.cmp(&y.user_id));
+    Group {
+        group_id: id.into(),
+        name: format!("group {id}"),
+        version,
+        created_ms: T0,
+        members,
+    }
+}
+
+/// The notices of version `version` of group `id` to the listed devices of user `b`.
+fn notices(id: &str, version: u64, devices: &[&str]) -> SendBatch {
+    SendBatch {
+        sender_user_id: "a".into(),
+        sender_device_id: "a-d1".into(),
+        client_msg_id: format!("notice-{id}-{version}"),
+        envelopes: devices
+            .iter()
+            .map(|d| envelope("b", d, format!("notice {version}").as_bytes()))
+            .collect(),
+        now_ms: T0,
+        kind: EnvelopeKind::Notice,
+        group_id: id.into(),
+        group_version: None,
+    }
+}
+
+fn write(group: Group, base_version: Option<u64>, notices: SendBatch) -> GroupWrite {
+    GroupWrite {
+        group,
+        base_version,
+        notices,
+    }
+}
+
+pub(crate) async fn groups_are_written_only_from_their_current_version(store: &dyn ChatStore) {
+    assert_eq!(store.group("g1").await.expect("read"), None);
+    let created = group("g1", 1, &["a", "b", "c"]);
+    assert!(
+        store
+            .write_group(write(created.clone(), None, notices("g1", 1, &["bd1"])))
+            .await
+            .expect("create")
+    );
+    assert_eq!(
+        store.group("g1").await.expect("read"),
+        Some(created.clone())
+    );
+    // Creating it again, or changing it from a version it no longer has, writes nothing.
+    assert!(
+        !store
+            .write_group(write(created.clone(), None, notices("g1", 9, &["bd1"])))
+            .await
+            .expect("again")
+    );
+    let mut renamed = created.clone();
+    renamed.version = 2;
+    renamed.name = "renamed".into();
+    renamed.members.retain(|m| m.user_id != "c");
+    renamed.members[1].role = GroupRole::Admin;
+    assert!(
+        !store
+            .write_group(write(renamed.clone(), Some(5), notices("g1", 8, &["bd1"])))
+            .await
+            .expect("stale")
+    );
+    assert!(
+        store
+            .write_group(write(
+                renamed.clone(),
+                Some(1),
+                notices("g1", 2, &["bd1", "bd2"])
+            ))
+            .await
+            .expect("change")
+    );
+    assert_eq!(store.group("g1").await.expect("read"), Some(renamed));
+    // Only the written changes' notices are in the mailboxes, in order, as notices of g1.
+    let page = store.fetch("bd1", 0, 10).await.expect("fetch");
+    let got: Vec<(Vec<u8>, EnvelopeKind, &str)> = page
+        .envelopes
+        .iter()
+        .map(|e| (e.ciphertext.clone(), e.kind, e.group_id.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (b"notice 1".to_vec(), EnvelopeKind::Notice, "g1"),
+            (b"notice 2".to_vec(), EnvelopeKind::Notice, "g1"),
+        ]
+    );
+    assert_eq!(
+        store
+            .fetch("bd2", 0, 10)
+            .await
+            .expect("fetch")
+            .envelopes
+            .len(),
+        1
+    );
+    // No members: the group is deleted (its notices still delivered).
+    let mut gone = group("g1", 3, &[]);
+    gone.name = "renamed".into();
+    assert!(
+        store
+            .write_group(write(gone, Some(2), notices("g1", 3, &["bd1"])))
+            .await
+            .expect("delete")
+    );
+    assert_eq!(store.group("g1").await.expect("read"), None);
+    assert_eq!(store.groups_of("a", "", 10).await.expect("list").0, []);
+    assert_eq!(
+        store
+            .fetch("bd1", 0, 10)
+            .await
+            .expect("fetch")
+            .envelopes
+            .len(),
+        3
+    );
+}
+
+pub(crate) async fn a_users_groups_are_listed_in_pages_with_roles_and_counts(
+    store: &dyn ChatStore,
+) {
+    for (id, users) in [
+        ("g3", &["a", "b"][..]),
+        ("g1", &["a", "b", "c"][..]),
+        ("g2", &["a", "c"][..]),
+    ] {
+        let written = store
+            .write_group(write(group(id, 1, users), None, notices(id, 1, &[])))
+            .await
+            .expect("create");
+        assert!(written);
+    }
+    let (first, more) = store.groups_of("b", "", 1).await.expect("list");
+    assert!(more);
+    assert_eq!(
+        first,
+        [GroupListing {
+            group_id: "g1".into(),
+            name: "group g1".into(),
+            version: 1,
+            member_count: 3,
+            role: GroupRole::Member,
+        }]
+    );
+    let (rest, more) = store.groups_of("b", "g1", 10).await.expect("list");
+    assert!(!more);
+    assert_eq!(
+        rest.iter().map(|g| g.group_id.as_str()).collect::<Vec<_>>(),
+        ["g3"]
+    );
+    let (of_a, _) = store.groups_of("a", "", 10).await.expect("list");
+    assert!(of_a.iter().all(|g| g.role == GroupRole::Admin));
+    assert_eq!(of_a.len(), 3);
+    let counts = store
+        .group_counts(&["a".into(), "b".into(), "c".into(), "z".into()])
+        .await
+        .expect("counts");
+    assert_eq!(
+        counts,
+        std::collections::HashMap::from([("a".into(), 3), ("b".into(), 2), ("c".into(), 2)])
+    );
+}
+
+pub(crate) async fn a_group_send_needs_the_version_it_was_fanned_out_for(store: &dyn ChatStore) {
+    let g = group("g1", 1, &["a", "b"]);
+    assert!(
+        store
+            .write_group(write(g, None, notices("g1", 1, &[])))
+            .await
+            .expect("create")
+    );
+    let send = |id: &str, version: u64| SendBatch {
+        kind: EnvelopeKind::Group,
+        group_id: "g1".into(),
+        group_version: Some(version),
+        ..batch("a", id, vec![envelope("b", "bd1", id.as_bytes())], T0)
+    };
+    let stored = store.send(send("m1", 1)).await.expect("send");
+    assert!(matches!(stored, SendOutcome::Stored { .. }), "{stored:?}");
+    let stale = store.send(send("m2", 2)).await.expect("send");
+    assert_eq!(stale, SendOutcome::StaleGroup);
+    // Nothing of the refused send was kept: not even its dedupe key.
+    assert_eq!(store.sent_at("a", "m2").await.expect("lookup"), None);
+    let other = SendBatch {
+        group_id: "nope".into(),
+        ..send("m3", 1)
+    };
+    assert_eq!(
+        store.send(other).await.expect("send"),
+        SendOutcome::StaleGroup
+    );
+    let page = store.fetch("bd1", 0, 10).await.expect("fetch");
+    assert_eq!(page.envelopes.len(), 1);
+    assert_eq!(
+        (page.envelopes[0].kind, page.envelopes[0].group_id.as_str()),
+        (EnvelopeKind::Group, "g1")
+    );
+    // Direct messages keep their kind too.
+    send_one(store, "a", "d1", b"direct").await;
+    let page = store.fetch("bd1", 1, 10).await.expect("fetch");
+    assert_eq!(
+        (page.envelopes[0].kind, page.envelopes[0].group_id.as_str()),
+        (EnvelopeKind::Direct, "")
+    );
 }

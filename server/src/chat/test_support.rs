@@ -99,7 +99,7 @@ pub(crate) fn envelope(user: &str, device: &str, body: &[u8]) -> OutgoingEnvelop
     OutgoingEnvelope {
         recipient_user_id: user.into(),
         recipient_device_id: device.into(),
-        ciphertext: body.to_vec(),
+        ciphertext: bytes::Bytes::copy_from_slice(body),
     }
 }
 

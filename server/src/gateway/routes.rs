@@ -92,6 +92,11 @@ const PUBLIC_SERVICES: &[(&str, Upstream, Access)] = &[
         Upstream::Chat,
         Access::Authenticated,
     ),
+    (
+        "/juntos.chat.v1.Groups/",
+        Upstream::Chat,
+        Access::Authenticated,
+    ),
 ];
 
 /// Services the gateway answers itself.
@@ -104,7 +109,9 @@ const LOCAL_PREFIXES: &[&str] = &[
 /// Methods that may be retried on another endpoint, by exact gRPC path. Not here, on purpose:
 /// `Otp.RequestCode` (sends an SMS), `Login.SignIn` (consumes the code), `Login.Refresh`
 /// (rotates the refresh token), `Login.SignOut`, `Directory.UploadPrekeys`,
-/// `Directory.FetchBundles` (hands out one-time prekeys) and `Chat.Connect` (a stream).
+/// `Directory.FetchBundles` (hands out one-time prekeys), `Chat.Connect` (a stream),
+/// `Groups.CreateGroup` (would make a second group) and `Groups.LeaveGroup` (a second try of
+/// a leave that went through answers NOT_A_MEMBER).
 const IDEMPOTENT: &[&str] = &[
     "/juntos.login.v1.Login/Me",
     "/juntos.login.v1.Login/GetSettings",
@@ -120,6 +127,15 @@ const IDEMPOTENT: &[&str] = &[
     "/juntos.chat.v1.Chat/GetPresence",
     // A retried client_msg_id gets the first answer and stores nothing twice.
     "/juntos.chat.v1.Chat/Send",
+    "/juntos.chat.v1.Groups/SendGroup",
+    "/juntos.chat.v1.Groups/GetGroup",
+    "/juntos.chat.v1.Groups/ListGroups",
+    "/juntos.chat.v1.Groups/GetNoticeKeys",
+    // Set the group to a state: a second time changes nothing (and sends no second notice).
+    "/juntos.chat.v1.Groups/AddMembers",
+    "/juntos.chat.v1.Groups/RemoveMembers",
+    "/juntos.chat.v1.Groups/SetAdmins",
+    "/juntos.chat.v1.Groups/RenameGroup",
 ];
 
 fn retry(path: &str) -> Retry {
@@ -213,6 +229,9 @@ mod tests {
             ("/juntos.chat.v1.Chat/Connect", Retry::Never),
             ("/juntos.chat.v1.Chat/Sync", Retry::Idempotent),
             ("/juntos.chat.v1.Chat/Ack", Retry::Idempotent),
+            ("/juntos.chat.v1.Groups/CreateGroup", Retry::Never),
+            ("/juntos.chat.v1.Groups/LeaveGroup", Retry::Never),
+            ("/juntos.chat.v1.Groups/SendGroup", Retry::Idempotent),
         ] {
             assert_eq!(
                 route(path),

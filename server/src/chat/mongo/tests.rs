@@ -51,6 +51,9 @@ mongo_suite!(
     concurrent_senders_get_distinct_seqs,
     mailboxes_are_separate,
     prune_forgets_old_dedupe_keys,
+    groups_are_written_only_from_their_current_version,
+    a_users_groups_are_listed_in_pages_with_roles_and_counts,
+    a_group_send_needs_the_version_it_was_fanned_out_for,
 );
 
 /// A restart (or another pod) on the same database sees the same mailboxes, counters and keys.
@@ -75,10 +78,11 @@ fn send(id: &str, devices: &[&str]) -> SendBatch {
             .map(|d| OutgoingEnvelope {
                 recipient_user_id: "b".into(),
                 recipient_device_id: (*d).into(),
-                ciphertext: b"x".to_vec(),
+                ciphertext: bytes::Bytes::from_static(b"x"),
             })
             .collect(),
         now_ms: 1,
+        ..SendBatch::default()
     }
 }
 
