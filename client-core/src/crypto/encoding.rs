@@ -1,8 +1,9 @@
 //! Versioned, stable byte layouts: one version byte, then a protobuf message.
 //!
-//! Wire messages and every persisted record (identity, prekeys, sessions) use these. Field
-//! numbers are never reused; a new layout gets a new version byte. Records holding secrets wipe
-//! them when dropped.
+//! Wire messages and every persisted record (identity, prekeys, sessions, sender keys) use
+//! these. Field numbers are never reused; a new layout gets a new version byte. Records holding
+//! secrets wipe them when dropped. The one exception to "version, then protobuf" is the
+//! sender-key message, which appends its Ed25519 signature (see [`WireSenderKeyMessage`]).
 
 use prost::Message;
 use zeroize::{Zeroize, Zeroizing};
@@ -14,6 +15,10 @@ pub(crate) const WIRE_VERSION: u8 = 1;
 
 /// Version byte of persisted records.
 pub(crate) const RECORD_VERSION: u8 = 1;
+
+/// Version byte of sender-key messages and sender-key distributions (their own formats, so they
+/// can change apart from pairwise messages).
+pub(crate) const SENDER_KEY_WIRE_VERSION: u8 = 1;
 
 /// `version || protobuf`, allocated once at its final size (so wrapping the result in
 /// `Zeroizing` leaves no stray copy of a secret behind).
@@ -80,6 +85,43 @@ pub(crate) struct WirePrekey {
     pub signed_prekey_id: u32,
     #[prost(uint32, optional, tag = "5")]
     pub one_time_prekey_id: Option<u32>,
+}
+
+/// A sender-key message, as `version || protobuf || Ed25519 signature (64 bytes)`; the
+/// signature covers `"juntos-sender-key-message-v1" || version || protobuf`, the bytes exactly
+/// as sent (protobuf encodings are not canonical, so nothing is re-encoded before verifying).
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct WireSenderKeyMessage {
+    #[prost(uint32, tag = "1")]
+    pub chain_id: u32,
+    /// Number of this message in the sender's chain.
+    #[prost(uint32, tag = "2")]
+    pub iteration: u32,
+    /// ChaCha20-Poly1305 ciphertext and tag.
+    #[prost(bytes = "vec", tag = "3")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// A sender-key distribution: what a group member needs to read one sender's chain from
+/// `iteration` on. Travels inside pairwise (Double Ratchet) messages only.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct WireSenderKeyDistribution {
+    #[prost(uint32, tag = "1")]
+    pub chain_id: u32,
+    /// The iteration `chain_key` belongs to.
+    #[prost(uint32, tag = "2")]
+    pub iteration: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub chain_key: Vec<u8>,
+    /// Ed25519 public key that verifies the chain's messages.
+    #[prost(bytes = "vec", tag = "4")]
+    pub signing_public: Vec<u8>,
+}
+
+impl Drop for WireSenderKeyDistribution {
+    fn drop(&mut self) {
+        self.chain_key.zeroize();
+    }
 }
 
 // === persisted records ===
@@ -199,6 +241,71 @@ pub(crate) struct SkippedKeyRecord {
 }
 
 impl Drop for SkippedKeyRecord {
+    fn drop(&mut self) {
+        self.message_key.zeroize();
+    }
+}
+
+/// My sending chain of sender keys for one audience.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct SenderKeyOwnRecord {
+    #[prost(uint32, tag = "1")]
+    pub chain_id: u32,
+    /// The iteration of the next message, which `chain_key` belongs to.
+    #[prost(uint32, tag = "2")]
+    pub iteration: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub chain_key: Vec<u8>,
+    /// Ed25519 secret key (seed).
+    #[prost(bytes = "vec", tag = "4")]
+    pub signing_secret: Vec<u8>,
+}
+
+impl Drop for SenderKeyOwnRecord {
+    fn drop(&mut self) {
+        self.chain_key.zeroize();
+        self.signing_secret.zeroize();
+    }
+}
+
+/// Another member's sender-key chain as this device holds it.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct SenderKeyReceivedRecord {
+    #[prost(uint32, tag = "1")]
+    pub chain_id: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub signing_public: Vec<u8>,
+    /// The iteration of the next message not yet derived, which `chain_key` belongs to.
+    #[prost(uint32, tag = "3")]
+    pub iteration: u32,
+    #[prost(bytes = "vec", tag = "4")]
+    pub chain_key: Vec<u8>,
+    /// The iteration of the distribution this state was built from: nothing older decrypts.
+    #[prost(uint32, tag = "5")]
+    pub first_iteration: u32,
+    /// Oldest first.
+    #[prost(message, repeated, tag = "6")]
+    pub skipped: Vec<SenderKeySkippedRecord>,
+}
+
+impl Drop for SenderKeyReceivedRecord {
+    fn drop(&mut self) {
+        self.chain_key.zeroize();
+    }
+}
+
+/// A stored sender-key message key of a message not yet received.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct SenderKeySkippedRecord {
+    #[prost(uint32, tag = "1")]
+    pub iteration: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub message_key: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub stored_at_ms: i64,
+}
+
+impl Drop for SenderKeySkippedRecord {
     fn drop(&mut self) {
         self.message_key.zeroize();
     }
