@@ -291,6 +291,51 @@ impl Api {
     }
 }
 
+/// `juntos.chat.v1.Groups` calls: each takes the access token and its request.
+macro_rules! groups_calls {
+    ($($(#[$doc:meta])* $name:ident($request:ty) -> $response:ty;)*) => {
+        impl Api {
+            $(
+                $(#[$doc])*
+                pub(crate) async fn $name(
+                    &self,
+                    access_token: &str,
+                    request: $request,
+                ) -> Result<$response, Status> {
+                    let request = authorized(request, access_token)?;
+                    Ok(chat::groups_client::GroupsClient::new(self.channel())
+                        .$name(request)
+                        .await?
+                        .into_inner())
+                }
+            )*
+        }
+    };
+}
+
+groups_calls! {
+    /// `Groups.CreateGroup`.
+    create_group(chat::CreateGroupRequest) -> chat::GroupResponse;
+    /// `Groups.AddMembers`.
+    add_members(chat::MembersRequest) -> chat::GroupResponse;
+    /// `Groups.RemoveMembers`.
+    remove_members(chat::MembersRequest) -> chat::GroupResponse;
+    /// `Groups.LeaveGroup`.
+    leave_group(chat::LeaveGroupRequest) -> chat::LeaveGroupResponse;
+    /// `Groups.SetAdmins`.
+    set_admins(chat::SetAdminsRequest) -> chat::GroupResponse;
+    /// `Groups.RenameGroup`.
+    rename_group(chat::RenameGroupRequest) -> chat::GroupResponse;
+    /// `Groups.ListGroups`.
+    list_groups(chat::ListGroupsRequest) -> chat::ListGroupsResponse;
+    /// `Groups.GetGroup`.
+    get_group(chat::GetGroupRequest) -> chat::GroupResponse;
+    /// `Groups.SendGroup`.
+    send_group(chat::SendGroupRequest) -> chat::SendResponse;
+    /// `Groups.GetNoticeKeys`.
+    get_notice_keys(chat::GetNoticeKeysRequest) -> chat::GetNoticeKeysResponse;
+}
+
 /// `message` with `authorization: Bearer <access_token>`.
 fn authorized<T>(message: T, access_token: &str) -> Result<tonic::Request<T>, Status> {
     let value = MetadataValue::try_from(format!("Bearer {access_token}"))

@@ -19,8 +19,9 @@ mod store;
 pub use client::Client;
 pub use error::ClientError;
 pub use records::{
-    Account, CodeRequest, Conversation, DeviceSummary, Event, EventListener, Me, Message,
-    MessageReaction, MessageStatus, PresenceInfo, ProfileInfo, SessionInfo, Settings, Visibility,
+    Account, CodeRequest, Conversation, DeviceSummary, Event, EventListener, GroupAction,
+    GroupInfo, GroupMemberInfo, GroupNoticeInfo, Me, Message, MessageReaction, MessageStatus,
+    PresenceInfo, ProfileInfo, SessionInfo, Settings, Visibility,
 };
 
 uniffi::setup_scaffolding!();

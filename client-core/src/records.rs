@@ -155,8 +155,10 @@ pub struct MessageReaction {
 pub struct Message {
     /// Chosen by the sending device; the id replies, edits, deletes and reactions refer to.
     pub message_id: String,
-    /// The other user of the conversation.
+    /// The other user of the conversation (for a group message, the group id).
     pub conversation_user_id: String,
+    /// The group, for a group message.
+    pub group_id: Option<String>,
     pub sender_user_id: String,
     pub sender_device_id: String,
     /// Sent by this account (from this or another of its devices).
@@ -217,6 +219,63 @@ pub enum Event {
     Disconnected { reason: String },
     /// A followed user's presence changed (see `Client::follow_presence`).
     PresenceChanged { presence: PresenceInfo },
+    /// A group this account is in changed (a notice signed by the chat service).
+    GroupChanged { notice: GroupNoticeInfo },
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct GroupMemberInfo {
+    pub user_id: String,
+    pub admin: bool,
+}
+
+/// A group as this device last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct GroupInfo {
+    pub group_id: String,
+    pub name: String,
+    /// Raised by every change.
+    pub version: u64,
+    /// Whether this account is an admin.
+    pub admin: bool,
+    /// False once this account left or was removed.
+    pub active: bool,
+    /// Sorted by user id (empty when only a notice told this device of the group).
+    pub members: Vec<GroupMemberInfo>,
+}
+
+/// What a group notice says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum GroupAction {
+    Created,
+    Added,
+    Removed,
+    Left,
+    Promoted,
+    Demoted,
+    Renamed,
+}
+
+/// One change of a group, as the chat service announced it to every member.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct GroupNoticeInfo {
+    pub group_id: String,
+    /// The group's version after the change.
+    pub version: u64,
+    /// Who made the change (for `Left`, who left).
+    pub actor_user_id: String,
+    pub action: GroupAction,
+    /// Who was added, removed, promoted or demoted (for `Created`, the first members).
+    pub subject_user_ids: Vec<String>,
+    /// Members who became admins because no admin was left.
+    pub promoted_user_ids: Vec<String>,
+    /// The group's name after the change.
+    pub name: String,
+    /// The chat service's clock at the change, Unix ms.
+    pub time_ms: i64,
+    /// False once the last member left.
+    pub exists: bool,
 }
 
 /// Who may see one thing about this user, among mutual contacts (both have each other's

@@ -15,7 +15,16 @@
 //! juntos-cli ... presence +12015550124 [+1…]
 //! juntos-cli ... profiles +12015550124 [+1…]
 //! juntos-cli ... listen --follow +12015550124
+//! juntos-cli ... group create Sailing +12015550124 [+1…]
+//! juntos-cli ... group add|remove GROUP +1… [+1…]
+//! juntos-cli ... group admins GROUP +1… [--demote]
+//! juntos-cli ... group rename|leave|show GROUP
+//! juntos-cli ... group send GROUP "hello all"
+//! juntos-cli ... group history GROUP
+//! juntos-cli ... groups
 //! ```
+//!
+//! GROUP is a group id or, when it names exactly one, a group's name.
 //!
 //! On failure it prints one line, `error: <what happened>`, to stderr and exits with 1 (2 for a
 //! usage error).
@@ -27,7 +36,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use juntos_client::{
-    Client, ClientError, Event, EventListener, Message, PresenceInfo, Settings, Visibility,
+    Client, ClientError, Event, EventListener, GroupAction, GroupInfo, Message, PresenceInfo,
+    Settings, Visibility,
 };
 use juntos_proto::clock::{OffsetFileClock, SharedClock, SystemClock};
 
@@ -143,6 +153,74 @@ enum Command {
         /// E.164 phone numbers or user ids.
         #[arg(required = true)]
         peers: Vec<String>,
+    },
+    /// Groups: create, change, send to, show.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// List the groups you are in (and those you left).
+    Groups,
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Create a group with you as admin.
+    Create {
+        /// The group's name (1-100 characters).
+        name: String,
+        /// Members: E.164 phone numbers or user ids.
+        members: Vec<String>,
+    },
+    /// Add members (admins only).
+    Add {
+        /// Group id or name.
+        group: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove members (admins only).
+    Remove {
+        /// Group id or name.
+        group: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Make members admins (or, with --demote, plain members again).
+    Admins {
+        /// Group id or name.
+        group: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+        #[arg(long)]
+        demote: bool,
+    },
+    /// Rename the group (admins only).
+    Rename {
+        /// Group id or name.
+        group: String,
+        name: String,
+    },
+    /// Leave the group.
+    Leave {
+        /// Group id or name.
+        group: String,
+    },
+    /// Show the group and its members.
+    Show {
+        /// Group id or name.
+        group: String,
+    },
+    /// Send a text to every member.
+    Send {
+        /// Group id or name.
+        group: String,
+        text: String,
+    },
+    /// Show the group's conversation (fetching what arrived first).
+    History {
+        /// Group id or name.
+        group: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
     },
 }
 
@@ -296,8 +374,121 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 println!("{} name={:?} about={:?}", p.user_id, p.name, p.about);
             }
         }
+        Command::Group(command) => run_group(&client, command).await?,
+        Command::Groups => {
+            for g in client.groups().await? {
+                println!("{}", group_line(&g));
+            }
+        }
     }
     Ok(())
+}
+
+async fn run_group(client: &Client, command: GroupCommand) -> Result<(), ClientError> {
+    let shown = match command {
+        GroupCommand::Create { name, members } => client.create_group(name, members).await?,
+        GroupCommand::Add { group, members } => {
+            let id = group_id(client, &group).await?;
+            client.add_group_members(id, members).await?
+        }
+        GroupCommand::Remove { group, members } => {
+            let id = group_id(client, &group).await?;
+            client.remove_group_members(id, members).await?
+        }
+        GroupCommand::Admins {
+            group,
+            members,
+            demote,
+        } => {
+            let id = group_id(client, &group).await?;
+            client.set_group_admins(id, members, !demote).await?
+        }
+        GroupCommand::Rename { group, name } => {
+            let id = group_id(client, &group).await?;
+            client.rename_group(id, name).await?
+        }
+        GroupCommand::Leave { group } => {
+            let id = group_id(client, &group).await?;
+            client.leave_group(id).await?
+        }
+        GroupCommand::Show { group } => {
+            let id = group_id(client, &group).await?;
+            client.group(id).await?
+        }
+        GroupCommand::Send { group, text } => {
+            let id = group_id(client, &group).await?;
+            let message = client.send_group_text(id, text).await?;
+            match client.flush_outbox().await {
+                Ok(0) => println!("sent {}", message.message_id),
+                Ok(_) | Err(ClientError::Network { .. }) => println!(
+                    "queued {} (offline: it goes out on the next run)",
+                    message.message_id
+                ),
+                Err(e) => return Err(e),
+            }
+            return Ok(());
+        }
+        GroupCommand::History { group, limit } => {
+            let id = group_id(client, &group).await?;
+            catch_up(client).await;
+            for m in client.group_history(id, limit).await? {
+                println!("{}", history_line(&m));
+            }
+            return Ok(());
+        }
+    };
+    println!("{}", group_line(&shown));
+    for m in &shown.members {
+        println!("  {}{}", m.user_id, if m.admin { " (admin)" } else { "" });
+    }
+    Ok(())
+}
+
+/// The group `arg` names: an id, or the name of exactly one known group.
+async fn group_id(client: &Client, arg: &str) -> Result<String, ClientError> {
+    if arg.len() == 32 && arg.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(arg.to_owned());
+    }
+    let named: Vec<GroupInfo> = client
+        .groups()
+        .await?
+        .into_iter()
+        .filter(|g| g.name == arg && g.active)
+        .collect();
+    match named.as_slice() {
+        [one] => Ok(one.group_id.clone()),
+        [] => Err(ClientError::InvalidInput {
+            message: "no group of yours has that id or name".to_owned(),
+        }),
+        _ => Err(ClientError::InvalidInput {
+            message: "several groups have that name: use the group id".to_owned(),
+        }),
+    }
+}
+
+/// `<id> <name> (<n> members[, admin][, left])`.
+fn group_line(g: &GroupInfo) -> String {
+    let mut line = format!("{} {:?} ({} members", g.group_id, g.name, g.members.len());
+    if g.admin {
+        line.push_str(", admin");
+    }
+    if !g.active {
+        line.push_str(", left");
+    }
+    line.push(')');
+    line
+}
+
+fn action_word(action: GroupAction) -> &'static str {
+    match action {
+        GroupAction::Created => "created",
+        GroupAction::Added => "added",
+        GroupAction::Removed => "removed",
+        GroupAction::Left => "left",
+        GroupAction::Promoted => "promoted",
+        GroupAction::Demoted => "demoted",
+        GroupAction::Renamed => "renamed",
+    }
 }
 
 fn print_settings(s: &Settings) {
@@ -352,6 +543,14 @@ impl EventListener for Printer {
             Event::PresenceChanged { presence } => {
                 println!("presence {}", presence_line(&presence))
             }
+            Event::GroupChanged { notice: n } => println!(
+                "group {} {:?}: {} {} {}",
+                n.group_id,
+                n.name,
+                n.actor_user_id,
+                action_word(n.action),
+                n.subject_user_ids.join(" ")
+            ),
         }
     }
 }
@@ -364,6 +563,9 @@ fn history_line(m: &Message) -> String {
         m.sender_user_id.clone()
     };
     let mut line = format!("{} {:?} {who}:", m.message_id, m.status);
+    if let Some(group) = &m.group_id {
+        line = format!("{} {:?} [group {group}] {who}:", m.message_id, m.status);
+    }
     if let Some(q) = &m.quoted_message_id {
         line.push_str(&format!(" [reply to {q}]"));
     }
@@ -392,6 +594,7 @@ fn event_json(event: &Event) -> String {
             "event": kind,
             "message_id": m.message_id,
             "conversation": m.conversation_user_id,
+            "group": m.group_id,
             "sender": m.sender_user_id,
             "sender_device": m.sender_device_id,
             "outgoing": m.outgoing,
@@ -427,6 +630,18 @@ fn event_json(event: &Event) -> String {
             "visible": p.visible,
             "online": p.online,
             "last_seen_ms": p.last_seen_ms,
+        }),
+        Event::GroupChanged { notice: n } => serde_json::json!({
+            "event": "group",
+            "group": n.group_id,
+            "version": n.version,
+            "actor": n.actor_user_id,
+            "action": action_word(n.action),
+            "subjects": n.subject_user_ids,
+            "promoted": n.promoted_user_ids,
+            "name": n.name,
+            "time_ms": n.time_ms,
+            "exists": n.exists,
         }),
     };
     value.to_string()

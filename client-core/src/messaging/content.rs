@@ -32,7 +32,7 @@ pub(crate) struct Content {
     /// sender, so the server cannot relabel who sent a message.
     #[prost(string, tag = "5")]
     pub from_user_id: String,
-    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14")]
+    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 16")]
     pub body: Option<Body>,
     /// Filler up to a multiple of [`PAD_TO`] bytes.
     #[prost(bytes = "vec", tag = "15")]
@@ -57,6 +57,19 @@ pub(crate) enum Body {
     /// Says messages were delivered to, or read on, one of the sender's devices.
     #[prost(message, tag = "14")]
     Receipt(Receipt),
+    /// Gives the receiving device the sending device's chain for a group (sent pairwise only;
+    /// `to_user_id` is then the group id).
+    #[prost(message, tag = "16")]
+    SenderKey(SenderKey),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct SenderKey {
+    #[prost(string, tag = "1")]
+    pub group_id: String,
+    /// An encoded `SenderKeyDistribution`.
+    #[prost(bytes = "vec", tag = "2")]
+    pub distribution: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

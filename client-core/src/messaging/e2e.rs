@@ -40,6 +40,12 @@ impl DecryptError {
     pub(crate) fn is_duplicate(&self) -> bool {
         self.0 == CryptoError::Duplicate
     }
+
+    /// A group message sent before this device was given the chain (it joined later): never
+    /// readable here, and nothing to warn about.
+    pub(crate) fn predates_membership(&self) -> bool {
+        self.0 == CryptoError::PredatesSenderKey
+    }
 }
 
 fn keypair(identity: &IdentityKeys) -> IdentityKeyPair {
@@ -280,4 +286,85 @@ pub(crate) fn safety_number(
     });
     let theirs: Vec<IdentityPublic> = peer_devices.iter().map(public).collect();
     crypto::safety_number(me, &mine, peer, &theirs).to_string()
+}
+
+// === sender keys (groups) ===
+
+/// Decrypted bytes, wiped when dropped.
+pub(crate) type Plaintext = Zeroizing<Vec<u8>>;
+/// An encoded chain state, wiped when dropped.
+pub(crate) type State = Zeroizing<Vec<u8>>;
+
+/// What a group message's AEAD binds besides its chain: the group and the sending device, so
+/// a message cannot be replayed into another group or under another sender.
+pub(crate) fn group_associated_data(
+    group_id: &str,
+    sender_user: &str,
+    sender_device: &str,
+) -> Vec<u8> {
+    let mut ad = b"juntos-group-v1".to_vec();
+    for part in [group_id, sender_user, sender_device] {
+        ad.push(0);
+        ad.extend_from_slice(part.as_bytes());
+    }
+    ad
+}
+
+/// A new sending chain: its state to store.
+pub(crate) fn new_sender_key() -> Zeroizing<Vec<u8>> {
+    crypto::SenderKeyOwn::generate(&mut OsRng).encode()
+}
+
+/// The distribution of a stored sending chain (what members need to read it from now on).
+pub(crate) fn sender_key_distribution(state: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let own = crypto::SenderKeyOwn::decode(state).map_err(crypto_failure)?;
+    Ok(own.distribution().encode())
+}
+
+/// Encrypts `plaintext` with a stored sending chain: the wire bytes and the advanced state.
+pub(crate) fn group_encrypt(
+    state: &[u8],
+    plaintext: &[u8],
+    associated_data: &[u8],
+) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+    let mut own = crypto::SenderKeyOwn::decode(state).map_err(crypto_failure)?;
+    let wire = own
+        .encrypt(plaintext, associated_data)
+        .map_err(crypto_failure)?;
+    Ok((wire, own.encode()))
+}
+
+/// A received distribution as a chain state to store, with its chain id.
+pub(crate) fn accept_sender_key(
+    distribution: &[u8],
+) -> Result<(u32, Zeroizing<Vec<u8>>), DecryptError> {
+    let distribution = crypto::SenderKeyDistribution::decode(distribution).map_err(DecryptError)?;
+    let received = crypto::SenderKeyReceived::new(&distribution);
+    Ok((received.chain_id(), received.encode()))
+}
+
+/// The chain a group message was sent on.
+pub(crate) fn group_chain_of(wire: &[u8]) -> Result<u32, DecryptError> {
+    Ok(crypto::peek_sender_key(wire)
+        .map_err(DecryptError)?
+        .chain_id)
+}
+
+/// Decrypts a group message with a stored received chain: the plaintext and the new state.
+pub(crate) fn group_decrypt(
+    state: &[u8],
+    wire: &[u8],
+    associated_data: &[u8],
+    now_ms: i64,
+) -> Result<(Plaintext, State), DecryptError> {
+    let mut received = crypto::SenderKeyReceived::decode(state).map_err(DecryptError)?;
+    let plaintext = received
+        .decrypt(wire, associated_data, now_ms)
+        .map_err(DecryptError)?;
+    Ok((Zeroizing::new(plaintext), received.encode()))
+}
+
+/// Checks a group notice's signature under a notice key of the chat service.
+pub(crate) fn verify_notice(public_key: &[u8; 32], notice: &[u8], signature: &[u8]) -> bool {
+    crypto::verify_notice(public_key, notice, signature).is_ok()
 }

@@ -14,6 +14,7 @@
 
 pub(crate) mod content;
 mod e2e;
+mod groups;
 mod receive;
 mod send;
 
@@ -131,11 +132,16 @@ impl Client {
 
     /// Stores `body` for `to_user_id` in the history (when it is a text) and queues it.
     fn queue(&self, to_user_id: &str, body: Body) -> Result<Message> {
+        self.queue_for(To::User(to_user_id), body)
+    }
+
+    /// Stores `body` in the history of its conversation (when it is a text) and queues it.
+    pub(crate) fn queue_for(&self, to: To<'_>, body: Body) -> Result<Message> {
         let (user_id, device_id) = self.me_ids()?;
         let now = self.clock.now_ms();
         let message = self
             .store
-            .write(|tx| queue_in(tx, &user_id, &device_id, to_user_id, body, now))?;
+            .write(|tx| queue_to(tx, &user_id, &device_id, to, body, now))?;
         self.messaging.outbox_wake.notify_one();
         Ok(message)
     }
@@ -150,6 +156,15 @@ impl Client {
     }
 }
 
+/// Where a queued message goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum To<'a> {
+    /// A user (and this account's other devices), pairwise.
+    User(&'a str),
+    /// Every member device of a group, with this device's sender key.
+    Group(&'a str),
+}
+
 /// Stores `body` for `to_user_id` in the history (when it is a text) and queues it, inside `tx`.
 pub(crate) fn queue_in(
     tx: &db::Tx<'_>,
@@ -159,9 +174,27 @@ pub(crate) fn queue_in(
     body: Body,
     now_ms: i64,
 ) -> Result<Message> {
+    queue_to(tx, me, my_device, To::User(to_user_id), body, now_ms)
+}
+
+/// Stores `body` in the history of its conversation (when it is a text) and queues it for `to`,
+/// inside `tx`.
+pub(crate) fn queue_to(
+    tx: &db::Tx<'_>,
+    me: &str,
+    my_device: &str,
+    to: To<'_>,
+    body: Body,
+    now_ms: i64,
+) -> Result<Message> {
+    let (to_user_id, in_group) = match to {
+        To::User(user) => (user, false),
+        To::Group(group) => (group, true),
+    };
     let content = Content::new(me, to_user_id, now_ms, body);
     if let Some(Body::Text(text)) = &content.body {
         tx.insert_message(&NewMessage {
+            in_group,
             message_id: content.message_id.clone(),
             conversation_user_id: to_user_id.to_owned(),
             sender_user_id: me.to_owned(),
@@ -175,16 +208,18 @@ pub(crate) fn queue_in(
             server_time_ms: None,
         })?;
     }
-    tx.enqueue(
-        &content::new_id(),
-        to_user_id,
-        &content.encode_padded(),
-        now_ms,
-    )?;
+    match to {
+        To::User(user) => tx.enqueue(&content::new_id(), user, &content.encode_padded(), now_ms)?,
+        To::Group(group) => {
+            tx.enqueue_group(&content::new_id(), group, &content.encode_padded(), now_ms)?;
+        }
+    }
     apply_own_action(tx, me, &content)?;
-    Ok(tx
-        .message(&content.message_id)?
-        .unwrap_or_else(|| placeholder(&content, to_user_id, me, my_device)))
+    Ok(tx.message(&content.message_id)?.unwrap_or_else(|| {
+        let mut message = placeholder(&content, to_user_id, me, my_device);
+        message.group_id = in_group.then(|| to_user_id.to_owned());
+        message
+    }))
 }
 
 /// Applies an edit, delete or reaction this device makes to its own history at once (the other
@@ -209,6 +244,7 @@ fn apply_own_action(tx: &db::Tx<'_>, me: &str, content: &Content) -> Result<()> 
 fn placeholder(content: &Content, to_user_id: &str, me: &str, device: &str) -> Message {
     Message {
         message_id: content.message_id.clone(),
+        group_id: None,
         conversation_user_id: to_user_id.to_owned(),
         sender_user_id: me.to_owned(),
         sender_device_id: device.to_owned(),
@@ -225,7 +261,15 @@ fn placeholder(content: &Content, to_user_id: &str, me: &str, device: &str) -> M
     }
 }
 
-fn check_text(text: &str) -> Result<()> {
+/// Where actions on `message` go: its group, or the other user.
+fn to_of(message: &Message) -> To<'_> {
+    match &message.group_id {
+        Some(group) => To::Group(group),
+        None => To::User(&message.conversation_user_id),
+    }
+}
+
+pub(crate) fn check_text(text: &str) -> Result<()> {
     if text.len() > MAX_TEXT_BYTES {
         return Err(ClientError::InvalidInput {
             message: format!("text longer than {MAX_TEXT_BYTES} bytes"),
@@ -326,8 +370,8 @@ impl Client {
     pub async fn edit(&self, message_id: String, text: String) -> Result<Message> {
         check_text(&text)?;
         let original = self.editable(&message_id)?;
-        self.queue(
-            &original.conversation_user_id,
+        self.queue_for(
+            to_of(&original),
             Body::Edit(content::Edit {
                 target_message_id: message_id.clone(),
                 text,
@@ -339,8 +383,8 @@ impl Client {
     /// Deletes one of this account's messages for everyone.
     pub async fn delete_for_everyone(&self, message_id: String) -> Result<Message> {
         let original = self.editable(&message_id)?;
-        self.queue(
-            &original.conversation_user_id,
+        self.queue_for(
+            to_of(&original),
             Body::Delete(content::Delete {
                 target_message_id: message_id.clone(),
             }),
@@ -356,8 +400,8 @@ impl Client {
             });
         }
         let target = self.own_history_message(&message_id)?;
-        self.queue(
-            &target.conversation_user_id,
+        self.queue_for(
+            to_of(&target),
             Body::Reaction(content::Reaction {
                 target_message_id: message_id.clone(),
                 emoji,

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::content::{Body, Content, Receipt, ReceiptKind, Text};
 use super::e2e;
+use super::groups::Applied;
 use crate::Client;
 use crate::error::{ClientError, Result};
 use crate::records::{Event, Message, MessageStatus};
@@ -257,6 +258,19 @@ impl Client {
     }
 
     async fn apply(&self, envelope: &chat::Envelope) -> Result<Processed> {
+        let applied = match envelope.kind() {
+            chat::EnvelopeKind::Direct => return self.apply_direct(envelope).await,
+            chat::EnvelopeKind::Group => self.apply_group_message(envelope).await?,
+            chat::EnvelopeKind::Notice => self.apply_notice(envelope).await?,
+        };
+        Ok(match applied {
+            Applied::Done => Processed::Done,
+            Applied::Dropped => Processed::Dropped,
+        })
+    }
+
+    /// A pairwise envelope: decrypted with the sending device's session.
+    async fn apply_direct(&self, envelope: &chat::Envelope) -> Result<Processed> {
         let (me, _) = self.me_ids()?;
         let identity = self.store.identity()?.ok_or(ClientError::NotSignedIn)?;
         let Some(sender_device) = self.sender_device(envelope).await? else {
@@ -295,7 +309,12 @@ impl Client {
             return Ok(Processed::Dropped);
         }
         let own = envelope.sender_user_id == me;
-        if !own && content.to_user_id != me {
+        // A sender key is addressed to a group, not to this user.
+        let sender_key = match &content.body {
+            Some(Body::SenderKey(key)) => Some(key),
+            _ => None,
+        };
+        if !own && content.to_user_id != me && sender_key.is_none() {
             return Ok(Processed::Dropped);
         }
         let conversation = if own {
@@ -322,7 +341,14 @@ impl Client {
             if let Some(base_key) = &decrypted.accepted_base_key {
                 tx.accept_base_key(&envelope.sender_device_id, base_key)?;
             }
-            let (events, delivered) = apply_content(tx, envelope, &content, &conversation, own)?;
+            if let Some(key) = sender_key {
+                if !super::groups::accept_sender_key(tx, envelope, key)? {
+                    tracing::debug!("dropped a malformed group key");
+                }
+                return Ok(Vec::new());
+            }
+            let (events, delivered) =
+                apply_content(tx, envelope, &content, &conversation, own, false)?;
             if delivered {
                 // Owed in the same transaction: a crash now still sends the receipt later.
                 tx.owe_receipt(&envelope.sender_user_id, &content.message_id)?;
@@ -381,24 +407,27 @@ impl Client {
 }
 
 /// Whether peer-supplied content stays within what this client accepts.
-fn within_bounds(content: &Content) -> bool {
+pub(super) fn within_bounds(content: &Content) -> bool {
     match &content.body {
         Some(Body::Text(t)) => t.text.len() <= super::MAX_TEXT_BYTES,
         Some(Body::Edit(e)) => e.text.len() <= super::MAX_TEXT_BYTES,
         Some(Body::Reaction(r)) => r.emoji.chars().count() <= super::MAX_REACTION_CHARS,
         Some(Body::Receipt(r)) => r.message_ids.len() <= super::RECEIPT_CHUNK,
+        Some(Body::SenderKey(k)) => k.distribution.len() <= 256,
         Some(Body::Delete(_)) | None => true,
     }
 }
 
-/// Applies decrypted content to the history. The events to emit, and whether a delivered
-/// receipt is due (a new text from someone else).
-fn apply_content(
+/// Applies decrypted content to the history of `conversation` (a user, or with `in_group` a
+/// group). The events to emit, and whether a delivered receipt is due (a new text from someone
+/// else, outside groups).
+pub(super) fn apply_content(
     tx: &Tx<'_>,
     envelope: &chat::Envelope,
     content: &Content,
     conversation: &str,
     own: bool,
+    in_group: bool,
 ) -> Result<(Vec<Event>, bool)> {
     let sender = envelope.sender_user_id.as_str();
     let changed = |tx: &Tx<'_>, id: &str| -> Result<Vec<Event>> {
@@ -415,6 +444,7 @@ fn apply_content(
             forwarded,
         })) => {
             let inserted = tx.insert_message(&NewMessage {
+                in_group,
                 message_id: content.message_id.clone(),
                 conversation_user_id: conversation.to_owned(),
                 sender_user_id: sender.to_owned(),
@@ -440,7 +470,7 @@ fn apply_content(
                     .map(|message| Event::MessageReceived { message })
                     .into_iter()
                     .collect(),
-                !own,
+                !own && !in_group,
             ))
         }
         Some(Body::Edit(edit)) => {
@@ -492,6 +522,7 @@ fn apply_content(
             }
             Ok((events, false))
         }
-        None => Ok((Vec::new(), false)),
+        // Handled before the history (see `apply_direct`).
+        Some(Body::SenderKey(_)) | None => Ok((Vec::new(), false)),
     }
 }

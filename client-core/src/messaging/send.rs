@@ -17,14 +17,25 @@ use crate::records::{Event, MessageStatus};
 use crate::store::messaging::{self as db, DeviceRecord, OutboxItem};
 
 /// Rounds of device-list correction before a send waits for the next drain.
-const STALE_ROUNDS: usize = 4;
+pub(super) const STALE_ROUNDS: usize = 4;
 /// Failed tries (other than network failures) before a send is given up.
 const MAX_STUCK_ATTEMPTS: i64 = 20;
 /// Longest wait between drain attempts while the network is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How a pairwise send went.
+pub(super) enum Pairwise {
+    /// Stored by the server for these devices.
+    Sent {
+        server_time_ms: i64,
+        devices: Vec<String>,
+    },
+    /// Refused for good.
+    Refused(String),
+}
+
 /// How one outbox item went.
-enum Outcome {
+pub(super) enum Outcome {
     /// Stored by the server.
     Sent { server_time_ms: i64 },
     /// Refused for good; dropped from the outbox.
@@ -113,18 +124,49 @@ impl Client {
     }
 
     /// Encrypts `item` for every device it must reach and sends it, fixing a stale device list
-    /// as the server reports it.
+    /// (or group) as the server reports it.
     async fn send_item(&self, item: &OutboxItem) -> Result<Outcome> {
+        if !item.group_id.is_empty() {
+            return self.send_group_item(item).await;
+        }
+        let users = [item.to_user_id.clone()];
+        Ok(
+            match self
+                .send_pairwise(&users, &item.client_msg_id, &item.content)
+                .await?
+            {
+                Pairwise::Sent { server_time_ms, .. } => Outcome::Sent { server_time_ms },
+                Pairwise::Refused(why) => Outcome::Refused(why),
+            },
+        )
+    }
+
+    /// Encrypts `content` for every device of `users` and every other device of this account,
+    /// and sends it as one `Chat.Send`, fixing stale device lists as the server reports them.
+    pub(super) async fn send_pairwise(
+        &self,
+        users: &[String],
+        client_msg_id: &str,
+        content: &[u8],
+    ) -> Result<Pairwise> {
         let (me, my_device) = self.me_ids()?;
+        let mut everyone: Vec<String> = users.to_vec();
+        if !everyone.contains(&me) {
+            everyone.push(me.clone());
+        }
         for _ in 0..STALE_ROUNDS {
-            let mut targets = self.known_devices(&item.to_user_id).await?;
-            if item.to_user_id != me {
-                targets.extend(self.known_devices(&me).await?);
+            let mut targets = Vec::new();
+            for user in &everyone {
+                targets.extend(self.known_devices(user).await?);
             }
             targets.retain(|d| d.device_id != my_device);
-            let envelopes = self.encrypt_for(&targets, &item.content).await?;
+            let envelopes = self.encrypt_for(&targets, content).await?;
+            let devices: Vec<String> = envelopes
+                .iter()
+                .map(|e| e.recipient_device_id.clone())
+                .collect();
             let request = chat::SendRequest {
-                client_msg_id: item.client_msg_id.clone(),
+                client_msg_id: client_msg_id.to_owned(),
                 envelopes,
             };
             let api = self.api.clone();
@@ -136,15 +178,16 @@ impl Client {
                 .await?;
             match answer {
                 Ok(response) => {
-                    return Ok(Outcome::Sent {
+                    return Ok(Pairwise::Sent {
                         server_time_ms: response.server_time_ms,
+                        devices,
                     });
                 }
                 Err(status) if reason_of(&status).as_deref() == Some(reason::STALE_DEVICES) => {
-                    self.fix_devices(&status, &[item.to_user_id.as_str(), me.as_str()])
-                        .await?;
+                    let names: Vec<&str> = everyone.iter().map(String::as_str).collect();
+                    self.fix_devices(&status, &names).await?;
                 }
-                Err(status) => return classify(&status),
+                Err(status) => return refusal(&status).map(Pairwise::Refused),
             }
         }
         Err(ClientError::Server {
@@ -295,13 +338,13 @@ impl Client {
     }
 }
 
-/// Whether a refused send can succeed later (Err) or never will (Refused).
-fn classify(status: &Status) -> Result<Outcome> {
+/// Why a refused send never will succeed (Ok), or the error to retry it after (Err).
+pub(super) fn refusal(status: &Status) -> Result<String> {
     match status.code() {
         Code::InvalidArgument
         | Code::NotFound
         | Code::PermissionDenied
-        | Code::FailedPrecondition => Ok(Outcome::Refused(ClientError::from(status).to_string())),
+        | Code::FailedPrecondition => Ok(ClientError::from(status).to_string()),
         _ => Err(ClientError::from(status)),
     }
 }

@@ -22,7 +22,10 @@ pub(crate) struct DeviceRecord {
 pub(crate) struct OutboxItem {
     pub seq: i64,
     pub client_msg_id: String,
+    /// Empty for a group send.
     pub to_user_id: String,
+    /// Empty for a pairwise send.
+    pub group_id: String,
     pub content: Vec<u8>,
     /// Failed tries that were not the network's fault.
     pub attempts: i64,
@@ -40,6 +43,13 @@ pub(crate) struct StoredPrekey {
 
 /// A write transaction on the client database.
 pub(crate) struct Tx<'a>(Transaction<'a>);
+
+impl Tx<'_> {
+    /// The transaction's connection, for the other store modules.
+    pub(super) fn conn(&self) -> &Connection {
+        &self.0
+    }
+}
 
 impl Store {
     /// Runs `work` in one immediate transaction; commits when it returns `Ok`.
@@ -278,11 +288,15 @@ impl Tx<'_> {
             "DELETE FROM ratchet_sessions; DELETE FROM archived_sessions; DELETE FROM accepted_base_keys;
              DELETE FROM signed_prekeys; DELETE FROM one_time_prekeys; DELETE FROM devices;
              DELETE FROM device_lists; DELETE FROM outbox; DELETE FROM pending_receipts;
+             DELETE FROM sender_keys_own; DELETE FROM sender_keys_given;
+             DELETE FROM sender_keys_received; DELETE FROM notice_keys;
+             DELETE FROM group_devices; UPDATE groups SET digest = NULL;
              UPDATE messages SET status = 'failed' WHERE outgoing = 1 AND status = 'queued';",
         )?;
         if history {
             self.0.execute_batch(
-                "DELETE FROM messages; DELETE FROM reactions; DELETE FROM contacts;",
+                "DELETE FROM messages; DELETE FROM reactions; DELETE FROM contacts;
+                 DELETE FROM groups; DELETE FROM group_members;",
             )?;
         }
         Ok(())
@@ -452,6 +466,8 @@ pub(crate) struct NewMessage {
     pub status: MessageStatus,
     pub sent_at_ms: i64,
     pub server_time_ms: Option<i64>,
+    /// A message of the group `conversation_user_id`.
+    pub in_group: bool,
 }
 
 impl Tx<'_> {
@@ -459,8 +475,8 @@ impl Tx<'_> {
     pub(crate) fn insert_message(&self, m: &NewMessage) -> Result<bool> {
         let inserted = self.0.execute(
             "INSERT OR IGNORE INTO messages (message_id, conversation_user_id, sender_user_id, sender_device_id,
-                 outgoing, body, quoted_message_id, forwarded, status, sent_at_ms, server_time_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 outgoing, body, quoted_message_id, forwarded, status, sent_at_ms, server_time_ms, in_group)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 m.message_id,
                 m.conversation_user_id,
@@ -473,6 +489,7 @@ impl Tx<'_> {
                 m.status.as_str(),
                 m.sent_at_ms,
                 m.server_time_ms,
+                m.in_group,
             ],
         )?;
         Ok(inserted == 1)
@@ -486,9 +503,32 @@ impl Tx<'_> {
         content: &[u8],
         now_ms: i64,
     ) -> Result<()> {
+        self.enqueue_for(client_msg_id, to_user_id, "", content, now_ms)
+    }
+
+    /// Queues `content` for the members of `group_id`.
+    pub(crate) fn enqueue_group(
+        &self,
+        client_msg_id: &str,
+        group_id: &str,
+        content: &[u8],
+        now_ms: i64,
+    ) -> Result<()> {
+        self.enqueue_for(client_msg_id, "", group_id, content, now_ms)
+    }
+
+    fn enqueue_for(
+        &self,
+        client_msg_id: &str,
+        to_user_id: &str,
+        group_id: &str,
+        content: &[u8],
+        now_ms: i64,
+    ) -> Result<()> {
         self.0.execute(
-            "INSERT INTO outbox (client_msg_id, to_user_id, content, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![client_msg_id, to_user_id, content, now_ms],
+            "INSERT INTO outbox (client_msg_id, to_user_id, group_id, content, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![client_msg_id, to_user_id, group_id, content, now_ms],
         )?;
         Ok(())
     }
@@ -647,7 +687,8 @@ impl Tx<'_> {
 pub(crate) fn outbox_head(conn: &Connection) -> Result<Option<OutboxItem>> {
     Ok(conn
         .query_row(
-            "SELECT seq, client_msg_id, to_user_id, content, attempts FROM outbox ORDER BY seq LIMIT 1",
+            "SELECT seq, client_msg_id, to_user_id, content, attempts, group_id
+             FROM outbox ORDER BY seq LIMIT 1",
             [],
             |r| {
                 Ok(OutboxItem {
@@ -656,6 +697,7 @@ pub(crate) fn outbox_head(conn: &Connection) -> Result<Option<OutboxItem>> {
                     to_user_id: r.get(2)?,
                     content: r.get(3)?,
                     attempts: r.get(4)?,
+                    group_id: r.get(5)?,
                 })
             },
         )
@@ -669,12 +711,15 @@ pub(crate) fn outbox_len(conn: &Connection) -> Result<u64> {
 
 const MESSAGE_COLUMNS: &str =
     "message_id, conversation_user_id, sender_user_id, sender_device_id, outgoing, body,
-    quoted_message_id, forwarded, status, sent_at_ms, server_time_ms, edited_at_ms, deleted";
+    quoted_message_id, forwarded, status, sent_at_ms, server_time_ms, edited_at_ms, deleted,
+    in_group";
 
 fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let conversation: String = r.get(1)?;
     Ok(Message {
         message_id: r.get(0)?,
-        conversation_user_id: r.get(1)?,
+        group_id: r.get::<_, bool>(13)?.then(|| conversation.clone()),
+        conversation_user_id: conversation,
         sender_user_id: r.get(2)?,
         sender_device_id: r.get(3)?,
         outgoing: r.get(4)?,

@@ -13,12 +13,14 @@ use crate::error::{ClientError, Result};
 use crate::identity::IdentityKeys;
 use crate::session::{Session, Tokens};
 
+pub(crate) mod groups;
 pub(crate) mod messaging;
 
 /// The migrations, in order: the database is at version N once the first N have run.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_messaging.sql"),
+    include_str!("../../migrations/0003_groups.sql"),
 ];
 
 /// The client database.
@@ -292,13 +294,20 @@ mod tests {
                 "contacts",
                 "device_lists",
                 "devices",
+                "group_devices",
+                "group_members",
+                "groups",
                 "identity",
                 "messages",
+                "notice_keys",
                 "one_time_prekeys",
                 "outbox",
                 "pending_receipts",
                 "ratchet_sessions",
                 "reactions",
+                "sender_keys_given",
+                "sender_keys_own",
+                "sender_keys_received",
                 "session",
                 "signed_prekeys",
                 "sqlite_sequence",

@@ -342,7 +342,10 @@ impl GroupView {
 }
 
 impl ChatService {
-    /// The active devices of `users`, asking login at most [`DIRECTORY_CHUNK`] users at a time.
+    /// The active devices of `users`, asking login at most [`DIRECTORY_CHUNK`] users at a time;
+    /// `fresh` skips the directory's cache. Membership changes and `GetGroup` (rare, and what
+    /// senders key their messages for) ask fresh; group sends use the cache and ask fresh only
+    /// before refusing, as pairwise sends do.
     async fn devices_of(&self, users: &[String], fresh: bool) -> Result<DeviceMap> {
         let mut all = DeviceMap::with_capacity(users.len());
         for chunk in users.chunks(DIRECTORY_CHUNK) {
@@ -429,7 +432,7 @@ impl ChatService {
         let now_ms = self.clock.now_ms();
         let mut everyone = others.clone();
         everyone.push(caller.user_id.clone());
-        let devices = self.devices_of(&everyone, false).await?;
+        let devices = self.devices_of(&everyone, true).await?;
         self.check_joiners(&everyone, &devices).await?;
 
         let mut id = [0u8; 16];
@@ -505,7 +508,7 @@ impl ChatService {
             let group = self.group_of_member(caller, group_id).await?;
             let now_ms = self.clock.now_ms();
             let Some(applied) = apply(&group, &caller.user_id, &change, now_ms)? else {
-                let devices = self.devices_of(&member_ids(&group), false).await?;
+                let devices = self.devices_of(&member_ids(&group), true).await?;
                 return Ok(Some(GroupView::new(group, devices, &caller.user_id)));
             };
             // Everyone before and after the change hears of it.
@@ -514,7 +517,7 @@ impl ChatService {
                 .chain(member_ids(&applied.group))
                 .collect();
             let concerned: Vec<String> = concerned.into_iter().collect();
-            let devices = self.devices_of(&concerned, false).await?;
+            let devices = self.devices_of(&concerned, true).await?;
             self.check_joiners(&applied.added, &devices).await?;
             let notice = GroupNotice {
                 group_id: group.group_id.clone(),
@@ -552,7 +555,7 @@ impl ChatService {
     /// `Groups.GetGroup`.
     pub async fn get_group(&self, caller: &Caller, group_id: &str) -> Result<GroupView> {
         let group = self.group_of_member(caller, group_id).await?;
-        let devices = self.devices_of(&member_ids(&group), false).await?;
+        let devices = self.devices_of(&member_ids(&group), true).await?;
         Ok(GroupView::new(group, devices, &caller.user_id))
     }
 
