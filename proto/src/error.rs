@@ -102,6 +102,14 @@ pub mod reason {
     /// A group send named another set of member devices than the group has; metadata
     /// `version` is the group's version.
     pub const STALE_GROUP: &str = "STALE_GROUP";
+    /// A status request is malformed (bad id, empty ciphertext, bad audience).
+    pub const INVALID_STATUS: &str = "INVALID_STATUS";
+    /// A status ciphertext is larger than 64 KiB.
+    pub const STATUS_TOO_LARGE: &str = "STATUS_TOO_LARGE";
+    /// 100 statuses were posted in the last 24 hours; RetryInfo says when the next slot frees.
+    pub const STATUS_LIMIT: &str = "STATUS_LIMIT";
+    /// The caller has no such status.
+    pub const NO_SUCH_STATUS: &str = "NO_SUCH_STATUS";
     /// Concurrent changes of one group kept conflicting; retry shortly.
     pub const GROUP_BUSY: &str = "GROUP_BUSY";
     /// An unexpected server-side failure (details are in the server's log).

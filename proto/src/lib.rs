@@ -28,8 +28,12 @@ pub mod chat {
     }
 }
 
-// `juntos.media.v1` is declared (proto/juntos/media/v1) but still empty, so prost generates no
-// module for it yet; a later issue adds its messages and module.
+/// `juntos.media.v1`: statuses (media blobs and profile photos come later).
+pub mod media {
+    pub mod v1 {
+        tonic::include_proto!("juntos.media.v1");
+    }
+}
 
 /// The encoded `FileDescriptorSet` of every Juntos `.proto` file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
