@@ -10,6 +10,7 @@ use juntos_proto::chat::v1::{self as chat, chat_client::ChatClient};
 use juntos_proto::login::v1::{
     self as login, directory_client::DirectoryClient, login_client::LoginClient,
 };
+use juntos_proto::media::v1::{self as media, statuses_client::StatusesClient};
 use juntos_proto::otp::v1::{self as otp, otp_client::OtpClient};
 use tonic::Status;
 use tonic::metadata::MetadataValue;
@@ -334,6 +335,48 @@ groups_calls! {
     send_group(chat::SendGroupRequest) -> chat::SendResponse;
     /// `Groups.GetNoticeKeys`.
     get_notice_keys(chat::GetNoticeKeysRequest) -> chat::GetNoticeKeysResponse;
+}
+
+/// `juntos.media.v1.Statuses` calls.
+impl Api {
+    /// `Statuses.PostStatus`.
+    pub(crate) async fn post_status(
+        &self,
+        access_token: &str,
+        request: media::PostStatusRequest,
+    ) -> Result<media::PostStatusResponse, Status> {
+        let request = authorized(request, access_token)?;
+        Ok(StatusesClient::new(self.channel())
+            .post_status(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Statuses.ListStatuses`.
+    pub(crate) async fn list_statuses(
+        &self,
+        access_token: &str,
+        request: media::ListStatusesRequest,
+    ) -> Result<media::ListStatusesResponse, Status> {
+        let request = authorized(request, access_token)?;
+        Ok(StatusesClient::new(self.channel())
+            .list_statuses(request)
+            .await?
+            .into_inner())
+    }
+
+    /// `Statuses.DeleteStatus`.
+    pub(crate) async fn delete_status(
+        &self,
+        access_token: &str,
+        request: media::DeleteStatusRequest,
+    ) -> Result<(), Status> {
+        let request = authorized(request, access_token)?;
+        StatusesClient::new(self.channel())
+            .delete_status(request)
+            .await?;
+        Ok(())
+    }
 }
 
 /// `message` with `authorization: Bearer <access_token>`.

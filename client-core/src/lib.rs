@@ -21,7 +21,7 @@ pub use error::ClientError;
 pub use records::{
     Account, CodeRequest, Conversation, DeviceSummary, Event, EventListener, GroupAction,
     GroupInfo, GroupMemberInfo, GroupNoticeInfo, Me, Message, MessageReaction, MessageStatus,
-    PresenceInfo, ProfileInfo, SessionInfo, Settings, Visibility,
+    PresenceInfo, ProfileInfo, SessionInfo, Settings, StatusAudience, StatusInfo, Visibility,
 };
 
 uniffi::setup_scaffolding!();

@@ -221,6 +221,51 @@ pub enum Event {
     PresenceChanged { presence: PresenceInfo },
     /// A group this account is in changed (a notice signed by the chat service).
     GroupChanged { notice: GroupNoticeInfo },
+    /// Someone saw one of this account's statuses.
+    StatusSeen {
+        status_id: String,
+        viewer_user_id: String,
+    },
+}
+
+/// Who a status is for.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum StatusAudience {
+    /// Every contact (everyone this device found by phone number).
+    Contacts,
+    /// Every contact but these (E.164 numbers or user ids).
+    ContactsExcept { excluded: Vec<String> },
+    /// Only these (E.164 numbers or user ids).
+    Only { members: Vec<String> },
+}
+
+/// A status (24 hours from posting), decrypted.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+pub struct StatusInfo {
+    /// The server's id.
+    pub status_id: String,
+    pub poster_user_id: String,
+    pub text: String,
+    /// Unix ms.
+    pub posted_ms: i64,
+    /// Unix ms; gone everywhere after this.
+    pub expires_ms: i64,
+    /// Posted by this account.
+    pub own: bool,
+    /// Viewed by this account (always true for its own).
+    pub viewed: bool,
+    /// For this account's own statuses: who saw it (user ids, first first).
+    pub seen_by: Vec<String>,
+}
+
+impl std::fmt::Debug for StatusInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the text: Debug output ends up in logs.
+        f.debug_struct("StatusInfo")
+            .field("status_id", &self.status_id)
+            .field("own", &self.own)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A member of a group.

@@ -22,6 +22,8 @@
 //! juntos-cli ... group send GROUP "hello all"
 //! juntos-cli ... group history GROUP
 //! juntos-cli ... groups
+//! juntos-cli ... status post "gone sailing" [--only +1…]… [--except +1…]…
+//! juntos-cli ... status list|view ID|delete ID
 //! ```
 //!
 //! GROUP is a group id or, when it names exactly one, a group's name.
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use juntos_client::{
     Client, ClientError, Event, EventListener, GroupAction, GroupInfo, Message, PresenceInfo,
-    Settings, Visibility,
+    Settings, StatusAudience, StatusInfo, Visibility,
 };
 use juntos_proto::clock::{OffsetFileClock, SharedClock, SystemClock};
 
@@ -159,6 +161,29 @@ enum Command {
     Group(GroupCommand),
     /// List the groups you are in (and those you left).
     Groups,
+    /// Statuses: texts that vanish after 24 hours.
+    #[command(subcommand)]
+    Status(StatusCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StatusCommand {
+    /// Post a status to every contact (or only some, or all but some).
+    Post {
+        text: String,
+        /// Only these people (E.164 or user id); repeatable.
+        #[arg(long, conflicts_with = "except")]
+        only: Vec<String>,
+        /// Every contact but these; repeatable.
+        #[arg(long)]
+        except: Vec<String>,
+    },
+    /// List the statuses you may see (fetching what arrived first).
+    List,
+    /// View a status (its poster learns you saw it).
+    View { status_id: String },
+    /// Delete one of your statuses now.
+    Delete { status_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -375,6 +400,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Group(command) => run_group(&client, command).await?,
+        Command::Status(command) => run_status(&client, command).await?,
         Command::Groups => {
             for g in client.groups().await? {
                 println!("{}", group_line(&g));
@@ -442,6 +468,61 @@ async fn run_group(client: &Client, command: GroupCommand) -> Result<(), ClientE
         println!("  {}{}", m.user_id, if m.admin { " (admin)" } else { "" });
     }
     Ok(())
+}
+
+async fn run_status(client: &Client, command: StatusCommand) -> Result<(), ClientError> {
+    match command {
+        StatusCommand::Post { text, only, except } => {
+            let audience = if !only.is_empty() {
+                StatusAudience::Only { members: only }
+            } else if !except.is_empty() {
+                StatusAudience::ContactsExcept { excluded: except }
+            } else {
+                StatusAudience::Contacts
+            };
+            let posted = client.post_status(text, audience).await?;
+            println!("{}", status_line(&posted));
+        }
+        StatusCommand::List => {
+            catch_up(client).await;
+            let all = client.statuses().await?;
+            if all.is_empty() {
+                println!("no statuses");
+            }
+            for s in &all {
+                println!("{}", status_line(s));
+            }
+        }
+        StatusCommand::View { status_id } => {
+            catch_up(client).await;
+            client.statuses().await?;
+            let seen = client.view_status(status_id).await?;
+            let _ = client.flush_outbox().await;
+            println!("{}", status_line(&seen));
+        }
+        StatusCommand::Delete { status_id } => {
+            client.delete_status(status_id).await?;
+            println!("deleted");
+        }
+    }
+    Ok(())
+}
+
+/// `<id> <poster|me> <text> (expires <ms>[, seen by …][, new])`.
+fn status_line(s: &StatusInfo) -> String {
+    let who = if s.own { "me" } else { &s.poster_user_id };
+    let mut line = format!(
+        "{} {who}: {} (expires {}",
+        s.status_id, s.text, s.expires_ms
+    );
+    if s.own && !s.seen_by.is_empty() {
+        line.push_str(&format!(", seen by {}", s.seen_by.join(" ")));
+    }
+    if !s.viewed {
+        line.push_str(", new");
+    }
+    line.push(')');
+    line
 }
 
 /// The group `arg` names: an id, or the name of exactly one known group.
@@ -543,6 +624,10 @@ impl EventListener for Printer {
             Event::PresenceChanged { presence } => {
                 println!("presence {}", presence_line(&presence))
             }
+            Event::StatusSeen {
+                status_id,
+                viewer_user_id,
+            } => println!("status {status_id} seen by {viewer_user_id}"),
             Event::GroupChanged { notice: n } => println!(
                 "group {} {:?}: {} {} {}",
                 n.group_id,
@@ -631,6 +716,12 @@ fn event_json(event: &Event) -> String {
             "online": p.online,
             "last_seen_ms": p.last_seen_ms,
         }),
+        Event::StatusSeen {
+            status_id,
+            viewer_user_id,
+        } => {
+            serde_json::json!({"event": "status_seen", "status": status_id, "viewer": viewer_user_id})
+        }
         Event::GroupChanged { notice: n } => serde_json::json!({
             "event": "group",
             "group": n.group_id,

@@ -32,7 +32,7 @@ pub(crate) struct Content {
     /// sender, so the server cannot relabel who sent a message.
     #[prost(string, tag = "5")]
     pub from_user_id: String,
-    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 16")]
+    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 16, 17, 18")]
     pub body: Option<Body>,
     /// Filler up to a multiple of [`PAD_TO`] bytes.
     #[prost(bytes = "vec", tag = "15")]
@@ -61,6 +61,26 @@ pub(crate) enum Body {
     /// `to_user_id` is then the group id).
     #[prost(message, tag = "16")]
     SenderKey(SenderKey),
+    /// Gives the receiving device the sending device's status chain (pairwise only).
+    #[prost(message, tag = "17")]
+    StatusKey(StatusKey),
+    /// Tells the poster (and the viewer's other devices) that a status was seen.
+    #[prost(message, tag = "18")]
+    StatusSeen(StatusSeen),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct StatusKey {
+    /// An encoded `SenderKeyDistribution`.
+    #[prost(bytes = "vec", tag = "1")]
+    pub distribution: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct StatusSeen {
+    /// The server's id of the status.
+    #[prost(string, tag = "1")]
+    pub status_id: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

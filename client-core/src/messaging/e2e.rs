@@ -310,6 +310,21 @@ pub(crate) fn group_associated_data(
     ad
 }
 
+/// What a status's AEAD binds besides its chain: the poster's device and the status's id, so a
+/// status cannot be passed off as another, or as someone else's.
+pub(crate) fn status_associated_data(
+    poster_user: &str,
+    poster_device: &str,
+    client_status_id: &str,
+) -> Vec<u8> {
+    let mut ad = b"juntos-status-v1".to_vec();
+    for part in [poster_user, poster_device, client_status_id] {
+        ad.push(0);
+        ad.extend_from_slice(part.as_bytes());
+    }
+    ad
+}
+
 /// A new sending chain: its state to store.
 pub(crate) fn new_sender_key() -> Zeroizing<Vec<u8>> {
     crypto::SenderKeyOwn::generate(&mut OsRng).encode()

@@ -409,12 +409,13 @@ impl Client {
                 .iter()
                 .filter(|(_, d)| *d != my_device)
                 .collect();
-            if !self.keyed(group_id, &others).await? {
+            if !self.keyed(Chain::Group(group_id), &others).await? {
                 // A member device could not be given the key (its list was behind): look again.
                 self.store.write(|tx| tx.invalidate_group(group_id))?;
                 continue;
             }
-            let ciphertext = self.encrypt_group(group_id, &me, &my_device, &item.content)?;
+            let ad = e2e::group_associated_data(group_id, &me, &my_device);
+            let ciphertext = self.encrypt_with_chain(group_id, &item.content, &ad)?;
             let request = chat::SendGroupRequest {
                 group_id: group_id.to_owned(),
                 client_msg_id: item.client_msg_id.clone(),
@@ -455,10 +456,17 @@ impl Client {
         refusal(status).map(Outcome::Refused)
     }
 
-    /// Makes sure every device of `others` holds this device's current chain for the group,
-    /// starting a new chain when a device that holds it is gone. False when some device still
-    /// lacks it (its user's device list here is behind the group's).
-    async fn keyed(&self, group_id: &str, others: &[&(String, String)]) -> Result<bool> {
+    /// Makes sure every device of `others` (user, device) holds this device's current `chain`,
+    /// starting a new chain when a device that holds it is not among them. False when some
+    /// device still lacks it (its user's device list here is behind).
+    pub(super) async fn keyed(
+        &self,
+        chain: Chain<'_>,
+        others: &[&(String, String)],
+    ) -> Result<bool> {
+        let (me, _) = self.me_ids()?;
+        let audience = chain.audience(&me);
+        let group_id = audience.as_str();
         let now = self.clock.now_ms();
         let current = self.store.read(|c| gdb::own_sender_key(c, group_id))?;
         let given = match current {
@@ -500,12 +508,14 @@ impl Client {
         let Some((state, _)) = self.store.read(|c| gdb::own_sender_key(c, group_id))? else {
             return Ok(false);
         };
-        let (me, _) = self.me_ids()?;
-        let distribution = e2e::sender_key_distribution(&state)?;
-        let body = Body::SenderKey(SenderKey {
-            group_id: group_id.to_owned(),
-            distribution: distribution.to_vec(),
-        });
+        let distribution = e2e::sender_key_distribution(&state)?.to_vec();
+        let body = match chain {
+            Chain::Group(group_id) => Body::SenderKey(SenderKey {
+                group_id: group_id.to_owned(),
+                distribution,
+            }),
+            Chain::Status => Body::StatusKey(content::StatusKey { distribution }),
+        };
         let content = Content::new(&me, group_id, now, body).encode_padded();
         match self
             .send_pairwise(&lacking, &content::new_id(), &content)
@@ -524,29 +534,53 @@ impl Client {
         }
     }
 
-    /// Encrypts `content` with this device's chain for the group, saving the advanced chain
+    /// Encrypts `content` with this device's chain for `audience`, saving the advanced chain
     /// before the ciphertext leaves (a key is never used twice).
-    fn encrypt_group(
+    pub(super) fn encrypt_with_chain(
         &self,
-        group_id: &str,
-        me: &str,
-        my_device: &str,
+        audience: &str,
         content: &[u8],
+        ad: &[u8],
     ) -> Result<Vec<u8>> {
+        let group_id = audience;
         let _crypto = self.messaging.crypto();
         let (state, _) = self
             .store
             .read(|c| gdb::own_sender_key(c, group_id))?
             .ok_or_else(|| ClientError::Server {
-                message: "no group key to send with".to_owned(),
+                message: "no sender key to send with".to_owned(),
             })?;
-        let ad = e2e::group_associated_data(group_id, me, my_device);
-        let (wire, next) = e2e::group_encrypt(&state, content, &ad)?;
+        let (wire, next) = e2e::group_encrypt(&state, content, ad)?;
         let now = self.clock.now_ms();
         self.store
             .write(|tx| tx.save_own_sender_key(group_id, &next, false, now))?;
         Ok(wire)
     }
+}
+
+/// Which of this device's sending chains.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Chain<'a> {
+    /// The chain for one group.
+    Group(&'a str),
+    /// The chain for this account's statuses.
+    Status,
+}
+
+impl Chain<'_> {
+    /// The id the chain is stored under: the group id, or `status:<user id>` (never a group id,
+    /// which is alphanumeric).
+    pub(super) fn audience(&self, me: &str) -> String {
+        match self {
+            Chain::Group(group_id) => (*group_id).to_owned(),
+            Chain::Status => status_audience(me),
+        }
+    }
+}
+
+/// Where a user's status chains are stored.
+pub(super) fn status_audience(user_id: &str) -> String {
+    format!("status:{user_id}")
 }
 
 // === receiving ===
@@ -700,21 +734,25 @@ impl Client {
     }
 }
 
-/// Stores a chain another member device sent this one pairwise (inside the transaction that
-/// saves the session which decrypted it). False when the distribution is malformed.
+/// Stores a chain another device sent this one pairwise (inside the transaction that saves the
+/// session which decrypted it): a group's, or with `key.group_id` `None` the sender's status
+/// chain. False when the distribution is malformed.
 pub(super) fn accept_sender_key(
     tx: &db::Tx<'_>,
     envelope: &chat::Envelope,
-    key: &SenderKey,
+    group_id: Option<&str>,
+    distribution: &[u8],
 ) -> Result<bool> {
-    if check_group_id(&key.group_id).is_err() {
-        return Ok(false);
-    }
-    let Ok((chain_id, state)) = e2e::accept_sender_key(&key.distribution) else {
+    let audience = match group_id {
+        Some(group_id) if check_group_id(group_id).is_ok() => group_id.to_owned(),
+        Some(_) => return Ok(false),
+        None => status_audience(&envelope.sender_user_id),
+    };
+    let Ok((chain_id, state)) = e2e::accept_sender_key(distribution) else {
         return Ok(false);
     };
     tx.save_received_sender_key(
-        &key.group_id,
+        &audience,
         &envelope.sender_user_id,
         &envelope.sender_device_id,
         chain_id,

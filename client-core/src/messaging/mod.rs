@@ -17,6 +17,7 @@ mod e2e;
 mod groups;
 mod receive;
 mod send;
+mod statuses;
 
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -309,9 +309,11 @@ impl Client {
             return Ok(Processed::Dropped);
         }
         let own = envelope.sender_user_id == me;
-        // A sender key is addressed to a group, not to this user.
+        // A sender key is addressed to a group (or the sender's status audience), not to
+        // this user.
         let sender_key = match &content.body {
-            Some(Body::SenderKey(key)) => Some(key),
+            Some(Body::SenderKey(key)) => Some((Some(key.group_id.as_str()), &key.distribution)),
+            Some(Body::StatusKey(key)) => Some((None, &key.distribution)),
             _ => None,
         };
         if !own && content.to_user_id != me && sender_key.is_none() {
@@ -341,8 +343,8 @@ impl Client {
             if let Some(base_key) = &decrypted.accepted_base_key {
                 tx.accept_base_key(&envelope.sender_device_id, base_key)?;
             }
-            if let Some(key) = sender_key {
-                if !super::groups::accept_sender_key(tx, envelope, key)? {
+            if let Some((group_id, distribution)) = sender_key {
+                if !super::groups::accept_sender_key(tx, envelope, group_id, distribution)? {
                     tracing::debug!("dropped a malformed group key");
                 }
                 return Ok(Vec::new());
@@ -414,6 +416,8 @@ pub(super) fn within_bounds(content: &Content) -> bool {
         Some(Body::Reaction(r)) => r.emoji.chars().count() <= super::MAX_REACTION_CHARS,
         Some(Body::Receipt(r)) => r.message_ids.len() <= super::RECEIPT_CHUNK,
         Some(Body::SenderKey(k)) => k.distribution.len() <= 256,
+        Some(Body::StatusKey(k)) => k.distribution.len() <= 256,
+        Some(Body::StatusSeen(s)) => !s.status_id.is_empty() && s.status_id.len() <= 64,
         Some(Body::Delete(_)) | None => true,
     }
 }
@@ -522,7 +526,26 @@ pub(super) fn apply_content(
             }
             Ok((events, false))
         }
+        Some(Body::StatusSeen(seen)) => {
+            let now = envelope.server_time_ms;
+            if own {
+                // Another device of this account viewed it.
+                tx.mark_status_viewed(&seen.status_id)?;
+                return Ok((Vec::new(), false));
+            }
+            let me = &content.to_user_id;
+            if tx.record_status_view(&seen.status_id, me, sender, now)? {
+                return Ok((
+                    vec![Event::StatusSeen {
+                        status_id: seen.status_id.clone(),
+                        viewer_user_id: sender.to_owned(),
+                    }],
+                    false,
+                ));
+            }
+            Ok((Vec::new(), false))
+        }
         // Handled before the history (see `apply_direct`).
-        Some(Body::SenderKey(_)) | None => Ok((Vec::new(), false)),
+        Some(Body::SenderKey(_) | Body::StatusKey(_)) | None => Ok((Vec::new(), false)),
     }
 }

@@ -296,7 +296,8 @@ impl Tx<'_> {
         if history {
             self.0.execute_batch(
                 "DELETE FROM messages; DELETE FROM reactions; DELETE FROM contacts;
-                 DELETE FROM groups; DELETE FROM group_members;",
+                 DELETE FROM groups; DELETE FROM group_members;
+                 DELETE FROM statuses; DELETE FROM status_views;",
             )?;
         }
         Ok(())

@@ -15,12 +15,14 @@ use crate::session::{Session, Tokens};
 
 pub(crate) mod groups;
 pub(crate) mod messaging;
+pub(crate) mod statuses;
 
 /// The migrations, in order: the database is at version N once the first N have run.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_messaging.sql"),
     include_str!("../../migrations/0003_groups.sql"),
+    include_str!("../../migrations/0004_statuses.sql"),
 ];
 
 /// The client database.
@@ -311,6 +313,8 @@ mod tests {
                 "session",
                 "signed_prekeys",
                 "sqlite_sequence",
+                "status_views",
+                "statuses",
             ]
         );
     }
