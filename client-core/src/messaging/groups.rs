@@ -522,11 +522,17 @@ impl Client {
             .await?
         {
             Pairwise::Sent { devices, .. } => {
+                // Only devices of the audience count: one the send also reached that the group
+                // does not list (yet) would start a new chain at the next send.
+                let audience_devices: Vec<String> = devices
+                    .into_iter()
+                    .filter(|d| others.iter().any(|(_, o)| o == d))
+                    .collect();
                 self.store
-                    .write(|tx| tx.mark_sender_key_given(group_id, &devices))?;
+                    .write(|tx| tx.mark_sender_key_given(group_id, &audience_devices))?;
                 Ok(others
                     .iter()
-                    .all(|(_, d)| devices.contains(d) || given.contains(d)))
+                    .all(|(_, d)| audience_devices.contains(d) || given.contains(d)))
             }
             Pairwise::Refused(why) => Err(ClientError::Server {
                 message: format!("could not give a member this device's group key: {why}"),

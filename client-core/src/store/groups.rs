@@ -63,8 +63,9 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Records what a notice said: the name and version, whether this account is still in the
-    /// group, and that the member devices must be fetched again before the next send.
+    /// Records what a notice (or a listing) said: the name and version, and whether this
+    /// account is still in the group; a newer version means the member devices must be fetched
+    /// again before the next send.
     pub(crate) fn note_group_change(
         &self,
         group_id: &str,
@@ -79,7 +80,7 @@ impl Tx<'_> {
                  name = CASE WHEN excluded.version >= groups.version THEN excluded.name ELSE groups.name END,
                  version = max(groups.version, excluded.version),
                  active = coalesce(?5, groups.active),
-                 digest = NULL",
+                 digest = CASE WHEN excluded.version > groups.version THEN NULL ELSE groups.digest END",
             params![group_id, name, version, active.unwrap_or(true), active],
         )?;
         Ok(())
