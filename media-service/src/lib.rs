@@ -1,1 +1,26 @@
-//! Statuses, encrypted media blobs and profile photos. Filled in by later issues.
+//! Juntos media service: 24-hour statuses (`juntos.media.v1.Statuses`, the `juntos media`
+//! role). Media blobs and profile photos come later.
+//!
+//! Layers: [`grpc`] (tonic) → [`StatusService`] (logic: validation, the 100-in-24-hours answer,
+//! the sweeper) → [`StatusStore`] (the only code touching data; [`SqliteStatusStore`] is the
+//! embedded backend in `<data-dir>/media.db`, [`MongoStatusStore`] the shared one). The server
+//! keeps only ciphertext, who posted it, when, and who may fetch it, and forgets all of it at
+//! expiry.
+
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod grpc;
+pub mod service;
+pub mod status_id;
+pub mod store;
+mod tasks;
+
+pub use error::Error;
+pub use grpc::{MAX_REQUEST_BYTES, StatusesGrpc, server};
+pub use service::{StatusConfig, StatusService};
+pub use store::{
+    MongoStatusStore, NewStatus, PostLimit, PostOutcome, SqliteStatusStore, StatusPage,
+    StatusStore, StoreError, StoredStatus,
+};
+pub use tasks::Tasks;

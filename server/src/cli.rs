@@ -25,6 +25,8 @@ pub enum Role {
     Login(LoginArgs),
     /// The messaging service: mailboxes, sends and live streams.
     Chat(ChatArgs),
+    /// The media service: 24-hour statuses.
+    Media(MediaArgs),
 }
 
 /// Options every role has.
@@ -53,6 +55,8 @@ pub struct AllArgs {
     #[command(flatten)]
     pub chat: ChatOptions,
     #[command(flatten)]
+    pub media: MediaOptions,
+    #[command(flatten)]
     pub gateway: GatewayOptions,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -72,6 +76,9 @@ pub struct GatewayArgs {
     /// chat endpoints, as for `--otp`. Without it, chat calls answer UNAVAILABLE.
     #[arg(long, env = "JUNTOS_CHAT")]
     pub chat: Option<String>,
+    /// media endpoints, as for `--otp`. Without it, status calls answer UNAVAILABLE.
+    #[arg(long, env = "JUNTOS_MEDIA")]
+    pub media: Option<String>,
     #[command(flatten)]
     pub gateway: GatewayOptions,
     #[command(flatten)]
@@ -129,6 +136,24 @@ pub struct ChatArgs {
     pub mongodb_uri: Option<String>,
     #[command(flatten)]
     pub chat: ChatOptions,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MediaArgs {
+    #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7704")]
+    pub listen: SocketAddr,
+    /// Where the status database (`media.db`) lives.
+    #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
+    pub data_dir: PathBuf,
+    /// MongoDB for statuses (shared by every media pod), e.g.
+    /// `mongodb://host1,host2/juntos?replicaSet=rs0` (the path names the database, `juntos` when
+    /// absent); `<data-dir>/media.db` (SQLite, one pod only) when absent.
+    #[arg(long, env = "JUNTOS_MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+    #[command(flatten)]
+    pub media: MediaOptions,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -213,7 +238,7 @@ pub struct LoginOptions {
     /// MongoDB for accounts, devices, tokens, prekeys and contacts (shared by every login pod),
     /// e.g. `mongodb://host1,host2/juntos?replicaSet=rs0` (the path names the database, `juntos`
     /// when absent); `<data-dir>/login.db` (SQLite) when absent. With `juntos all`, chat's
-    /// mailboxes use it too.
+    /// mailboxes and media's statuses use it too.
     #[arg(long, env = "JUNTOS_MONGODB_URI", hide_env_values = true)]
     pub mongodb_uri: Option<String>,
 }
@@ -249,6 +274,14 @@ pub struct ChatOptions {
     /// same one. Default: `<data-dir>/notice-signing-key`, created on first start.
     #[arg(long, env = "JUNTOS_NOTICE_SIGNING_KEY", hide_env_values = true)]
     pub notice_signing_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MediaOptions {
+    /// Seconds between sweeps that delete expired statuses from the store (listings stop
+    /// showing a status at its expiry regardless).
+    #[arg(long, env = "JUNTOS_STATUS_SWEEP_SECS", default_value_t = 60)]
+    pub status_sweep_secs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,5 @@
 //! `juntos`: every Juntos role in one binary. `juntos all` runs the whole system on embedded
-//! defaults; `juntos gateway|otp|login|chat` runs one role, as a Kubernetes pod does.
+//! defaults; `juntos gateway|otp|login|chat|media` runs one role, as a Kubernetes pod does.
 
 use clap::Parser;
 use juntos_server::cli::{Cli, Role};
@@ -22,6 +22,7 @@ async fn main() -> std::process::ExitCode {
         Role::Otp(args) => roles::run_otp(args, shutdown).await,
         Role::Login(args) => roles::run_login(args, shutdown).await,
         Role::Chat(args) => roles::run_chat(args, shutdown).await,
+        Role::Media(args) => roles::run_media(args, shutdown).await,
     };
     let tasks = match started {
         Ok(tasks) => tasks,

@@ -16,7 +16,7 @@ use crate::chat::{
 };
 use crate::cli::{
     AllArgs, ChatArgs, ChatOptions, CommonArgs, GatewayArgs, GatewayOptions, LoginArgs,
-    LoginOptions, OtpArgs, OtpOptions, SmsKind,
+    LoginOptions, MediaArgs, MediaOptions, OtpArgs, OtpOptions, SmsKind,
 };
 use crate::gateway::{Gateway, GatewayConfig, PoolSettings, Rate, parse_endpoints};
 use crate::serve::{local_routes, serve};
@@ -378,9 +378,78 @@ pub async fn run_chat(args: ChatArgs, shutdown: Shutdown) -> Result<Vec<RoleTask
     Ok(vec![task])
 }
 
+// === media ===
+
+/// Starts the media service (statuses) on `listener`; with `mongodb_uri`, statuses live in that
+/// MongoDB (shared by every pod) instead of `<data_dir>/media.db`.
+pub async fn start_media(
+    listener: TcpListener,
+    options: &MediaOptions,
+    mongodb_uri: Option<&str>,
+    data_dir: &Path,
+    clock: SharedClock,
+    shutdown: Shutdown,
+    drain: Duration,
+) -> Result<RoleTask, String> {
+    ensure_dir(data_dir)?;
+    let config = juntos_media::StatusConfig {
+        sweep_interval: Duration::from_secs(options.status_sweep_secs),
+    };
+    config.validate().map_err(|e| format!("media: {e}"))?;
+    let store: Arc<dyn juntos_media::StatusStore> = match mongodb_uri {
+        Some(uri) => Arc::new(
+            juntos_media::MongoStatusStore::connect(uri)
+                .await
+                .map_err(|e| format!("media: mongodb: {e}"))?,
+        ),
+        None => Arc::new(
+            juntos_media::SqliteStatusStore::open(&data_dir.join("media.db"))
+                .map_err(|e| format!("media: database: {e}"))?,
+        ),
+    };
+    let service = juntos_media::StatusService::new(config, store, clock);
+    let sweeper = service.start();
+    let routes = local_routes(&["juntos.media.v1.Statuses"])
+        .await?
+        .add_service(juntos_media::server(service));
+    Ok(tokio::spawn(async move {
+        let served = serve("media", listener, routes, shutdown, drain).await;
+        drop(sweeper);
+        served
+    }))
+}
+
+/// `juntos media`.
+pub async fn run_media(args: MediaArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let listener = bind("media", args.listen).await?;
+    let clock = clock(&args.common);
+    let task = start_media(
+        listener,
+        &args.media,
+        args.mongodb_uri.as_deref(),
+        &args.data_dir,
+        clock,
+        shutdown,
+        drain(&args.common),
+    )
+    .await?;
+    Ok(vec![task])
+}
+
 // === gateway ===
 
-/// Starts the gateway on `listener`; without `chat` endpoints, chat calls answer UNAVAILABLE.
+/// Where the gateway sends each role's calls: comma-separated endpoint lists. Without `chat`
+/// (or `media`), chat (or status) calls answer UNAVAILABLE.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstreams<'a> {
+    pub otp: &'a str,
+    pub login: &'a str,
+    pub chat: Option<&'a str>,
+    pub media: Option<&'a str>,
+}
+
+/// Starts the gateway on `listener` in front of otp, login and (optionally) chat, without
+/// media: [`start_gateway_with`] with no media endpoints.
 #[allow(clippy::too_many_arguments)]
 pub async fn start_gateway(
     listener: TcpListener,
@@ -392,14 +461,36 @@ pub async fn start_gateway(
     shutdown: Shutdown,
     drain: Duration,
 ) -> Result<RoleTask, String> {
-    let config = GatewayConfig {
-        otp: parse_endpoints(otp).map_err(|e| format!("--otp: {e}"))?,
-        login: parse_endpoints(login).map_err(|e| format!("--login: {e}"))?,
-        chat: chat
+    let upstreams = Upstreams {
+        otp,
+        login,
+        chat,
+        media: None,
+    };
+    start_gateway_with(listener, options, upstreams, clock, shutdown, drain).await
+}
+
+/// Starts the gateway on `listener`, in front of `upstreams`.
+pub async fn start_gateway_with(
+    listener: TcpListener,
+    options: &GatewayOptions,
+    upstreams: Upstreams<'_>,
+    clock: SharedClock,
+    shutdown: Shutdown,
+    drain: Duration,
+) -> Result<RoleTask, String> {
+    let optional = |endpoints: Option<&str>, flag: &str| {
+        endpoints
             .map(parse_endpoints)
             .transpose()
-            .map_err(|e| format!("--chat: {e}"))?
-            .unwrap_or_default(),
+            .map_err(|e| format!("{flag}: {e}"))
+            .map(Option::unwrap_or_default)
+    };
+    let config = GatewayConfig {
+        otp: parse_endpoints(upstreams.otp).map_err(|e| format!("--otp: {e}"))?,
+        login: parse_endpoints(upstreams.login).map_err(|e| format!("--login: {e}"))?,
+        chat: optional(upstreams.chat, "--chat")?,
+        media: optional(upstreams.media, "--media")?,
         pools: PoolSettings {
             health_interval: Duration::from_secs(options.health_interval_secs.max(1)),
             health_timeout: Duration::from_secs(1),
@@ -428,12 +519,16 @@ pub async fn start_gateway(
 pub async fn run_gateway(args: GatewayArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
     let listener = bind("gateway", args.listen).await?;
     let clock = clock(&args.common);
-    let task = start_gateway(
+    let upstreams = Upstreams {
+        otp: &args.otp,
+        login: &args.login,
+        chat: args.chat.as_deref(),
+        media: args.media.as_deref(),
+    };
+    let task = start_gateway_with(
         listener,
         &args.gateway,
-        &args.otp,
-        &args.login,
-        args.chat.as_deref(),
+        upstreams,
         clock,
         shutdown,
         drain(&args.common),
@@ -444,7 +539,7 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: Shutdown) -> Result<Vec<Ro
 
 // === all ===
 
-/// `juntos all`: otp, login and chat on loopback ports, the gateway on `--listen`.
+/// `juntos all`: otp, login, chat and media on loopback ports, the gateway on `--listen`.
 pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
     let clock = clock(&args.common);
     let drain = drain(&args.common);
@@ -452,6 +547,7 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     let otp_listener = bind("otp", loopback).await?;
     let login_listener = bind("login", loopback).await?;
     let chat_listener = bind("chat", loopback).await?;
+    let media_listener = bind("media", loopback).await?;
     let otp_url = format!(
         "http://{}",
         otp_listener.local_addr().map_err(|e| e.to_string())?
@@ -463,6 +559,10 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     let chat_url = format!(
         "http://{}",
         chat_listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let media_url = format!(
+        "http://{}",
+        media_listener.local_addr().map_err(|e| e.to_string())?
     );
     let otp = start_otp(
         otp_listener,
@@ -495,18 +595,32 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
         drain,
     )
     .await?;
+    let media = start_media(
+        media_listener,
+        &args.media,
+        args.login.mongodb_uri.as_deref(),
+        &args.data_dir,
+        Arc::clone(&clock),
+        shutdown.clone(),
+        drain,
+    )
+    .await?;
     // The gateway binds last, so its "listening" line means the whole system is up.
     let gateway_listener = bind("gateway", args.listen).await?;
-    let gateway = start_gateway(
+    let upstreams = Upstreams {
+        otp: &otp_url,
+        login: &login_url,
+        chat: Some(&chat_url),
+        media: Some(&media_url),
+    };
+    let gateway = start_gateway_with(
         gateway_listener,
         &args.gateway,
-        &otp_url,
-        &login_url,
-        Some(&chat_url),
+        upstreams,
         clock,
         shutdown,
         drain,
     )
     .await?;
-    Ok(vec![otp, login, chat, gateway])
+    Ok(vec![otp, login, chat, media, gateway])
 }

@@ -102,7 +102,8 @@ impl Process {
         self.child.id()
     }
 
-    /// The role the process was started as (`all`, `otp`, `login`, `chat`, `gateway`).
+    /// The role the process was started as (`all`, `otp`, `login`, `chat`, `media`,
+    /// `gateway`).
     pub fn role(&self) -> &str {
         &self.role
     }
@@ -160,7 +161,7 @@ impl Default for SystemBuilder {
 }
 
 impl SystemBuilder {
-    /// Separate `otp`, `login` and `gateway` processes instead of `juntos all`.
+    /// Separate `otp`, `login`, `media` and `gateway` processes instead of `juntos all`.
     pub fn split_roles(mut self) -> Self {
         self.split_roles = true;
         self
@@ -211,8 +212,9 @@ impl SystemBuilder {
         self
     }
 
-    /// SecantusDB (or the server at `JUNTOS_TEST_MONGODB_URI`, in a fresh database) as login's
-    /// and chat's store: `--mongodb-uri` for login and every chat pod (or `juntos all`).
+    /// SecantusDB (or the server at `JUNTOS_TEST_MONGODB_URI`, in a fresh database) as login's,
+    /// chat's and media's store: `--mongodb-uri` for login, every chat pod and media (or
+    /// `juntos all`).
     pub fn with_mongodb(mut self) -> Self {
         self.mongodb = true;
         self
@@ -225,7 +227,8 @@ impl SystemBuilder {
     }
 
     /// Extra flags for the roles that accept them (`--otp-*` go to otp, `--chat-*` to chat,
-    /// other flags to the gateway; with `juntos all` all go to the one process).
+    /// `--status-*` to media, other flags to the gateway; with `juntos all` all go to the one
+    /// process).
     pub fn arg(mut self, flag: &str, value: &str) -> Self {
         self.args.push(flag.to_owned());
         self.args.push(value.to_owned());
@@ -277,9 +280,12 @@ impl SystemBuilder {
             .chunks(2)
             .map(|c| c.to_vec())
             .partition(|c| c[0].starts_with("--otp-"));
-        let (chat_flags, gateway_flags): (Vec<_>, Vec<_>) = other_flags
+        let (chat_flags, other_flags): (Vec<_>, Vec<_>) = other_flags
             .into_iter()
             .partition(|c| c[0].starts_with("--chat-"));
+        let (media_flags, gateway_flags): (Vec<_>, Vec<_>) = other_flags
+            .into_iter()
+            .partition(|c| c[0].starts_with("--status-"));
         let mut chat_pod_gateways = Vec::new();
         let mut chat_pod_gateway_urls = Vec::new();
 
@@ -333,6 +339,13 @@ impl SystemBuilder {
             let chats: Vec<Process> = (0..self.chat_pods)
                 .map(|_| Process::start("chat", &chat_args, "chat"))
                 .collect();
+            let mut media_args = self.common(&clock_file);
+            media_args.extend(["--data-dir".to_owned(), path_arg(&data_dir)]);
+            if let Some(uri) = &mongodb_uri {
+                media_args.extend(["--mongodb-uri".to_owned(), uri.clone()]);
+            }
+            media_args.extend(media_flags.concat());
+            let media = Process::start("media", &media_args, "media");
             let scheme = if self.dns { "dns" } else { "http" };
             let mut gateway_args = self.common(&clock_file);
             gateway_args.extend([
@@ -344,6 +357,10 @@ impl SystemBuilder {
             if !chats.is_empty() {
                 gateway_args.extend(["--chat".to_owned(), urls(&chats, scheme)]);
             }
+            gateway_args.extend([
+                "--media".to_owned(),
+                urls(std::slice::from_ref(&media), scheme),
+            ]);
             gateway_args.extend(gateway_flags.concat());
             if self.gateway_per_chat_pod {
                 for chat in &chats {
@@ -360,6 +377,7 @@ impl SystemBuilder {
             processes.extend(otps);
             processes.extend(logins);
             processes.extend(chats);
+            processes.push(media);
             processes.append(&mut chat_pod_gateways);
             processes.push(gateway);
             addr

@@ -258,6 +258,9 @@ async fn group_messages_reach_every_member_device_and_a_removed_member_reads_not
 
     // Bob adds a second device: the next message reaches it too, and only what follows.
     let bob2 = signed_in(&sys, "bob2", BOB).await;
+    // The chat service reuses a user's device list for up to a second
+    // (`--chat-directory-cache-ms`); a device younger than that may miss a send.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     alice
         .send_group_text(id.clone(), "welcome, bob's phone".to_owned())
         .await

@@ -65,6 +65,8 @@ pub struct GatewayConfig {
     pub login: Vec<Source>,
     /// chat endpoints; when empty, chat calls answer UNAVAILABLE.
     pub chat: Vec<Source>,
+    /// media endpoints; when empty, status calls answer UNAVAILABLE.
+    pub media: Vec<Source>,
     /// Health checking and discovery of every pool.
     pub pools: PoolSettings,
     /// Rate per client address.
@@ -115,6 +117,12 @@ impl Gateway {
         ]);
         if !config.chat.is_empty() {
             pools.insert(Upstream::Chat, Pool::new("chat", config.chat, config.pools));
+        }
+        if !config.media.is_empty() {
+            pools.insert(
+                Upstream::Media,
+                Pool::new("media", config.media, config.pools),
+            );
         }
         for pool in pools.values() {
             tasks.extend(pool.start_discovery().await);

@@ -7,6 +7,7 @@ pub enum Upstream {
     Otp,
     Login,
     Chat,
+    Media,
 }
 
 /// What a caller must present.
@@ -97,6 +98,11 @@ const PUBLIC_SERVICES: &[(&str, Upstream, Access)] = &[
         Upstream::Chat,
         Access::Authenticated,
     ),
+    (
+        "/juntos.media.v1.Statuses/",
+        Upstream::Media,
+        Access::Authenticated,
+    ),
 ];
 
 /// Services the gateway answers itself.
@@ -110,8 +116,9 @@ const LOCAL_PREFIXES: &[&str] = &[
 /// `Otp.RequestCode` (sends an SMS), `Login.SignIn` (consumes the code), `Login.Refresh`
 /// (rotates the refresh token), `Login.SignOut`, `Directory.UploadPrekeys`,
 /// `Directory.FetchBundles` (hands out one-time prekeys), `Chat.Connect` (a stream),
-/// `Groups.CreateGroup` (would make a second group) and `Groups.LeaveGroup` (a second try of
-/// a leave that went through answers NOT_A_MEMBER).
+/// `Groups.CreateGroup` (would make a second group), and `Groups.LeaveGroup` and
+/// `Statuses.DeleteStatus` (a second try of one that went through answers NOT_A_MEMBER or
+/// NOT_FOUND).
 const IDEMPOTENT: &[&str] = &[
     "/juntos.login.v1.Login/Me",
     "/juntos.login.v1.Login/GetSettings",
@@ -136,6 +143,9 @@ const IDEMPOTENT: &[&str] = &[
     "/juntos.chat.v1.Groups/RemoveMembers",
     "/juntos.chat.v1.Groups/SetAdmins",
     "/juntos.chat.v1.Groups/RenameGroup",
+    // A retried client_status_id gets the first status and stores nothing twice.
+    "/juntos.media.v1.Statuses/PostStatus",
+    "/juntos.media.v1.Statuses/ListStatuses",
 ];
 
 fn retry(path: &str) -> Retry {
@@ -239,6 +249,25 @@ mod tests {
                 "{path}"
             );
         }
+        for (path, retry) in [
+            ("/juntos.media.v1.Statuses/PostStatus", Retry::Idempotent),
+            ("/juntos.media.v1.Statuses/ListStatuses", Retry::Idempotent),
+            // A second try of a delete that went through would answer NOT_FOUND.
+            ("/juntos.media.v1.Statuses/DeleteStatus", Retry::Never),
+            // A method a later version adds reaches media too (and is not retried).
+            ("/juntos.media.v1.Statuses/Other", Retry::Never),
+        ] {
+            assert_eq!(
+                route(path),
+                Route::Forward(Upstream::Media, Access::Authenticated, retry),
+                "{path}"
+            );
+        }
+        assert_eq!(route("/juntos.media.v1.Statuses/"), Route::Internal);
+        assert_eq!(
+            route("/juntos.media.v1.StatusesInternal/PostStatus"),
+            Route::Internal
+        );
         assert_eq!(
             route("/juntos.login.v1.Directory/FetchBundles"),
             Route::Forward(Upstream::Login, Access::Authenticated, Retry::Never)
