@@ -24,7 +24,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::directory::DeviceMap;
 use super::error::{Error, Result};
-use super::service::{ChatService, MAX_ENVELOPE_BYTES, check_client_msg_id};
+use super::service::{ChatService, MAX_ENVELOPE_BYTES, MAX_RECIPIENTS, check_client_msg_id};
 use super::store::{
     EnvelopeKind, Group, GroupListing, GroupMember, GroupRole, GroupWrite, OutgoingEnvelope,
     SendBatch, SendOutcome,
@@ -469,6 +469,7 @@ impl ChatService {
             promoted_user_ids: Vec::new(),
         };
         let notices = self.notices(caller, &notice, &devices);
+        self.check_rate_n(&caller.user_id, fan_out_cost(notices.envelopes.len()))?;
         let recipients = device_ids(&notices);
         let written = self
             .store
@@ -531,6 +532,7 @@ impl ChatService {
                 promoted_user_ids: applied.promoted.clone(),
             };
             let notices = self.notices(caller, &notice, &devices);
+            self.check_rate_n(&caller.user_id, fan_out_cost(notices.envelopes.len()))?;
             let recipients = device_ids(&notices);
             let written = self
                 .store
@@ -603,6 +605,7 @@ impl ChatService {
             });
         }
         self.check_rate(&caller.user_id)?;
+        let mut charged = false;
         for _ in 0..MAX_ATTEMPTS {
             let group = self.group_of_member(caller, group_id).await?;
             let users = member_ids(&group);
@@ -630,6 +633,11 @@ impl ChatService {
                 }
             }
             envelopes.sort_by(|a, b| a.recipient_device_id.cmp(&b.recipient_device_id));
+            if !charged {
+                // One send was taken above; the rest of what this fan-out costs now.
+                self.check_rate_n(&caller.user_id, fan_out_cost(envelopes.len()) - 1)?;
+                charged = true;
+            }
             let batch = SendBatch {
                 sender_user_id: caller.user_id.clone(),
                 sender_device_id: caller.device_id.clone(),
@@ -661,6 +669,12 @@ impl ChatService {
             self.notice_signer.public_key(),
         )]
     }
+}
+
+/// What writing to `devices` mailboxes costs of the sender's send rate: one per
+/// [`MAX_RECIPIENTS`] devices (what the pairwise sends reaching them would cost), at least one.
+fn fan_out_cost(devices: usize) -> usize {
+    devices.div_ceil(MAX_RECIPIENTS).max(1)
 }
 
 fn member_ids(group: &Group) -> Vec<String> {

@@ -345,16 +345,35 @@ impl ChatService {
     }
 
     pub(super) fn check_rate(&self, user_id: &str) -> Result<()> {
-        self.send_rate
-            .check_key(&user_id.to_owned())
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                // Round up so a client that waits exactly this long gets through.
-                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) + 1;
-                Error::SendRate {
-                    retry_after: Duration::from_millis(wait_ms),
-                }
-            })
+        self.check_rate_n(user_id, 1)
+    }
+
+    /// Takes `n` sends' worth of the user's send rate (at most a whole burst): a group send or
+    /// change costs one per [`MAX_RECIPIENTS`] devices it writes to, as the pairwise sends
+    /// reaching them would.
+    pub(super) fn check_rate_n(&self, user_id: &str, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let n = u32::try_from(n)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.config.send_burst.max(1));
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let refused = |wait: Duration| {
+            // Round up so a client that waits exactly this long gets through.
+            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) + 1;
+            Error::SendRate {
+                retry_after: Duration::from_millis(wait_ms),
+            }
+        };
+        match self.send_rate.check_key_n(&user_id.to_owned(), n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(refused(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )),
+            // More than a burst: cannot happen after the clamp above.
+            Err(_) => Err(refused(Duration::from_secs(1))),
+        }
     }
 
     // === Sync and Ack ===

@@ -626,3 +626,31 @@ fn the_digest_covers_every_member_device_in_a_fixed_order() {
     assert_eq!(devices_digest(&group, &devices(&["b2", "b1"])), expected);
     assert_ne!(devices_digest(&group, &devices(&["b1"])), expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_fan_out_costs_one_send_per_256_devices() {
+    let f = Fixture::with_config(crate::chat::service::ChatConfig {
+        send_rate_per_second: 1,
+        send_burst: 4,
+        ..crate::chat::service::ChatConfig::default()
+    });
+    let alice = caller("alice", "a1");
+    let others: Vec<String> = (0..300).map(|i| format!("u{i:03}")).collect();
+    for user in &others {
+        f.directory.set(user, &[&format!("{user}-d")]);
+    }
+    // 302 notices: two sends' worth of the burst of four.
+    let view = f
+        .service
+        .create_group(&alice, "big", others)
+        .await
+        .expect("create");
+    // 301 recipient devices: two more.
+    send(&f, &alice, &view, "m1", b"x").await.expect("send");
+    let status = refused(
+        send(&f, &alice, &view, "m2", b"x").await,
+        Code::ResourceExhausted,
+        reason::SEND_RATE,
+    );
+    assert!(juntos_proto::error::retry_after_of(&status).is_some());
+}
