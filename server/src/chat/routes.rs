@@ -448,7 +448,9 @@ async fn listen(pubsub: redis::aio::PubSub, subscriber: &dyn Subscriber) {
                 None => return,
             },
             _ = pings.tick() => {
-                match tokio::time::timeout(TIMEOUT, sink.ping::<String>()).await {
+                // In subscriber mode Redis answers a PING with `["pong", ""]`, not `PONG`: take
+                // any answer (asking for a string made every ping "fail" and resubscribe).
+                match tokio::time::timeout(TIMEOUT, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => {}
                     _ => return,
                 }
@@ -554,6 +556,62 @@ pub(crate) mod tests {
         fn drop(&mut self) {
             self.kill();
         }
+    }
+
+    /// Counts what a subscription hands over.
+    #[derive(Default)]
+    struct Counting {
+        messages: std::sync::Mutex<Vec<String>>,
+        resubscribed: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Subscriber for Counting {
+        fn message(&self, payload: &str) {
+            self.messages.lock().expect("lock").push(payload.to_owned());
+        }
+        fn resubscribed(&self) {
+            self.resubscribed
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_healthy_subscription_outlives_its_pings() {
+        let redis = RedisServer::start();
+        let client = redis::Client::open(redis.url()).expect("client");
+        let counting = Arc::new(Counting::default());
+        let task = tokio::spawn(subscribe(
+            client.clone(),
+            "juntos:test".to_owned(),
+            Arc::clone(&counting) as Arc<dyn Subscriber>,
+        ));
+        // Past two pings.
+        tokio::time::sleep(PING_EVERY * 2 + Duration::from_millis(500)).await;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("juntos:test")
+            .arg("hello")
+            .query_async(&mut conn)
+            .await
+            .expect("publish");
+        for _ in 0..100 {
+            if !counting.messages.lock().expect("lock").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(*counting.messages.lock().expect("lock"), ["hello"]);
+        assert_eq!(
+            counting
+                .resubscribed
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the subscription was never lost"
+        );
+        task.abort();
     }
 
     struct Pod {
