@@ -41,6 +41,13 @@ pub enum ClientError {
     /// An argument was refused (by this library or the server).
     #[error("invalid input: {message}")]
     InvalidInput { message: String },
+    /// The server refused: this account may not do that (not a member of the group, not one
+    /// of its admins, ...).
+    #[error("not allowed: {message}")]
+    NotAllowed { message: String },
+    /// The server has no such thing (user, status, ...) for this account.
+    #[error("not found: {message}")]
+    NotFound { message: String },
     /// Any other server error.
     #[error("server error: {message}")]
     Server { message: String },
@@ -123,6 +130,8 @@ impl From<&Status> for ClientError {
             },
             (Code::Unavailable | Code::Cancelled, _) => Self::Network { message },
             (Code::InvalidArgument, _) => Self::InvalidInput { message },
+            (Code::PermissionDenied, _) => Self::NotAllowed { message },
+            (Code::NotFound, _) => Self::NotFound { message },
             _ => Self::Server { message },
         }
     }

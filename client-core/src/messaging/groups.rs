@@ -30,6 +30,8 @@ use crate::store::messaging as db;
 
 /// Most group ids a listing fetches in one call.
 const LIST_PAGE: u32 = 1_000;
+/// Most envelopes one `Chat.Send` may carry (the chat service's cap).
+const MAX_SEND_DEVICES: usize = 256;
 /// Most members of a group (the chat service's cap).
 const MAX_MEMBERS: usize = 1_024;
 /// Longest group id accepted from the app or a peer.
@@ -409,10 +411,15 @@ impl Client {
                 .iter()
                 .filter(|(_, d)| *d != my_device)
                 .collect();
-            if !self.keyed(Chain::Group(group_id), &others).await? {
-                // A member device could not be given the key (its list was behind): look again.
-                self.store.write(|tx| tx.invalidate_group(group_id))?;
-                continue;
+            match self.keyed(Chain::Group(group_id), &others).await? {
+                Keyed::All => {}
+                Keyed::Behind => {
+                    // A member device could not be given the key (its list was behind): look
+                    // again.
+                    self.store.write(|tx| tx.invalidate_group(group_id))?;
+                    continue;
+                }
+                Keyed::Refused(why) => return Ok(Outcome::Refused(why)),
             }
             let ad = e2e::group_associated_data(group_id, &me, &my_device);
             let ciphertext = self.encrypt_with_chain(group_id, &item.content, &ad)?;
@@ -463,7 +470,7 @@ impl Client {
         &self,
         chain: Chain<'_>,
         others: &[&(String, String)],
-    ) -> Result<bool> {
+    ) -> Result<Keyed> {
         let (me, _) = self.me_ids()?;
         let audience = chain.audience(&me);
         let group_id = audience.as_str();
@@ -488,25 +495,25 @@ impl Client {
         lacking.sort_unstable();
         lacking.dedup();
         if lacking.is_empty() {
-            return Ok(true);
+            return Ok(Keyed::All);
         }
-        // The pairwise device lists must be those the group has.
+        // The pairwise device lists must be those of the audience: fetch, in as few calls as
+        // possible, those this device does not have or that lack a device.
+        let mut behind = Vec::new();
         for user in &lacking {
-            let want: Vec<&String> = others
+            let known = self.store.read(|c| db::devices_of(c, user))?;
+            let listed = self.store.read(|c| db::device_list_known(c, user))?;
+            let missing = others
                 .iter()
                 .filter(|(u, _)| u == user)
-                .map(|(_, d)| d)
-                .collect();
-            let known = self.known_devices(user).await?;
-            if want
-                .iter()
-                .any(|d| !known.iter().any(|k| &k.device_id == *d))
-            {
-                self.refresh_devices(user).await?;
+                .any(|(_, d)| !known.iter().any(|k| &k.device_id == d));
+            if !listed || missing {
+                behind.push(user.clone());
             }
         }
+        self.refresh_devices_of(&behind).await?;
         let Some((state, _)) = self.store.read(|c| gdb::own_sender_key(c, group_id))? else {
-            return Ok(false);
+            return Ok(Keyed::Behind);
         };
         let distribution = e2e::sender_key_distribution(&state)?.to_vec();
         let body = match chain {
@@ -517,27 +524,51 @@ impl Client {
             Chain::Status => Body::StatusKey(content::StatusKey { distribution }),
         };
         let content = Content::new(&me, group_id, now, body).encode_padded();
-        match self
-            .send_pairwise(&lacking, &content::new_id(), &content)
-            .await?
-        {
-            Pairwise::Sent { devices, .. } => {
-                // Only devices of the audience count: one the send also reached that the group
-                // does not list (yet) would start a new chain at the next send.
-                let audience_devices: Vec<String> = devices
-                    .into_iter()
-                    .filter(|d| others.iter().any(|(_, o)| o == d))
-                    .collect();
-                self.store
-                    .write(|tx| tx.mark_sender_key_given(group_id, &audience_devices))?;
-                Ok(others
-                    .iter()
-                    .all(|(_, d)| audience_devices.contains(d) || given.contains(d)))
+        // In sends the server takes (at most MAX_SEND_DEVICES envelopes, this account's other
+        // devices in each).
+        let mine = self.known_devices(&me).await?.len();
+        let mut batches: Vec<Vec<String>> = Vec::new();
+        let mut batch: Vec<String> = Vec::new();
+        let mut count = mine;
+        for user in lacking {
+            let n = self.store.read(|c| db::devices_of(c, &user))?.len();
+            if !batch.is_empty() && count + n > MAX_SEND_DEVICES {
+                batches.push(std::mem::take(&mut batch));
+                count = mine;
             }
-            Pairwise::Refused(why) => Err(ClientError::Server {
-                message: format!("could not give a member this device's group key: {why}"),
-            }),
+            count += n;
+            batch.push(user);
         }
+        batches.push(batch);
+        let mut reached: Vec<String> = given.clone();
+        for users in batches {
+            match self
+                .send_pairwise(&users, &content::new_id(), &content)
+                .await?
+            {
+                Pairwise::Sent { devices, .. } => {
+                    // Only devices of the audience count: one the send also reached that the
+                    // group does not list (yet) would start a new chain at the next send.
+                    let audience_devices: Vec<String> = devices
+                        .into_iter()
+                        .filter(|d| others.iter().any(|(_, o)| o == d))
+                        .collect();
+                    self.store
+                        .write(|tx| tx.mark_sender_key_given(group_id, &audience_devices))?;
+                    reached.extend(audience_devices);
+                }
+                Pairwise::Refused(why) => {
+                    return Ok(Keyed::Refused(format!(
+                        "could not give a recipient this device's key: {why}"
+                    )));
+                }
+            }
+        }
+        Ok(if others.iter().all(|(_, d)| reached.contains(d)) {
+            Keyed::All
+        } else {
+            Keyed::Behind
+        })
     }
 
     /// Encrypts `content` with this device's chain for `audience`, saving the advanced chain
@@ -562,6 +593,15 @@ impl Client {
             .write(|tx| tx.save_own_sender_key(group_id, &next, false, now))?;
         Ok(wire)
     }
+}
+
+/// Whether every device of an audience holds this device's current chain.
+pub(super) enum Keyed {
+    All,
+    /// Some device could not be reached yet (its user's device list here was behind).
+    Behind,
+    /// The server refused to carry the chain for good.
+    Refused(String),
 }
 
 /// Which of this device's sending chains.

@@ -46,8 +46,9 @@ pub(crate) struct State {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Wakes the outbox worker.
     pub(crate) outbox_wake: Arc<Notify>,
-    /// Held while the outbox drains, so sends leave in order.
-    drain: tokio::sync::Mutex<()>,
+    /// Held while the outbox drains, so sends leave in order (and while a status is keyed and
+    /// encrypted, so no two users of a sending chain interleave).
+    pub(crate) drain: tokio::sync::Mutex<()>,
     /// Held from reading a ratchet state to saving its successor (never across an await), so
     /// sending and receiving never both advance the same session from one state: that would
     /// reuse a message key.

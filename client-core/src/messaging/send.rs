@@ -20,6 +20,8 @@ use crate::store::messaging::{self as db, DeviceRecord, OutboxItem};
 pub(super) const STALE_ROUNDS: usize = 4;
 /// Failed tries (other than network failures) before a send is given up.
 const MAX_STUCK_ATTEMPTS: i64 = 20;
+/// Most users one `Directory.ListDevices` call may name.
+const LIST_DEVICES_CHUNK: usize = 256;
 /// Longest wait between drain attempts while the network is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -271,31 +273,45 @@ impl Client {
 
     /// Fetches `user_id`'s device list from the directory and stores it.
     pub(crate) async fn refresh_devices(&self, user_id: &str) -> Result<()> {
-        let api = self.api.clone();
-        let users = vec![user_id.to_owned()];
-        let answer = self
-            .authorized(|token| {
-                let (api, users) = (api.clone(), users.clone());
-                async move { api.list_devices(&token, users).await }
-            })
-            .await?;
-        let devices: Vec<DeviceRecord> = answer
-            .users
-            .into_iter()
-            .filter(|u| u.user_id == user_id)
-            .flat_map(|u| u.devices)
-            .filter_map(|d| {
-                Some(DeviceRecord {
-                    user_id: user_id.to_owned(),
-                    device_id: d.device_id,
-                    identity_signing: d.identity_signing_key.try_into().ok()?,
-                    identity_dh: d.identity_dh_key.try_into().ok()?,
+        self.refresh_devices_of(&[user_id.to_owned()]).await
+    }
+
+    /// Fetches the device lists of `user_ids` from the directory (as many per call as it
+    /// takes) and stores them; a user the directory does not list has no devices.
+    pub(crate) async fn refresh_devices_of(&self, user_ids: &[String]) -> Result<()> {
+        for chunk in user_ids.chunks(LIST_DEVICES_CHUNK) {
+            let api = self.api.clone();
+            let users = chunk.to_vec();
+            let answer = self
+                .authorized(|token| {
+                    let (api, users) = (api.clone(), users.clone());
+                    async move { api.list_devices(&token, users).await }
                 })
-            })
-            .collect();
-        let now = self.clock.now_ms();
-        self.store
-            .write(|tx| tx.replace_devices(user_id, &devices, now))
+                .await?;
+            let mut lists: HashMap<&str, Vec<DeviceRecord>> =
+                chunk.iter().map(|u| (u.as_str(), Vec::new())).collect();
+            for user in answer.users {
+                let Some(list) = lists.get_mut(user.user_id.as_str()) else {
+                    continue;
+                };
+                list.extend(user.devices.into_iter().filter_map(|d| {
+                    Some(DeviceRecord {
+                        user_id: user.user_id.clone(),
+                        device_id: d.device_id,
+                        identity_signing: d.identity_signing_key.try_into().ok()?,
+                        identity_dh: d.identity_dh_key.try_into().ok()?,
+                    })
+                }));
+            }
+            let now = self.clock.now_ms();
+            self.store.write(|tx| {
+                for (user_id, devices) in &lists {
+                    tx.replace_devices(user_id, devices, now)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     /// Prekey bundles of every device of `user_id`, after checking their identities against

@@ -17,7 +17,7 @@ use juntos_proto::media::v1 as media;
 
 use super::content::{self, Body, Content};
 use super::e2e;
-use super::groups::{Chain, status_audience};
+use super::groups::{Chain, Keyed, status_audience};
 use crate::Client;
 use crate::error::{ClientError, Result};
 use crate::records::{StatusAudience, StatusInfo};
@@ -48,10 +48,18 @@ impl Client {
             }
         }
         let refs: Vec<&(String, String)> = others.iter().collect();
-        if !self.keyed(Chain::Status, &refs).await? {
-            return Err(ClientError::Server {
-                message: "could not give every viewer the status key; try again".to_owned(),
-            });
+        // One chain user at a time, from keying to encrypting (as the outbox drains), so a
+        // concurrent post can neither hand this chain to its audience nor start a new one in
+        // between.
+        let _drain = self.messaging.drain.lock().await;
+        match self.keyed(Chain::Status, &refs).await? {
+            Keyed::All => {}
+            Keyed::Behind => {
+                return Err(ClientError::Server {
+                    message: "could not give every viewer the status key; try again".to_owned(),
+                });
+            }
+            Keyed::Refused(why) => return Err(ClientError::Server { message: why }),
         }
         let client_status_id = content::new_id();
         let now = self.clock.now_ms();

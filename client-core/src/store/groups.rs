@@ -10,6 +10,9 @@ use crate::records::{GroupInfo, GroupMemberInfo};
 
 /// Received chains kept per sender device and group (older ones are dropped).
 const RECEIVED_CHAINS_KEPT: i64 = 4;
+/// Received chains kept per sender device across groups and statuses (a user is in at most
+/// 1,000 groups; the newest are kept).
+const RECEIVED_CHAINS_PER_DEVICE: i64 = 2_000;
 
 /// A group with the member devices `digest` covers.
 #[derive(Debug, Clone)]
@@ -175,6 +178,13 @@ impl Tx<'_> {
                  SELECT id FROM sender_keys_received WHERE group_id = ?1 AND sender_device_id = ?2
                  ORDER BY id DESC LIMIT ?3)",
             params![group_id, sender_device_id, RECEIVED_CHAINS_KEPT],
+        )?;
+        // A peer cannot grow this table without bound by naming ever new groups.
+        self.conn().execute(
+            "DELETE FROM sender_keys_received WHERE sender_device_id = ?1 AND id NOT IN (
+                 SELECT id FROM sender_keys_received WHERE sender_device_id = ?1
+                 ORDER BY id DESC LIMIT ?2)",
+            params![sender_device_id, RECEIVED_CHAINS_PER_DEVICE],
         )?;
         Ok(())
     }

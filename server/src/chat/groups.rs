@@ -607,7 +607,17 @@ impl ChatService {
         self.check_rate(&caller.user_id)?;
         let mut charged = false;
         for _ in 0..MAX_ATTEMPTS {
-            let group = self.group_of_member(caller, group_id).await?;
+            let group = match self.group_of_member(caller, group_id).await {
+                Ok(group) => group,
+                // A retry of a message stored before the sender left gets its answer.
+                Err(Error::NotAMember) => {
+                    return match self.store.sent_at(&caller.user_id, &client_msg_id).await? {
+                        Some(time) => Ok(time),
+                        None => Err(Error::NotAMember),
+                    };
+                }
+                Err(e) => return Err(e),
+            };
             let users = member_ids(&group);
             let mut devices = self.devices_of(&users, false).await?;
             if devices_digest(&group, &devices)[..] != *digest {

@@ -365,20 +365,24 @@ impl MongoChatStore {
     ) -> Result<Attempt, StoreError> {
         // The dedupe key first: a committed duplicate fails here with a duplicate key error, a
         // concurrent one with a write conflict (transient: run again, then see it committed).
-        let inserted = self
-            .sends()
-            .insert_one(doc! {
-                "sender_user_id": &batch.sender_user_id,
-                "client_msg_id": &batch.client_msg_id,
-                "server_time_ms": batch.now_ms,
-                "created_at": DateTime::from_millis(batch.now_ms),
-            })
-            .session(&mut *s)
-            .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => return Ok(Attempt::Duplicate),
-            Err(e) => return Err(e.into()),
+        // Notices are exactly-once through their group's version, and never use (or collide
+        // with) the senders' keys.
+        if batch.kind != EnvelopeKind::Notice {
+            let inserted = self
+                .sends()
+                .insert_one(doc! {
+                    "sender_user_id": &batch.sender_user_id,
+                    "client_msg_id": &batch.client_msg_id,
+                    "server_time_ms": batch.now_ms,
+                    "created_at": DateTime::from_millis(batch.now_ms),
+                })
+                .session(&mut *s)
+                .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_duplicate_key(&e) => return Ok(Attempt::Duplicate),
+                Err(e) => return Err(e.into()),
+            }
         }
         // A contiguous range per mailbox, in a fixed order of mailboxes.
         let mut wanted: BTreeMap<&str, u64> = BTreeMap::new();

@@ -363,16 +363,20 @@ fn apply_send(
     {
         return Ok(SendOutcome::StaleGroup);
     }
-    let fresh =
-        conn.prepare_cached(
-            "INSERT INTO send_dedupe (sender_user_id, client_msg_id, server_time_ms)
-             VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![
-            send.sender_user_id,
-            send.client_msg_id,
-            send.now_ms
-        ])? == 1;
+    // Notices are exactly-once through their group's version; they never use (or collide
+    // with) the senders' dedupe keys.
+    let fresh = send.kind == EnvelopeKind::Notice
+        || conn
+            .prepare_cached(
+                "INSERT INTO send_dedupe (sender_user_id, client_msg_id, server_time_ms)
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![
+                send.sender_user_id,
+                send.client_msg_id,
+                send.now_ms
+            ])?
+            == 1;
     if !fresh {
         let server_time_ms = conn
             .prepare_cached(
@@ -483,7 +487,13 @@ fn apply_group(
         }
     }
     if !write.notices.envelopes.is_empty() {
-        apply_send(conn, &write.notices, counters, touched)?;
+        match apply_send(conn, &write.notices, counters, touched)? {
+            SendOutcome::Stored { .. } => {}
+            // Never for a notice batch; refuse (and roll back) rather than change silently.
+            SendOutcome::Duplicate { .. } | SendOutcome::StaleGroup => {
+                return Err(rusqlite::Error::InvalidQuery);
+            }
+        }
     }
     Ok(true)
 }

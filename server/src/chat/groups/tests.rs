@@ -654,3 +654,56 @@ async fn a_large_fan_out_costs_one_send_per_256_devices() {
     );
     assert!(juntos_proto::error::retry_after_of(&status).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_cannot_be_suppressed_by_a_send_with_their_id() {
+    let f = fixture();
+    let alice = caller("alice", "a1");
+    let view = f
+        .service
+        .create_group(&alice, "g", users(&["bob"]))
+        .await
+        .expect("create");
+    let id = view.group.group_id.clone();
+    // Alice claims the id the next notice would have had, with a group message.
+    send(&f, &alice, &view, &format!("notice-{id}-2"), b"x")
+        .await
+        .expect("send");
+    f.service
+        .change_group(&alice, &id, Change::Add(users(&["carol"])))
+        .await
+        .expect("add");
+    for device in ["b1", "c1", "a2"] {
+        let notices = notices_of(&f, device).await;
+        assert_eq!(
+            notices.last().map(GroupNotice::action),
+            Some(NoticeAction::Added),
+            "{device}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_send_after_leaving_gets_its_first_answer() {
+    let f = fixture();
+    let bob = caller("bob", "b1");
+    let view = f
+        .service
+        .create_group(&caller("alice", "a1"), "g", users(&["bob"]))
+        .await
+        .expect("create");
+    let time = send(&f, &bob, &view, "m1", b"x").await.expect("send");
+    f.service
+        .change_group(&bob, &view.group.group_id, Change::Leave)
+        .await
+        .expect("leave");
+    assert_eq!(
+        send(&f, &bob, &view, "m1", b"x").await.expect("retry"),
+        time
+    );
+    refused(
+        send(&f, &bob, &view, "m2", b"x").await,
+        Code::PermissionDenied,
+        reason::NOT_A_MEMBER,
+    );
+}
