@@ -32,4 +32,5 @@ pub const ALICE: &str = "+12015550101";
 pub const BOB: &str = "+12015550102";
 pub const CAROL: &str = "+447400123456";
 
+pub mod clients;
 pub mod raw;

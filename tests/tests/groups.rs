@@ -2,91 +2,25 @@
 //! rules, delivery of sender-key messages to every member device (offline ones on their next
 //! sync), a new chain after a removal, and no plaintext in the server's stores.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use juntos_client::{
-    Client, ClientError, Event, EventListener, GroupAction, Message, MessageStatus,
-};
+use juntos_client::{Client, ClientError, EventListener, GroupAction, MessageStatus};
+use juntos_tests::clients::{Recorder, bulk_builder, settle, signed_in, texts};
 use juntos_tests::{ALICE, BOB, CAROL, System};
 
 const DAVE: &str = "+12015550104";
 
-/// Records every event.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Event>>);
-
-impl EventListener for Recorder {
-    fn on_event(&self, event: Event) {
-        self.0.lock().expect("events").push(event);
-    }
-}
-
-impl Recorder {
-    fn group_actions(&self) -> Vec<(GroupAction, Vec<String>)> {
-        self.0
-            .lock()
-            .expect("events")
-            .iter()
-            .filter_map(|e| match e {
-                Event::GroupChanged { notice } => {
-                    Some((notice.action, notice.subject_user_ids.clone()))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-}
-
 async fn system() -> System {
-    System::builder()
-        .arg("--ip-rate", "100000")
-        .arg("--ip-burst", "100000")
-        .arg("--user-rate", "100000")
-        .arg("--user-burst", "100000")
-        .arg("--chat-send-rate", "100000")
-        .arg("--chat-send-burst", "100000")
-        .start()
-        .await
-}
-
-/// Signs `phone` in on a new device called `name`.
-async fn signed_in(sys: &System, name: &str, phone: &str) -> Arc<Client> {
-    let client = sys.client(name);
-    client
-        .request_code(phone.to_owned())
-        .await
-        .expect("code requested");
-    client
-        .sign_in(phone.to_owned(), sys.last_code(phone), name.to_owned())
-        .await
-        .expect("signed in");
-    sys.advance_clock(Duration::from_secs(601));
-    client
+    bulk_builder().start().await
 }
 
 fn user_id(client: &Client) -> String {
     client.session().expect("signed in").user_id
 }
 
-/// Everything queued leaves, and everything waiting arrives, on each client, until quiet.
-async fn settle(clients: &[&Arc<Client>]) {
-    for _ in 0..4 {
-        for c in clients {
-            assert_eq!(c.flush_outbox().await.expect("flush"), 0, "outbox drained");
-        }
-        for c in clients {
-            c.sync_now().await.expect("sync");
-        }
-    }
-}
-
-fn texts_of(history: &[Message]) -> Vec<String> {
-    history.iter().map(|m| m.body.clone()).collect()
-}
-
 async fn group_texts(client: &Client, group_id: &str) -> Vec<String> {
-    texts_of(
+    texts(
         &client
             .group_history(group_id.to_owned(), 100)
             .await
@@ -376,7 +310,7 @@ async fn only_admins_change_membership_and_the_last_admin_hands_over() {
     settle(&[&bob, &carol, &dave, &alice]).await;
     // Dave's refused attempt stays in his own history, failed; the group saw only Bob's text.
     let on_dave = dave.group_history(id.clone(), 10).await.expect("history");
-    assert_eq!(texts_of(&on_dave), ["let me in", "welcome dave"]);
+    assert_eq!(texts(&on_dave), ["let me in", "welcome dave"]);
     assert_eq!(on_dave[0].status, MessageStatus::Failed);
     assert_eq!(group_texts(&carol, &id).await, ["welcome dave"]);
     assert!(

@@ -2,79 +2,16 @@
 //! client-core as apps drive it.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use juntos_client::{Client, Event, EventListener, Message, MessageStatus};
+use juntos_client::{Event, Message, MessageStatus};
+use juntos_tests::clients::{Recorder, bulk_builder, settle, signed_in, texts};
 use juntos_tests::{ALICE, BOB, System};
-
-/// Records every event.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Event>>);
-
-impl EventListener for Recorder {
-    fn on_event(&self, event: Event) {
-        self.0.lock().expect("events").push(event);
-    }
-}
-
-impl Recorder {
-    fn received(&self) -> Vec<Message> {
-        self.0
-            .lock()
-            .expect("events")
-            .iter()
-            .filter_map(|e| match e {
-                Event::MessageReceived { message } => Some(message.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-}
 
 /// A system whose rate limits leave room for bulk sends.
 async fn system() -> System {
-    System::builder()
-        .arg("--ip-rate", "100000")
-        .arg("--ip-burst", "100000")
-        .arg("--user-rate", "100000")
-        .arg("--user-burst", "100000")
-        .arg("--chat-send-rate", "100000")
-        .arg("--chat-send-burst", "100000")
-        .start()
-        .await
-}
-
-/// Signs `phone` in on a new device called `name`.
-async fn signed_in(sys: &System, name: &str, phone: &str) -> Arc<Client> {
-    let client = sys.client(name);
-    client
-        .request_code(phone.to_owned())
-        .await
-        .expect("code requested");
-    client
-        .sign_in(phone.to_owned(), sys.last_code(phone), name.to_owned())
-        .await
-        .expect("signed in");
-    // The next code for the same number may only be requested after the resend wait.
-    sys.advance_clock(Duration::from_secs(601));
-    client
-}
-
-/// Everything queued leaves, and everything waiting arrives, on each client, until quiet.
-async fn settle(clients: &[&Arc<Client>]) {
-    for _ in 0..4 {
-        for c in clients {
-            assert_eq!(c.flush_outbox().await.expect("flush"), 0, "outbox drained");
-        }
-        for c in clients {
-            c.sync_now().await.expect("sync");
-        }
-    }
-}
-
-fn texts(history: &[Message]) -> Vec<String> {
-    history.iter().map(|m| m.body.clone()).collect()
+    bulk_builder().start().await
 }
 
 #[tokio::test]
@@ -385,9 +322,7 @@ async fn acknowledged_sends_survive_sigkill_and_arrive_exactly_once_in_order() {
         .expect("start");
     let acknowledged = || {
         recorder
-            .0
-            .lock()
-            .expect("events")
+            .events()
             .iter()
             .filter(|e| matches!(e, Event::MessageChanged { message } if message.status == MessageStatus::Sent))
             .count()

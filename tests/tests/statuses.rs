@@ -2,10 +2,10 @@
 //! the 100-in-24-hours limit with the exact wait, expiry at 24 hours (the server's clock moved
 //! forward), early deletion, "seen" reports, and no plaintext in the server's stores.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use juntos_client::{Client, ClientError, StatusAudience, StatusInfo};
+use juntos_tests::clients::{bulk_builder, signed_in};
 use juntos_tests::{ALICE, BOB, CAROL, System};
 
 const DAVE: &str = "+12015550104";
@@ -13,30 +13,7 @@ const EVE: &str = "+12015550105";
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 async fn system() -> System {
-    System::builder()
-        .arg("--ip-rate", "100000")
-        .arg("--ip-burst", "100000")
-        .arg("--user-rate", "100000")
-        .arg("--user-burst", "100000")
-        .arg("--chat-send-rate", "100000")
-        .arg("--chat-send-burst", "100000")
-        .arg("--status-sweep-secs", "1")
-        .start()
-        .await
-}
-
-async fn signed_in(sys: &System, name: &str, phone: &str) -> Arc<Client> {
-    let client = sys.client(name);
-    client
-        .request_code(phone.to_owned())
-        .await
-        .expect("code requested");
-    client
-        .sign_in(phone.to_owned(), sys.last_code(phone), name.to_owned())
-        .await
-        .expect("signed in");
-    sys.advance_clock(Duration::from_secs(601));
-    client
+    bulk_builder().arg("--status-sweep-secs", "1").start().await
 }
 
 /// The statuses `client` sees after picking up what waits in its mailbox (the posters' keys).

@@ -1,0 +1,98 @@
+//! What end-to-end tests that drive client-core share: a system with room for bulk sends,
+//! signed-in clients, an event recorder, and "settle until quiet".
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use juntos_client::{Client, Event, EventListener, GroupAction, Message};
+
+use crate::{System, SystemBuilder};
+
+/// A builder whose gateway and chat rate limits leave room for bulk sends.
+pub fn bulk_builder() -> SystemBuilder {
+    System::builder()
+        .arg("--ip-rate", "100000")
+        .arg("--ip-burst", "100000")
+        .arg("--user-rate", "100000")
+        .arg("--user-burst", "100000")
+        .arg("--chat-send-rate", "100000")
+        .arg("--chat-send-burst", "100000")
+}
+
+/// Signs `phone` in on a new device called `name`.
+pub async fn signed_in(sys: &System, name: &str, phone: &str) -> Arc<Client> {
+    let client = sys.client(name);
+    client
+        .request_code(phone.to_owned())
+        .await
+        .expect("code requested");
+    client
+        .sign_in(phone.to_owned(), sys.last_code(phone), name.to_owned())
+        .await
+        .expect("signed in");
+    // The next code for the same number may only be requested after the resend wait.
+    sys.advance_clock(Duration::from_secs(601));
+    client
+}
+
+/// Everything queued leaves, and everything waiting arrives, on each client, until quiet.
+pub async fn settle(clients: &[&Arc<Client>]) {
+    for _ in 0..4 {
+        for c in clients {
+            assert_eq!(c.flush_outbox().await.expect("flush"), 0, "outbox drained");
+        }
+        for c in clients {
+            c.sync_now().await.expect("sync");
+        }
+    }
+}
+
+/// The texts of a history.
+pub fn texts(history: &[Message]) -> Vec<String> {
+    history.iter().map(|m| m.body.clone()).collect()
+}
+
+/// Records every event a client emits.
+#[derive(Default)]
+pub struct Recorder(Mutex<Vec<Event>>);
+
+impl EventListener for Recorder {
+    fn on_event(&self, event: Event) {
+        self.0.lock().expect("events").push(event);
+    }
+}
+
+impl Recorder {
+    /// Every event so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().expect("events").clone()
+    }
+
+    /// The messages received so far.
+    pub fn received(&self) -> Vec<Message> {
+        self.0
+            .lock()
+            .expect("events")
+            .iter()
+            .filter_map(|e| match e {
+                Event::MessageReceived { message } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The group notices so far: what happened, and to whom.
+    pub fn group_actions(&self) -> Vec<(GroupAction, Vec<String>)> {
+        self.0
+            .lock()
+            .expect("events")
+            .iter()
+            .filter_map(|e| match e {
+                Event::GroupChanged { notice } => {
+                    Some((notice.action, notice.subject_user_ids.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
