@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use juntos_proto::chat::v1 as chat;
 use juntos_proto::error::{metadata_of, reason, reason_of};
 use juntos_proto::login::v1 as login;
@@ -20,6 +21,8 @@ use crate::store::messaging::{self as db, DeviceRecord, OutboxItem};
 pub(super) const STALE_ROUNDS: usize = 4;
 /// Failed tries (other than network failures) before a send is given up.
 const MAX_STUCK_ATTEMPTS: i64 = 20;
+/// Prekey bundle fetches in flight at once.
+const BUNDLE_FETCHES: usize = 16;
 /// Most users one `Directory.ListDevices` call may name.
 const LIST_DEVICES_CHUNK: usize = 256;
 /// Longest wait between drain attempts while the network is down.
@@ -217,8 +220,14 @@ impl Client {
                 users.push(device.user_id.clone());
             }
         }
-        for user in &users {
-            for bundle in self.fetch_bundles(user).await? {
+        // A few at a time: a first message to a large group needs one per member.
+        let fetched: Vec<Result<Vec<login::PrekeyBundle>>> = futures_util::stream::iter(users)
+            .map(|user| async move { self.fetch_bundles(&user).await })
+            .buffer_unordered(BUNDLE_FETCHES)
+            .collect()
+            .await;
+        for answer in fetched {
+            for bundle in answer? {
                 bundles.insert(bundle.device_id.clone(), bundle);
             }
         }
