@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: installs what the tests need (idempotently), then rustfmt, clippy with
-# -D warnings, every Rust test (unit, store suites against a real redis-server and SecantusDB,
-# end-to-end through the gateway), and the Python binding test against a running `juntos all`.
+# -D warnings, every Rust test (unit, store suites against a real redis-server, SecantusDB and
+# s3s-fs, end-to-end through the gateway), and the Python binding test against a running
+# `juntos all`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/juntos-target}"
@@ -26,6 +27,11 @@ if [ ! -x .venv/bin/secantusd-py ]; then
     step "installing SecantusDB into .venv"
     python3 -m venv .venv
     .venv/bin/pip install -q SecantusDB==0.7.0b3
+fi
+# s3s-fs: the S3-compatible test server (later versions need a newer Rust than these machines).
+if [ "$(s3s-fs --version 2>/dev/null)" != "s3s-fs 0.14.1" ]; then
+    step "installing s3s-fs 0.14.1 with cargo install"
+    cargo install s3s-fs@0.14.1 --features binary --locked -j"$JOBS"
 fi
 for component in rustfmt clippy; do
     if command -v rustup >/dev/null 2>&1 && ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then

@@ -1,14 +1,17 @@
 //! Juntos media service: 24-hour statuses (`juntos.media.v1.Statuses`, the `juntos media`
-//! role). Media blobs and profile photos come later.
+//! role) and the blob store media will live in ([`blob`]). The media API and profile photos
+//! come later.
 //!
 //! Layers: [`grpc`] (tonic) → [`StatusService`] (logic: validation, the 100-in-24-hours answer,
 //! the sweeper) → [`StatusStore`] (the only code touching data; [`SqliteStatusStore`] is the
 //! embedded backend in `<data-dir>/media.db`, [`MongoStatusStore`] the shared one). The server
 //! keeps only ciphertext, who posted it, when, and who may fetch it, and forgets all of it at
-//! expiry.
+//! expiry. Blobs are opaque ciphertext behind [`BlobStore`]: [`FolderBlobStore`] embedded,
+//! [`S3BlobStore`] shared.
 
 #![forbid(unsafe_code)]
 
+pub mod blob;
 mod error;
 pub mod grpc;
 pub mod service;
@@ -16,6 +19,7 @@ pub mod status_id;
 pub mod store;
 mod tasks;
 
+pub use blob::{BlobError, BlobStore, FolderBlobStore, S3BlobStore, S3Config};
 pub use error::Error;
 pub use grpc::{MAX_REQUEST_BYTES, StatusesGrpc, server};
 pub use service::{StatusConfig, StatusService};

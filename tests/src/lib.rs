@@ -14,11 +14,13 @@
 
 mod juntos;
 mod redis_server;
+mod s3_server;
 mod secantusd;
 mod twilio;
 
 pub use juntos::{System, SystemBuilder, extract_code, juntos_bin};
 pub use redis_server::RedisServer;
+pub use s3_server::S3TestServer;
 pub use secantusd::{MongoTestServer, unique_database};
 pub use twilio::{FakeTwilio, TwilioMessage};
 

@@ -1,0 +1,108 @@
+//! An S3-compatible test server: `s3s-fs` 0.14.1 (`cargo install s3s-fs@0.14.1 --features binary
+//! --locked`) on a free loopback port over a temporary data folder, with one bucket, killed (and
+//! its folder removed) on drop. It checks SigV4 signatures, so the keys below must be the ones
+//! a client signs with.
+//!
+//! Self-contained (std only) so that crates other than the harness can include it with
+//! `#[path]` for their store suites.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The access key id the server accepts.
+pub const ACCESS_KEY: &str = "juntos-test-access";
+/// The secret key the server accepts.
+pub const SECRET_KEY: &str = "juntos-test-secret-key";
+/// The bucket that exists when [`S3TestServer::start`] returns.
+pub const BUCKET: &str = "juntos-media";
+
+/// A running `s3s-fs`.
+pub struct S3TestServer {
+    child: Child,
+    port: u16,
+    root: PathBuf,
+}
+
+impl S3TestServer {
+    /// Starts the server and waits until it accepts connections. Panics with install
+    /// instructions when `s3s-fs` cannot be found: tests never skip silently.
+    pub fn start() -> Self {
+        let binary = std::env::var_os("JUNTOS_S3S_FS")
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| PathBuf::from("s3s-fs"), PathBuf::from);
+        let root = unique_root();
+        // s3s-fs keeps a bucket as a folder of its root: creating the folder creates the bucket.
+        std::fs::create_dir_all(root.join(BUCKET)).expect("create the s3s-fs data folder");
+        let port = free_port();
+        let child = Command::new(&binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(&root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                let _ = std::fs::remove_dir_all(&root);
+                panic!(
+                    "cannot start {} ({e}): install it with `cargo install s3s-fs@0.14.1 \
+                     --features binary --locked` (scripts/test.sh does), or set JUNTOS_S3S_FS",
+                    binary.display()
+                )
+            });
+        let mut server = Self { child, port, root };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("s3s-fs exited before accepting connections: {status}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "s3s-fs not accepting connections on port {port} after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server
+    }
+
+    /// The endpoint URL, for path-style requests.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The folder the server keeps its objects in (`<root>/<bucket>/<key>`), for tests that
+    /// check what is stored.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+}
+
+impl Drop for S3TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn unique_root() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!(
+        "juntos-s3s-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
