@@ -360,3 +360,40 @@ async fn the_server_stores_no_group_plaintext() {
     bob.sync_now().await.expect("sync");
     assert_eq!(group_texts(&bob, &group.group_id).await, secrets);
 }
+
+#[tokio::test]
+async fn a_member_that_lost_a_chain_asks_for_it_and_reads_what_follows() {
+    let sys = system().await;
+    let alice = signed_in(&sys, "alice", ALICE).await;
+    let bob = signed_in(&sys, "bob", BOB).await;
+    let group = alice
+        .create_group("Knots".to_owned(), vec![BOB.to_owned()])
+        .await
+        .expect("create");
+    let id = group.group_id.clone();
+    alice
+        .send_group_text(id.clone(), "one".to_owned())
+        .await
+        .expect("send");
+    settle(&[&alice, &bob]).await;
+    assert_eq!(group_texts(&bob, &id).await, ["one"]);
+
+    // Bob's device loses Alice's chain (as if its hand-out had never decrypted).
+    let db = rusqlite::Connection::open(sys.client_home("bob").join("client.db")).expect("open");
+    db.execute("DELETE FROM sender_keys_received", [])
+        .expect("forget the chain");
+    drop(db);
+    alice
+        .send_group_text(id.clone(), "two".to_owned())
+        .await
+        .expect("send");
+    // Bob cannot read "two"; he asks Alice's device for the chain, which it hands over with
+    // its next message.
+    settle(&[&alice, &bob]).await;
+    alice
+        .send_group_text(id.clone(), "three".to_owned())
+        .await
+        .expect("send");
+    settle(&[&alice, &bob]).await;
+    assert_eq!(group_texts(&bob, &id).await, ["one", "three"]);
+}

@@ -32,7 +32,7 @@ pub(crate) struct Content {
     /// sender, so the server cannot relabel who sent a message.
     #[prost(string, tag = "5")]
     pub from_user_id: String,
-    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 16, 17, 18")]
+    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 16, 17, 18, 19")]
     pub body: Option<Body>,
     /// Filler up to a multiple of [`PAD_TO`] bytes.
     #[prost(bytes = "vec", tag = "15")]
@@ -67,6 +67,17 @@ pub(crate) enum Body {
     /// Tells the poster (and the viewer's other devices) that a status was seen.
     #[prost(message, tag = "18")]
     StatusSeen(StatusSeen),
+    /// Asks the receiver to give the sending device its chain again (a message arrived on a
+    /// chain the sending device never got).
+    #[prost(message, tag = "19")]
+    SenderKeyRequest(SenderKeyRequest),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct SenderKeyRequest {
+    /// The group; empty for the receiver's status chain.
+    #[prost(string, tag = "1")]
+    pub group_id: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -662,6 +662,12 @@ impl Client {
         })?
         else {
             tracing::debug!("a group message on a chain this device was never given");
+            drop(_crypto);
+            self.ask_for_key(
+                group_id,
+                &envelope.sender_user_id,
+                &envelope.sender_device_id,
+            )?;
             return Ok(Applied::Dropped);
         };
         let (plaintext, next) = match e2e::group_decrypt(&state, &envelope.ciphertext, &ad, now) {
@@ -697,6 +703,29 @@ impl Client {
             self.emit(event);
         }
         Ok(Applied::Done)
+    }
+
+    /// Asks `sender_device` (of `sender_user`) to give this device its chain for `group_id`
+    /// (empty: its status chain) with its next message, once per process. What was sent on the
+    /// chain before is not recovered.
+    pub(super) fn ask_for_key(
+        &self,
+        group_id: &str,
+        sender_user: &str,
+        sender_device: &str,
+    ) -> Result<()> {
+        let (me, my_device) = self.me_ids()?;
+        if sender_user == me || !self.messaging.first_ask(group_id, sender_device) {
+            return Ok(());
+        }
+        let body = Body::SenderKeyRequest(content::SenderKeyRequest {
+            group_id: group_id.to_owned(),
+        });
+        let now = self.clock.now_ms();
+        self.store
+            .write(|tx| super::queue_in(tx, &me, &my_device, sender_user, body, now))?;
+        self.messaging.outbox_wake.notify_one();
+        Ok(())
     }
 
     /// A notice: checked against the chat service's key, then applied.

@@ -57,6 +57,8 @@ pub(crate) struct State {
     followed: Mutex<Vec<String>>,
     /// Wakes the live connection when `followed` changes.
     pub(crate) follow_wake: Arc<Notify>,
+    /// (audience, sender device) pairs whose missing chain this process asked for already.
+    asked_for_keys: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl State {
@@ -72,6 +74,15 @@ impl State {
     /// The users whose presence is followed.
     pub(crate) fn followed(&self) -> Vec<String> {
         Self::lock(&self.followed).clone()
+    }
+
+    /// Whether to ask `sender_device` for its chain for `audience` (once per process).
+    pub(crate) fn first_ask(&self, audience: &str, sender_device: &str) -> bool {
+        let mut asked = Self::lock(&self.asked_for_keys);
+        if asked.len() >= 10_000 {
+            asked.clear();
+        }
+        asked.insert((audience.to_owned(), sender_device.to_owned()))
     }
 
     /// Replaces the followed users and tells the live connection.

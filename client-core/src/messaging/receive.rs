@@ -418,6 +418,7 @@ pub(super) fn within_bounds(content: &Content) -> bool {
         Some(Body::SenderKey(k)) => k.distribution.len() <= 256,
         Some(Body::StatusKey(k)) => k.distribution.len() <= 256,
         Some(Body::StatusSeen(s)) => !s.status_id.is_empty() && s.status_id.len() <= 64,
+        Some(Body::SenderKeyRequest(r)) => r.group_id.len() <= 64,
         Some(Body::Delete(_)) | None => true,
     }
 }
@@ -525,6 +526,19 @@ pub(super) fn apply_content(
                 }
             }
             Ok((events, false))
+        }
+        Some(Body::SenderKeyRequest(request)) => {
+            if !own {
+                // Only the audience of a later send gets anything: a stranger's request
+                // changes nothing.
+                let audience = if request.group_id.is_empty() {
+                    super::groups::status_audience(&content.to_user_id)
+                } else {
+                    request.group_id.clone()
+                };
+                tx.forget_sender_key_given(&audience, &envelope.sender_device_id)?;
+            }
+            Ok((Vec::new(), false))
         }
         Some(Body::StatusSeen(seen)) => {
             let now = envelope.server_time_ms;

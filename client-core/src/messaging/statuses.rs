@@ -252,7 +252,9 @@ impl Client {
             .read(|c| gdb::received_sender_key(c, &audience, &status.poster_device_id, chain_id))?
         else {
             tracing::debug!("a status on a chain this device was not given (yet)");
-            return Ok(());
+            drop(_crypto);
+            // Ask for the chain for the poster's next status (this one stays unread here).
+            return self.ask_for_key("", &status.poster_user_id, &status.poster_device_id);
         };
         let (plaintext, next) = match e2e::group_decrypt(&state, &status.ciphertext, &ad, now) {
             Ok(done) => done,

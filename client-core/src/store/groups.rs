@@ -142,6 +142,16 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Forgets that `device_id` holds this device's chain for `audience`, so the next send
+    /// hands it over again (if the device is in that send's audience at all).
+    pub(crate) fn forget_sender_key_given(&self, audience: &str, device_id: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM sender_keys_given WHERE group_id = ?1 AND device_id = ?2",
+            params![audience, device_id],
+        )?;
+        Ok(())
+    }
+
     /// Records that `device_ids` were given this device's current chain for a group.
     pub(crate) fn mark_sender_key_given(
         &self,
