@@ -47,6 +47,25 @@ pub async fn settle(clients: &[&Arc<Client>]) {
     }
 }
 
+/// Asserts that no file in the system's data directory holds any of `secrets`; returns how many
+/// bytes were scanned (so a caller can check the stores were there at all).
+pub fn assert_no_plaintext(sys: &System, secrets: &[&str]) -> usize {
+    let mut scanned = 0;
+    for entry in std::fs::read_dir(sys.data_dir()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read");
+        scanned += bytes.len();
+        for s in secrets {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                "{} holds a plaintext",
+                path.display()
+            );
+        }
+    }
+    scanned
+}
+
 /// The texts of a history.
 pub fn texts(history: &[Message]) -> Vec<String> {
     history.iter().map(|m| m.body.clone()).collect()

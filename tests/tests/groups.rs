@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use juntos_client::{Client, ClientError, EventListener, GroupAction, MessageStatus};
-use juntos_tests::clients::{Recorder, bulk_builder, settle, signed_in, texts};
+use juntos_tests::clients::{
+    Recorder, assert_no_plaintext, bulk_builder, settle, signed_in, texts,
+};
 use juntos_tests::{ALICE, BOB, CAROL, System};
 
 const DAVE: &str = "+12015550104";
@@ -87,7 +89,7 @@ async fn group_messages_reach_every_member_device_and_a_removed_member_reads_not
     let bob = signed_in(&sys, "bob", BOB).await;
     let carol = signed_in(&sys, "carol", CAROL).await;
     let dave = signed_in(&sys, "dave", DAVE).await;
-    let (bob_id, carol_id) = (user_id(&bob), user_id(&carol));
+    let carol_id = user_id(&carol);
     let carol_events = Arc::new(Recorder::default());
 
     let group = alice
@@ -203,7 +205,6 @@ async fn group_messages_reach_every_member_device_and_a_removed_member_reads_not
     assert_eq!(group_texts(&bob2, &id).await, ["welcome, bob's phone"]);
     assert_eq!(group_texts(&bob, &id).await.len(), 4);
     assert_eq!(bob2.group(id.clone()).await.expect("get").members.len(), 2);
-    let _ = bob_id;
 }
 
 #[tokio::test]
@@ -213,7 +214,7 @@ async fn only_admins_change_membership_and_the_last_admin_hands_over() {
     let bob = signed_in(&sys, "bob", BOB).await;
     let carol = signed_in(&sys, "carol", CAROL).await;
     let dave = signed_in(&sys, "dave", DAVE).await;
-    let (alice_id, bob_id) = (user_id(&alice), user_id(&bob));
+    let alice_id = user_id(&alice);
     let group = alice
         .create_group("Book club".to_owned(), vec![BOB.to_owned()])
         .await
@@ -320,7 +321,6 @@ async fn only_admins_change_membership_and_the_last_admin_hands_over() {
     let listed = dave.groups().await.expect("groups");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, "Readers");
-    let _ = bob_id;
 }
 
 #[tokio::test]
@@ -340,19 +340,7 @@ async fn the_server_stores_no_group_plaintext() {
             .expect("send");
     }
     assert_eq!(alice.flush_outbox().await.expect("flush"), 0);
-    let mut scanned = 0;
-    for entry in std::fs::read_dir(sys.data_dir()).expect("data dir") {
-        let path = entry.expect("entry").path();
-        let bytes = std::fs::read(&path).expect("read");
-        scanned += bytes.len();
-        for s in secrets {
-            assert!(
-                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
-                "{} holds a plaintext",
-                path.display()
-            );
-        }
-    }
+    let scanned = assert_no_plaintext(&sys, &secrets);
     assert!(
         scanned > 10_000,
         "the stores were scanned ({scanned} bytes)"

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use juntos_client::{Event, Message, MessageStatus};
-use juntos_tests::clients::{Recorder, bulk_builder, settle, signed_in, texts};
+use juntos_tests::clients::{
+    Recorder, assert_no_plaintext, bulk_builder, settle, signed_in, texts,
+};
 use juntos_tests::{ALICE, BOB, System};
 
 /// A system whose rate limits leave room for bulk sends.
@@ -275,19 +277,7 @@ async fn the_server_stores_no_plaintext() {
     }
     // Sent but not yet fetched: the envelopes sit in Bob's mailbox on the server.
     assert_eq!(alice.flush_outbox().await.expect("flush"), 0);
-    let mut scanned = 0;
-    for entry in std::fs::read_dir(sys.data_dir()).expect("data dir") {
-        let path = entry.expect("entry").path();
-        let bytes = std::fs::read(&path).expect("read");
-        scanned += bytes.len();
-        for s in secrets {
-            assert!(
-                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
-                "{} holds a plaintext",
-                path.display()
-            );
-        }
-    }
+    let scanned = assert_no_plaintext(&sys, &secrets);
     assert!(
         scanned > 10_000,
         "the stores were scanned ({scanned} bytes)"

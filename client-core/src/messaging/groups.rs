@@ -579,18 +579,17 @@ impl Client {
         content: &[u8],
         ad: &[u8],
     ) -> Result<Vec<u8>> {
-        let group_id = audience;
         let _crypto = self.messaging.crypto();
         let (state, _) = self
             .store
-            .read(|c| gdb::own_sender_key(c, group_id))?
+            .read(|c| gdb::own_sender_key(c, audience))?
             .ok_or_else(|| ClientError::Server {
                 message: "no sender key to send with".to_owned(),
             })?;
         let (wire, next) = e2e::group_encrypt(&state, content, ad)?;
         let now = self.clock.now_ms();
         self.store
-            .write(|tx| tx.save_own_sender_key(group_id, &next, false, now))?;
+            .write(|tx| tx.save_own_sender_key(audience, &next, false, now))?;
         Ok(wire)
     }
 }
