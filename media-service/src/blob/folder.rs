@@ -5,6 +5,11 @@
 //! one. Keys are validated before they become file names; temporary names start with `.` and
 //! are therefore never keys, so `list` cannot report them and leftovers from a crash are removed
 //! on open.
+//!
+//! A resumable upload is a hidden file `.up-<handle>` written part by part at the part's offset
+//! (each part fsynced before it is answered), then truncated to the blob's size, fsynced and
+//! renamed over the key's name. Upload files survive a restart (the upload goes on); whoever
+//! began one aborts it when it is abandoned.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -20,10 +25,12 @@ use super::{
 };
 
 const TMP_PREFIX: &str = ".tmp-";
+const UPLOAD_PREFIX: &str = ".up-";
 
 /// Blobs as files in a folder (`<data-dir>/blobs` in `juntos all`).
 pub struct FolderBlobStore {
     dir: PathBuf,
+    part_size: u64,
 }
 
 impl FolderBlobStore {
@@ -37,12 +44,29 @@ impl FolderBlobStore {
                 tokio::fs::remove_file(entry.path()).await?;
             }
         }
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            part_size: super::DEFAULT_PART_SIZE as u64,
+        })
+    }
+
+    /// Uses parts of `part_size` bytes (at least 1) for resumable uploads begun from now on.
+    pub fn with_part_size(mut self, part_size: u64) -> Self {
+        self.part_size = part_size.max(1);
+        self
     }
 
     /// The file of `key`: only a valid key ever becomes part of a path.
     fn path(&self, key: &str) -> Result<PathBuf, BlobError> {
         Ok(self.dir.join(validate_key(key)?))
+    }
+
+    /// The file of upload `handle`: 16 hex digits this store made, nothing else.
+    fn upload_path(&self, handle: &str) -> Result<PathBuf, BlobError> {
+        if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BlobError::NotFound);
+        }
+        Ok(self.dir.join(format!("{UPLOAD_PREFIX}{handle}")))
     }
 }
 
@@ -189,6 +213,100 @@ impl BlobStore for FolderBlobStore {
             });
         }
         Ok(page)
+    }
+
+    fn part_size(&self) -> u64 {
+        self.part_size
+    }
+
+    async fn begin_upload(&self, key: &str) -> Result<String, BlobError> {
+        validate_key(key)?;
+        let handle = format!("{:016x}", rand::random::<u64>());
+        tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.upload_path(&handle)?)
+            .await?
+            .sync_all()
+            .await?;
+        sync_dir(&self.dir).await?;
+        Ok(handle)
+    }
+
+    async fn put_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        len: u64,
+        mut body: ByteChunks,
+    ) -> Result<(), BlobError> {
+        validate_key(key)?;
+        if number == 0 || len > self.part_size {
+            return Err(BlobError::Upload(format!(
+                "no part {number} of {len} bytes"
+            )));
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(self.upload_path(upload)?)
+            .await
+            .map_err(not_found_as)?;
+        file.seek(SeekFrom::Start(u64::from(number - 1) * self.part_size))
+            .await?;
+        let mut written = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            written += chunk.len() as u64;
+            if written > len {
+                return Err(BlobError::Upload(format!(
+                    "part {number} is over {len} bytes"
+                )));
+            }
+            file.write_all(&chunk).await?;
+        }
+        if written != len {
+            return Err(BlobError::Upload(format!(
+                "part {number} has {written} of {len} bytes"
+            )));
+        }
+        file.flush().await?;
+        file.sync_data().await?;
+        Ok(())
+    }
+
+    async fn finish_upload(&self, key: &str, upload: &str, size: u64) -> Result<(), BlobError> {
+        let target = self.path(key)?;
+        let path = self.upload_path(upload)?;
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .await
+            .map_err(not_found_as)?;
+        let stored = file.metadata().await?.len();
+        if stored < size {
+            return Err(BlobError::Upload(format!(
+                "{stored} of {size} bytes were stored"
+            )));
+        }
+        // A part written again after a shorter retry of the last one can leave bytes beyond.
+        file.set_len(size).await?;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&path, &target).await?;
+        sync_dir(&self.dir).await?;
+        Ok(())
+    }
+
+    async fn abort_upload(&self, key: &str, upload: &str) -> Result<(), BlobError> {
+        validate_key(key)?;
+        let Ok(path) = self.upload_path(upload) else {
+            return Ok(());
+        };
+        match tokio::fs::remove_file(path).await.map_err(not_found_as) {
+            Ok(()) | Err(BlobError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn presign_get(&self, key: &str, _: Duration) -> Result<Option<PresignedUrl>, BlobError> {

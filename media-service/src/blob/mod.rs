@@ -4,6 +4,12 @@
 //! embedded default (one file per blob in a folder, written atomically), and [`S3BlobStore`]
 //! (any S3-compatible server; multipart uploads for large blobs, presigned URLs). Bodies move
 //! as streams of chunks in both directions, so no blob is ever held in memory whole.
+//!
+//! Besides one-shot [`BlobStore::put`], a blob can be written as a resumable upload: begun once,
+//! then written part by part (each part durable on its own, so an interrupted upload goes on
+//! from the first missing part, possibly on another pod), then finished, which makes it visible
+//! under its key at once. On S3 this is a multipart upload; on the folder, a hidden file written
+//! at offsets and renamed into place.
 
 mod folder;
 mod key;
@@ -26,6 +32,17 @@ pub const READ_CHUNK: usize = 64 * 1024;
 
 /// A blob's bytes as they arrive or leave: chunks, in order, or an I/O error that ends it.
 pub type ByteChunks = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// The number of parts of a resumable upload of `size` bytes in parts of `part_size`.
+pub fn part_count(size: u64, part_size: u64) -> u64 {
+    size.div_ceil(part_size.max(1)).max(1)
+}
+
+/// The length of part `number` (1-based) of an upload of `size` bytes.
+pub fn part_len(size: u64, part_size: u64, number: u64) -> u64 {
+    let start = (number.saturating_sub(1)).saturating_mul(part_size);
+    size.saturating_sub(start).min(part_size)
+}
 
 /// What [`BlobStore::get`] returns.
 pub struct BlobRead {
@@ -78,6 +95,36 @@ pub trait BlobStore: Send + Sync {
     /// pages through everything by passing the last key it saw.
     async fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<BlobInfo>, BlobError>;
 
+    /// The size of every part of a resumable upload but the last (which is shorter or equal).
+    fn part_size(&self) -> u64;
+
+    /// Starts a resumable upload of `key` and returns its handle (at most 1,024 characters),
+    /// which the caller keeps to continue it. Nothing is visible under `key` until
+    /// [`finish_upload`](Self::finish_upload).
+    async fn begin_upload(&self, key: &str) -> Result<String, BlobError>;
+
+    /// Stores part `number` (1-based) of an upload: exactly `len` bytes of `body`, which is
+    /// [`part_size`](Self::part_size) for every part but the last. Durable once it returns;
+    /// a failed or dropped call leaves the part to be sent again (a body longer or shorter than
+    /// `len` fails). Storing a part again replaces it.
+    async fn put_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        len: u64,
+        body: ByteChunks,
+    ) -> Result<(), BlobError>;
+
+    /// Makes the upload, every part of a blob of `size` bytes stored, the blob under `key`.
+    /// [`BlobError::NotFound`] when the upload is unknown; an error when a part is missing.
+    async fn finish_upload(&self, key: &str, upload: &str, size: u64) -> Result<(), BlobError>;
+
+    /// Drops an unfinished upload and its parts. An upload the backend reports as unknown is no
+    /// error (AWS S3's NoSuchUpload; some S3-compatible servers answer AccessDenied instead,
+    /// which is an error).
+    async fn abort_upload(&self, key: &str, upload: &str) -> Result<(), BlobError>;
+
     /// A URL that downloads the blob for `expires_in`, or `None` when the backend has no URLs
     /// of its own (the folder: downloads go through the service).
     async fn presign_get(
@@ -107,6 +154,10 @@ pub enum BlobError {
     /// The read starts beyond the end of the blob.
     #[error("offset {offset} is beyond the blob's {size} bytes")]
     InvalidRange { offset: u64, size: u64 },
+    /// A resumable upload's part or size does not add up (a missing part, a body of another
+    /// length than announced).
+    #[error("upload: {0}")]
+    Upload(String),
     /// The body given to `put` failed, or the file system did.
     #[error("blob i/o: {0}")]
     Io(#[from] std::io::Error),

@@ -439,6 +439,160 @@ impl BlobStore for S3BlobStore {
             .collect())
     }
 
+    fn part_size(&self) -> u64 {
+        self.part_size as u64
+    }
+
+    async fn begin_upload(&self, key: &str) -> Result<String, BlobError> {
+        validate_key(key)?;
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(s3_error("create multipart upload"))?;
+        created.upload_id.ok_or_else(|| BlobError::S3 {
+            operation: "create multipart upload",
+            message: "no upload id in the answer".to_owned(),
+        })
+    }
+
+    async fn put_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u32,
+        len: u64,
+        mut body: ByteChunks,
+    ) -> Result<(), BlobError> {
+        validate_key(key)?;
+        let number_i32 = i32::try_from(number)
+            .ok()
+            .filter(|n| (1..=10_000).contains(n));
+        let (Some(number_i32), Ok(len_usize)) = (number_i32, usize::try_from(len)) else {
+            return Err(BlobError::Upload(format!(
+                "no part {number} of {len} bytes"
+            )));
+        };
+        if len_usize > self.part_size {
+            return Err(BlobError::Upload(format!(
+                "part {number} is over the part size"
+            )));
+        }
+        // One part in memory: S3 wants its length and checksum before the body.
+        let mut buf = BytesMut::with_capacity(len_usize);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            if buf.len() + chunk.len() > len_usize {
+                return Err(BlobError::Upload(format!(
+                    "part {number} is over {len} bytes"
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() != len_usize {
+            return Err(BlobError::Upload(format!(
+                "part {number} has {} of {len} bytes",
+                buf.len()
+            )));
+        }
+        self.upload_part(key, upload, number_i32, buf.freeze())
+            .await
+            .map(drop)
+    }
+
+    async fn finish_upload(&self, key: &str, upload: &str, size: u64) -> Result<(), BlobError> {
+        validate_key(key)?;
+        let want = super::part_count(size, self.part_size as u64);
+        let mut parts = Vec::new();
+        let mut marker = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| match e.as_service_error() {
+                    Some(service) if service.meta().code() == Some("NoSuchUpload") => {
+                        BlobError::NotFound
+                    }
+                    _ => s3_error("list parts")(e),
+                })?;
+            for part in out.parts.unwrap_or_default() {
+                let number = part.part_number.and_then(|n| u64::try_from(n).ok());
+                if let Some(number) = number.filter(|n| (1..=want).contains(n)) {
+                    let expected = super::part_len(size, self.part_size as u64, number);
+                    if length(part.size) != expected {
+                        return Err(BlobError::Upload(format!(
+                            "part {number} has {} of {expected} bytes",
+                            length(part.size)
+                        )));
+                    }
+                    parts.push(
+                        CompletedPart::builder()
+                            .set_e_tag(part.e_tag)
+                            .part_number(part.part_number.unwrap_or_default())
+                            .build(),
+                    );
+                }
+            }
+            match out.next_part_number_marker {
+                Some(next) if out.is_truncated == Some(true) => marker = Some(next),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        parts.dedup_by_key(|p| p.part_number);
+        if parts.len() as u64 != want {
+            return Err(BlobError::Upload(format!(
+                "{} of {want} parts were stored",
+                parts.len()
+            )));
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(s3_error("complete multipart upload"))?;
+        Ok(())
+    }
+
+    async fn abort_upload(&self, key: &str, upload: &str) -> Result<(), BlobError> {
+        validate_key(key)?;
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.meta().code() == Some("NoSuchUpload")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(s3_error("abort multipart upload")(e)),
+        }
+    }
+
     async fn presign_get(
         &self,
         key: &str,
