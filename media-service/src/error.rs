@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
-use juntos_proto::error::{reason, resource_exhausted, status};
+use std::collections::HashMap;
+
+use juntos_proto::error::{reason, resource_exhausted, status, status_with_metadata};
 use tonic::{Code, Status};
 
+use crate::blob::BlobError;
 use crate::store::StoreError;
 
-/// A status service failure.
+/// A media service failure (statuses, blobs, profile photos).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The request is malformed; the text says which part (never a value).
@@ -25,6 +28,39 @@ pub enum Error {
     /// The caller has no such status (never posted, someone else's, expired or deleted).
     #[error("no such status")]
     NoSuchStatus,
+    /// A media request is malformed; the text says which part.
+    #[error("invalid media request: {0}")]
+    InvalidMedia(&'static str),
+    /// An upload is over its kind's cap, or sent more bytes than it declared.
+    #[error("the upload is over {limit} bytes")]
+    MediaTooLarge { limit: u64 },
+    /// The caller has its maximum of unfinished uploads.
+    #[error("{limit} uploads are unfinished; finish or abandon one first")]
+    TooManyUploads { limit: u32 },
+    /// An upload resumed at another offset than what is stored.
+    #[error("the upload has {committed} bytes stored; resume there")]
+    UploadOffset { committed: u64 },
+    /// There is no such blob or upload for the caller.
+    #[error("no such blob")]
+    NoSuchBlob,
+    /// The capability does not open the blob.
+    #[error("the capability does not open this blob")]
+    NoCapability,
+    /// The blob store has no direct URLs.
+    #[error("this server has no direct download URLs; use Download")]
+    NoDirectUrls,
+    /// A profile photo was refused; the text is for the user.
+    #[error("{0}")]
+    InvalidPhoto(String),
+    /// No profile photo the caller may see.
+    #[error("no such profile photo")]
+    NoSuchPhoto,
+    /// The blob store failed.
+    #[error("blob store: {0}")]
+    Blob(#[from] BlobError),
+    /// The login service (visibility) could not be asked.
+    #[error("login service: {0}")]
+    Login(String),
     /// The storage failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -50,6 +86,53 @@ impl From<Error> for Status {
                 resource_exhausted(reason::STATUS_LIMIT, message, retry_after)
             }
             Error::NoSuchStatus => status(Code::NotFound, reason::NO_SUCH_STATUS, message),
+            Error::InvalidMedia(_) => status(Code::InvalidArgument, reason::INVALID_MEDIA, message),
+            Error::MediaTooLarge { limit } => status_with_metadata(
+                Code::InvalidArgument,
+                reason::MEDIA_TOO_LARGE,
+                message,
+                HashMap::from([("max_bytes".to_owned(), limit.to_string())]),
+            ),
+            Error::TooManyUploads { .. } => {
+                status(Code::ResourceExhausted, reason::TOO_MANY_UPLOADS, message)
+            }
+            Error::UploadOffset { committed } => status_with_metadata(
+                Code::FailedPrecondition,
+                reason::UPLOAD_OFFSET,
+                message,
+                HashMap::from([("committed_bytes".to_owned(), committed.to_string())]),
+            ),
+            Error::NoSuchBlob => status(Code::NotFound, reason::NO_SUCH_BLOB, message),
+            Error::NoCapability => status(Code::PermissionDenied, reason::NO_CAPABILITY, message),
+            Error::NoDirectUrls => {
+                status(Code::FailedPrecondition, reason::NO_DIRECT_URLS, message)
+            }
+            Error::InvalidPhoto(_) => status(Code::InvalidArgument, reason::INVALID_PHOTO, message),
+            Error::NoSuchPhoto => status(Code::NotFound, reason::NO_SUCH_PHOTO, message),
+            Error::Blob(BlobError::InvalidKey) => status(
+                Code::InvalidArgument,
+                reason::INVALID_MEDIA,
+                "invalid blob id",
+            ),
+            Error::Blob(BlobError::NotFound) => {
+                status(Code::NotFound, reason::NO_SUCH_BLOB, "no such blob")
+            }
+            Error::Blob(e) => {
+                tracing::error!(error = %e, "blob store failed");
+                status(
+                    Code::Unavailable,
+                    reason::STORE_UNAVAILABLE,
+                    "media storage is unavailable; retry shortly",
+                )
+            }
+            Error::Login(e) => {
+                tracing::warn!(error = %e, "login service unreachable");
+                status(
+                    Code::Unavailable,
+                    reason::UPSTREAM_UNAVAILABLE,
+                    "the login service is unavailable; retry shortly",
+                )
+            }
             Error::Store(StoreError::Mongo(e)) if mongo_unreachable(&e) => {
                 tracing::warn!(error = %e, "mongodb unreachable");
                 store_unavailable()

@@ -11,6 +11,7 @@ use juntos_proto::media::v1::{
 use juntos_proto::meta::Caller;
 use tonic::{Request, Response, Status};
 
+use crate::media::{MAX_STATUS_BLOBS, MediaService};
 use crate::service::{MAX_AUDIENCE, MAX_STATUS_BYTES, MAX_USER_ID_LEN, StatusService};
 use crate::store::StoredStatus;
 
@@ -21,18 +22,25 @@ use crate::store::StoredStatus;
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 const _: () = assert!(
-    MAX_STATUS_BYTES + 8 + (MAX_AUDIENCE + 1) * (MAX_USER_ID_LEN + 3) + 128 <= MAX_REQUEST_BYTES
+    MAX_STATUS_BYTES + 8 + (MAX_AUDIENCE + 1) * (MAX_USER_ID_LEN + 3) + MAX_STATUS_BLOBS * 40 + 128
+        <= MAX_REQUEST_BYTES
 );
 
-/// The `juntos.media.v1.Statuses` server over `service`.
-pub fn server(service: Arc<StatusService>) -> StatusesServer<StatusesGrpc> {
-    StatusesServer::new(StatusesGrpc { service }).max_decoding_message_size(MAX_REQUEST_BYTES)
+/// The `juntos.media.v1.Statuses` server over `service`; a status's blobs get their expiry
+/// from `media`.
+pub fn server(
+    service: Arc<StatusService>,
+    media: Arc<MediaService>,
+) -> StatusesServer<StatusesGrpc> {
+    StatusesServer::new(StatusesGrpc { service, media })
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
 }
 
 /// `juntos.media.v1.Statuses`.
 #[derive(Debug, Clone)]
 pub struct StatusesGrpc {
     service: Arc<StatusService>,
+    media: Arc<MediaService>,
 }
 
 fn to_proto(status: StoredStatus) -> WireStatus {
@@ -55,6 +63,9 @@ impl Statuses for StatusesGrpc {
     ) -> Result<Response<PostStatusResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let request = request.into_inner();
+        if request.media_blob_ids.len() > MAX_STATUS_BLOBS {
+            return Err(crate::Error::InvalidMedia("a status shows at most 10 blobs").into());
+        }
         let status = self
             .service
             .post(
@@ -63,6 +74,10 @@ impl Statuses for StatusesGrpc {
                 request.ciphertext,
                 request.audience_user_ids,
             )
+            .await?;
+        // After the post (a retried post sets the same expiry again): the blobs go with it.
+        self.media
+            .expire_with_status(&caller, &request.media_blob_ids, status.expires_ms)
             .await?;
         Ok(Response::new(PostStatusResponse {
             status: Some(to_proto(status)),

@@ -110,6 +110,25 @@ pub mod reason {
     pub const STATUS_LIMIT: &str = "STATUS_LIMIT";
     /// The caller has no such status.
     pub const NO_SUCH_STATUS: &str = "NO_SUCH_STATUS";
+    /// A media request is malformed (unknown kind, zero size, bad blob id).
+    pub const INVALID_MEDIA: &str = "INVALID_MEDIA";
+    /// An upload is over its kind's cap (metadata `max_bytes`) or past its declared size.
+    pub const MEDIA_TOO_LARGE: &str = "MEDIA_TOO_LARGE";
+    /// The caller has the most unfinished uploads allowed.
+    pub const TOO_MANY_UPLOADS: &str = "TOO_MANY_UPLOADS";
+    /// An upload resumed at another offset than its committed bytes (metadata
+    /// `committed_bytes`).
+    pub const UPLOAD_OFFSET: &str = "UPLOAD_OFFSET";
+    /// There is no such blob (or upload) for the caller.
+    pub const NO_SUCH_BLOB: &str = "NO_SUCH_BLOB";
+    /// The capability presented does not open the blob.
+    pub const NO_CAPABILITY: &str = "NO_CAPABILITY";
+    /// The blob store has no URLs of its own (a folder): download through the service.
+    pub const NO_DIRECT_URLS: &str = "NO_DIRECT_URLS";
+    /// A profile photo is not a JPEG, PNG or WebP image, is damaged, or has too many pixels.
+    pub const INVALID_PHOTO: &str = "INVALID_PHOTO";
+    /// The user has no profile photo the caller may see.
+    pub const NO_SUCH_PHOTO: &str = "NO_SUCH_PHOTO";
     /// Concurrent changes of one group kept conflicting; retry shortly.
     pub const GROUP_BUSY: &str = "GROUP_BUSY";
     /// An unexpected server-side failure (details are in the server's log).

@@ -28,7 +28,7 @@ pub mod chat {
     }
 }
 
-/// `juntos.media.v1`: statuses (media blobs and profile photos come later).
+/// `juntos.media.v1`: statuses, media blobs and profile photos.
 pub mod media {
     pub mod v1 {
         tonic::include_proto!("juntos.media.v1");

@@ -13,6 +13,8 @@ pub struct Cli {
     pub role: Role,
 }
 
+// Parsed once at start-up: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Role {
     /// Every role in one process on embedded defaults (in-memory codes, SQLite, console SMS).
@@ -25,7 +27,7 @@ pub enum Role {
     Login(LoginArgs),
     /// The messaging service: mailboxes, sends and live streams.
     Chat(ChatArgs),
-    /// The media service: 24-hour statuses.
+    /// The media service: 24-hour statuses, media blobs, profile photos.
     Media(MediaArgs),
 }
 
@@ -144,9 +146,13 @@ pub struct ChatArgs {
 pub struct MediaArgs {
     #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7704")]
     pub listen: SocketAddr,
-    /// Where the status database (`media.db`) lives.
+    /// Where the media database (`media.db`) and, without S3, the blob folder (`blobs`) live.
     #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
     pub data_dir: PathBuf,
+    /// login-service endpoints (for who may see a profile photo): comma-separated
+    /// `http://host:port` or `dns:///name:port`.
+    #[arg(long, env = "JUNTOS_LOGIN")]
+    pub login: String,
     /// MongoDB for statuses (shared by every media pod), e.g.
     /// `mongodb://host1,host2/juntos?replicaSet=rs0` (the path names the database, `juntos` when
     /// absent); `<data-dir>/media.db` (SQLite, one pod only) when absent.
@@ -282,6 +288,52 @@ pub struct MediaOptions {
     /// showing a status at its expiry regardless).
     #[arg(long, env = "JUNTOS_STATUS_SWEEP_SECS", default_value_t = 60)]
     pub status_sweep_secs: u64,
+    /// S3 bucket for media blobs (shared by every media pod); `<data-dir>/blobs` (one pod
+    /// only) when absent.
+    #[arg(long, env = "JUNTOS_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// An S3-compatible server instead of AWS, e.g. `http://minio:9000` (then path-style
+    /// addressing, unless `--s3-virtual-hosted`).
+    #[arg(long, env = "JUNTOS_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "JUNTOS_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// `bucket.host` addressing with a custom endpoint.
+    #[arg(long, env = "JUNTOS_S3_VIRTUAL_HOSTED")]
+    pub s3_virtual_hosted: bool,
+    /// Access key id; without it (and the secret) the AWS default chain is used (environment,
+    /// profile, web identity, instance metadata).
+    #[arg(long, env = "JUNTOS_S3_ACCESS_KEY", hide_env_values = true)]
+    pub s3_access_key: Option<String>,
+    #[arg(long, env = "JUNTOS_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// Bytes per part of a resumable upload (S3 needs at least 5 MiB).
+    #[arg(long, env = "JUNTOS_MEDIA_PART_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub media_part_bytes: u64,
+    /// Largest image blob, in bytes.
+    #[arg(long, env = "JUNTOS_MAX_IMAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_image_bytes: u64,
+    /// Largest video blob, in bytes.
+    #[arg(long, env = "JUNTOS_MAX_VIDEO_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_video_bytes: u64,
+    /// Largest audio blob, in bytes.
+    #[arg(long, env = "JUNTOS_MAX_AUDIO_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_audio_bytes: u64,
+    /// Largest file blob, in bytes.
+    #[arg(long, env = "JUNTOS_MAX_FILE_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// Days a complete blob is kept (a status's blobs go with the status).
+    #[arg(long, env = "JUNTOS_MEDIA_RETENTION_DAYS", default_value_t = 30)]
+    pub media_retention_days: u64,
+    /// Hours an upload may stay unfinished before it is deleted.
+    #[arg(long, env = "JUNTOS_UPLOAD_GRACE_HOURS", default_value_t = 24)]
+    pub upload_grace_hours: u64,
+    /// Most unfinished uploads per user.
+    #[arg(long, env = "JUNTOS_MAX_PENDING_UPLOADS", default_value_t = 20)]
+    pub max_pending_uploads: u32,
+    /// Seconds between sweeps of expired media (unknown objects every 60th sweep).
+    #[arg(long, env = "JUNTOS_MEDIA_SWEEP_SECS", default_value_t = 60)]
+    pub media_sweep_secs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -380,11 +380,15 @@ pub async fn run_chat(args: ChatArgs, shutdown: Shutdown) -> Result<Vec<RoleTask
 
 // === media ===
 
-/// Starts the media service (statuses) on `listener`; with `mongodb_uri`, statuses live in that
-/// MongoDB (shared by every pod) instead of `<data_dir>/media.db`.
+/// Starts the media service (statuses, media blobs, profile photos) on `listener`, asking the
+/// login pool at `login` who may see a profile photo; with `mongodb_uri`, statuses and the blob
+/// index live in that MongoDB (shared by every pod) instead of `<data_dir>/media.db`; blobs are
+/// in the S3 bucket of `options`, else in `<data_dir>/blobs`.
+#[allow(clippy::too_many_arguments)]
 pub async fn start_media(
     listener: TcpListener,
     options: &MediaOptions,
+    login: &str,
     mongodb_uri: Option<&str>,
     data_dir: &Path,
     clock: SharedClock,
@@ -396,27 +400,94 @@ pub async fn start_media(
         sweep_interval: Duration::from_secs(options.status_sweep_secs),
     };
     config.validate().map_err(|e| format!("media: {e}"))?;
-    let store: Arc<dyn juntos_media::StatusStore> = match mongodb_uri {
-        Some(uri) => Arc::new(
-            juntos_media::MongoStatusStore::connect(uri)
-                .await
-                .map_err(|e| format!("media: mongodb: {e}"))?,
-        ),
-        None => Arc::new(
-            juntos_media::SqliteStatusStore::open(&data_dir.join("media.db"))
-                .map_err(|e| format!("media: database: {e}"))?,
-        ),
+    let media_config = media_config(options);
+    media_config.validate().map_err(|e| format!("media: {e}"))?;
+    let (store, index): (
+        Arc<dyn juntos_media::StatusStore>,
+        Arc<dyn juntos_media::BlobIndex>,
+    ) = match mongodb_uri {
+        Some(uri) => {
+            let store = Arc::new(
+                juntos_media::MongoStatusStore::connect(uri)
+                    .await
+                    .map_err(|e| format!("media: mongodb: {e}"))?,
+            );
+            (store.clone(), store)
+        }
+        None => {
+            let store = Arc::new(
+                juntos_media::SqliteStatusStore::open(&data_dir.join("media.db"))
+                    .map_err(|e| format!("media: database: {e}"))?,
+            );
+            (store.clone(), store)
+        }
     };
-    let service = juntos_media::StatusService::new(config, store, clock);
+    let blobs = blob_store(options, data_dir).await?;
+    let service = juntos_media::StatusService::new(config, store, Arc::clone(&clock));
+    let media = juntos_media::MediaService::new(
+        media_config,
+        index,
+        blobs,
+        Arc::new(juntos_media::LoginVisibility::new(channel(login)?)),
+        clock,
+    );
     let sweeper = service.start();
-    let routes = local_routes(&["juntos.media.v1.Statuses"])
+    let media_sweeper = media.start();
+    let routes = local_routes(&["juntos.media.v1.Statuses", "juntos.media.v1.Media"])
         .await?
-        .add_service(juntos_media::server(service));
+        .add_service(juntos_media::server(service, Arc::clone(&media)))
+        .add_service(juntos_media::media_server(media));
     Ok(tokio::spawn(async move {
         let served = serve("media", listener, routes, shutdown, drain).await;
-        drop(sweeper);
+        drop((sweeper, media_sweeper));
         served
     }))
+}
+
+fn media_config(options: &MediaOptions) -> juntos_media::MediaConfig {
+    const HOUR: u64 = 60 * 60;
+    juntos_media::MediaConfig {
+        max_image_bytes: options.max_image_bytes,
+        max_video_bytes: options.max_video_bytes,
+        max_audio_bytes: options.max_audio_bytes,
+        max_file_bytes: options.max_file_bytes,
+        retention: Duration::from_secs(options.media_retention_days.saturating_mul(24 * HOUR)),
+        upload_grace: Duration::from_secs(options.upload_grace_hours.saturating_mul(HOUR)),
+        max_pending_uploads: options.max_pending_uploads,
+        sweep_interval: Duration::from_secs(options.media_sweep_secs),
+    }
+}
+
+/// The S3 bucket of `options`, else the folder `<data_dir>/blobs`.
+async fn blob_store(
+    options: &MediaOptions,
+    data_dir: &Path,
+) -> Result<Arc<dyn juntos_media::BlobStore>, String> {
+    let Some(bucket) = &options.s3_bucket else {
+        let folder = juntos_media::FolderBlobStore::open(data_dir.join("blobs"))
+            .await
+            .map_err(|e| format!("media: blob folder: {e}"))?
+            .with_part_size(options.media_part_bytes);
+        return Ok(Arc::new(folder));
+    };
+    if options.media_part_bytes < 5 * 1024 * 1024 {
+        return Err("media: --media-part-bytes must be at least 5 MiB on S3".into());
+    }
+    let credentials = match (&options.s3_access_key, &options.s3_secret_key) {
+        (Some(key), Some(secret)) => Some((key.clone(), secret.clone())),
+        (None, None) => None,
+        _ => return Err("media: give both --s3-access-key and --s3-secret-key, or neither".into()),
+    };
+    let config = juntos_media::S3Config {
+        bucket: bucket.clone(),
+        endpoint: options.s3_endpoint.clone(),
+        region: options.s3_region.clone(),
+        path_style: options.s3_endpoint.is_some() && !options.s3_virtual_hosted,
+        credentials,
+        part_size: usize::try_from(options.media_part_bytes)
+            .map_err(|_| "media: --media-part-bytes is too large")?,
+    };
+    Ok(Arc::new(juntos_media::S3BlobStore::connect(config).await))
 }
 
 /// `juntos media`.
@@ -426,6 +497,7 @@ pub async fn run_media(args: MediaArgs, shutdown: Shutdown) -> Result<Vec<RoleTa
     let task = start_media(
         listener,
         &args.media,
+        &args.login,
         args.mongodb_uri.as_deref(),
         &args.data_dir,
         clock,
@@ -598,6 +670,7 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     let media = start_media(
         media_listener,
         &args.media,
+        &login_url,
         args.login.mongodb_uri.as_deref(),
         &args.data_dir,
         Arc::clone(&clock),

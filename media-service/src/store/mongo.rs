@@ -45,7 +45,7 @@ use super::{NewStatus, PostLimit, PostOutcome, StatusPage, StatusStore, StoreErr
 pub const DEFAULT_DATABASE: &str = "juntos";
 
 /// The names of the collections, for tests and operators.
-pub const COLLECTIONS: &[&str] = &["statuses", "status_posters"];
+pub const COLLECTIONS: &[&str] = &["statuses", "status_posters", "blobs", "profile_photos"];
 
 /// How long a post keeps running its transaction again after write conflicts.
 const RETRY_BUDGET: Duration = Duration::from_secs(30);
@@ -62,7 +62,7 @@ fn majority() -> WriteConcern {
 #[derive(Clone)]
 pub struct MongoStatusStore {
     client: Client,
-    db: Database,
+    pub(super) db: Database,
 }
 
 impl std::fmt::Debug for MongoStatusStore {
@@ -164,6 +164,7 @@ impl MongoStatusStore {
             ])
             .await?;
         self.posters().create_index(ttl("expires_at_ttl")).await?;
+        super::blobs_mongo::create_indexes(&self.db).await?;
         Ok(())
     }
 
@@ -434,28 +435,28 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     }
 }
 
-fn is_namespace_exists(e: &mongodb::error::Error) -> bool {
+pub(super) fn is_namespace_exists(e: &mongodb::error::Error) -> bool {
     matches!(&*e.kind, ErrorKind::Command(c) if c.code == 48)
 }
 
-fn binary(bytes: &[u8]) -> Bson {
+pub(super) fn binary(bytes: &[u8]) -> Bson {
     Bson::Binary(Binary {
         subtype: BinarySubtype::Generic,
         bytes: bytes.to_vec(),
     })
 }
 
-fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("field {key}: {e}"))
 }
 
-fn str_field(d: &Document, key: &str) -> Result<String, StoreError> {
+pub(super) fn str_field(d: &Document, key: &str) -> Result<String, StoreError> {
     d.get_str(key)
         .map(str::to_owned)
         .map_err(|e| corrupt(key, e))
 }
 
-fn i64_field(d: &Document, key: &str) -> Result<i64, StoreError> {
+pub(super) fn i64_field(d: &Document, key: &str) -> Result<i64, StoreError> {
     match d.get(key) {
         Some(Bson::Int64(v)) => Ok(*v),
         Some(Bson::Int32(v)) => Ok(i64::from(*v)),

@@ -23,7 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::{NewStatus, PostLimit, PostOutcome, StatusPage, StatusStore, StoreError, StoredStatus};
 
 /// The schema migrations, in order; migration `i` (0-based) brings `user_version` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_statuses.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_statuses.sql"),
+    include_str!("../../migrations/0002_blobs.sql"),
+];
 
 /// Most write requests committed in one transaction.
 pub const MAX_BATCH: usize = 64;
@@ -52,6 +55,42 @@ enum Write {
         now_ms: i64,
         reply: Reply<u64>,
     },
+    /// Any other write (the blob index's): a closure run in its savepoint.
+    Job(Box<dyn Job>),
+}
+
+/// A write run by the writer thread, answered after the commit.
+pub(super) trait Job: Send {
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Sends the result, or `failure` when the savepoint or the commit failed.
+    fn answer(self: Box<Self>, failure: Option<StoreError>);
+}
+
+struct FnJob<T, F> {
+    f: Option<F>,
+    out: Option<T>,
+    reply: Reply<T>,
+}
+
+impl<T, F> Job for FnJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let f = self.f.take().ok_or(rusqlite::Error::InvalidQuery)?;
+        self.out = Some(f(conn)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, failure: Option<StoreError>) {
+        let result = match (failure, self.out) {
+            (Some(e), _) => Err(e),
+            (None, Some(out)) => Ok(out),
+            (None, None) => Err(StoreError::Corrupt("a write ran no job".into())),
+        };
+        drop(self.reply.send(result));
+    }
 }
 
 /// A [`StatusStore`] in one SQLite database file.
@@ -94,6 +133,22 @@ impl SqliteStatusStore {
         Ok(Self { writer, readers })
     }
 
+    /// Runs `f` in the writer's transaction (its own savepoint) and answers after the commit.
+    pub(super) async fn job<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.write(|reply| {
+            Write::Job(Box::new(FnJob {
+                f: Some(f),
+                out: None,
+                reply,
+            }))
+        })
+        .await
+    }
+
     async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> Write) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
@@ -104,7 +159,7 @@ impl SqliteStatusStore {
     }
 
     /// Runs `f` on a read connection on the blocking thread pool.
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -206,6 +261,7 @@ enum Done {
     Post(Result<PostOutcome, StoreError>),
     Delete(Result<bool, StoreError>),
     Count(Result<u64, StoreError>),
+    Job(Option<StoreError>),
 }
 
 impl Done {
@@ -215,6 +271,7 @@ impl Done {
             Write::Post(..) => Done::Post(Err(e)),
             Write::Delete { .. } => Done::Delete(Err(e)),
             Write::SweepChunk { .. } => Done::Count(Err(e)),
+            Write::Job(_) => Done::Job(Some(e)),
         }
     }
 }
@@ -241,10 +298,10 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>) {
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<Vec<Done>> {
+fn run_batch(conn: &mut Connection, batch: &mut [Write]) -> rusqlite::Result<Vec<Done>> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
-    for write in batch {
+    for write in batch.iter_mut() {
         let sp = tx.savepoint()?;
         // Dropping the savepoint unreleased rolls it back.
         match apply(&sp, write).and_then(|done| sp.commit().map(|()| done)) {
@@ -263,6 +320,8 @@ fn answer(write: Write, done: Done) {
         (Write::Post(_, _, reply), Done::Post(result)) => drop(reply.send(result)),
         (Write::Delete { reply, .. }, Done::Delete(result)) => drop(reply.send(result)),
         (Write::SweepChunk { reply, .. }, Done::Count(result)) => drop(reply.send(result)),
+        (Write::Job(job), Done::Job(failure)) => job.answer(failure),
+        (Write::Job(job), _) => job.answer(Some(mismatched())),
         (Write::Post(_, _, reply), _) => drop(reply.send(Err(mismatched()))),
         (Write::Delete { reply, .. }, _) => drop(reply.send(Err(mismatched()))),
         (Write::SweepChunk { reply, .. }, _) => drop(reply.send(Err(mismatched()))),
@@ -270,7 +329,7 @@ fn answer(write: Write, done: Done) {
 }
 
 /// Runs one write request.
-fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Done> {
+fn apply(conn: &Connection, write: &mut Write) -> rusqlite::Result<Done> {
     match write {
         Write::Post(status, limit, _) => {
             apply_post(conn, status, *limit).map(|o| Done::Post(Ok(o)))
@@ -284,6 +343,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Done> {
         Write::SweepChunk { now_ms, .. } => {
             apply_sweep_chunk(conn, *now_ms).map(|n| Done::Count(Ok(n)))
         }
+        Write::Job(job) => job.run(conn).map(|()| Done::Job(None)),
     }
 }
 
@@ -568,6 +628,22 @@ mod tests {
         sweep_removes_expired_statuses,
         concurrent_posts_never_pass_the_limit,
     );
+
+    macro_rules! sqlite_blob_suite {
+        ($($case:ident),* $(,)?) => {
+            mod blob_cases {
+                $(
+                    #[tokio::test]
+                    async fn $case() {
+                        let (_dir, store) = super::fresh();
+                        crate::store::blobs_suite::$case(&store).await;
+                    }
+                )*
+            }
+        };
+    }
+
+    crate::store::blobs_suite::all_blob_cases!(sqlite_blob_suite);
 
     fn count(conn: &Connection, sql: &str) -> i64 {
         conn.query_row(sql, [], |r| r.get(0)).expect("count")

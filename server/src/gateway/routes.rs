@@ -103,6 +103,11 @@ const PUBLIC_SERVICES: &[(&str, Upstream, Access)] = &[
         Upstream::Media,
         Access::Authenticated,
     ),
+    (
+        "/juntos.media.v1.Media/",
+        Upstream::Media,
+        Access::Authenticated,
+    ),
 ];
 
 /// Services the gateway answers itself.
@@ -118,7 +123,8 @@ const LOCAL_PREFIXES: &[&str] = &[
 /// `Directory.FetchBundles` (hands out one-time prekeys), `Chat.Connect` (a stream),
 /// `Groups.CreateGroup` (would make a second group), and `Groups.LeaveGroup` and
 /// `Statuses.DeleteStatus` (a second try of one that went through answers NOT_A_MEMBER or
-/// NOT_FOUND).
+/// NOT_FOUND), `Media.CreateUpload` (would start a second upload), and the client streams
+/// `Media.Upload` and `Media.SetProfilePhoto` (a retry would buffer the whole body).
 const IDEMPOTENT: &[&str] = &[
     "/juntos.login.v1.Login/Me",
     "/juntos.login.v1.Login/GetSettings",
@@ -146,6 +152,12 @@ const IDEMPOTENT: &[&str] = &[
     // A retried client_status_id gets the first status and stores nothing twice.
     "/juntos.media.v1.Statuses/PostStatus",
     "/juntos.media.v1.Statuses/ListStatuses",
+    "/juntos.media.v1.Media/GetUpload",
+    "/juntos.media.v1.Media/Download",
+    "/juntos.media.v1.Media/GetDownloadUrl",
+    "/juntos.media.v1.Media/GetProfilePhoto",
+    // Removing what is already gone is no error.
+    "/juntos.media.v1.Media/DeleteProfilePhoto",
 ];
 
 fn retry(path: &str) -> Retry {
@@ -256,6 +268,12 @@ mod tests {
             ("/juntos.media.v1.Statuses/DeleteStatus", Retry::Never),
             // A method a later version adds reaches media too (and is not retried).
             ("/juntos.media.v1.Statuses/Other", Retry::Never),
+            ("/juntos.media.v1.Media/Download", Retry::Idempotent),
+            ("/juntos.media.v1.Media/GetUpload", Retry::Idempotent),
+            // Client streams are never buffered for a retry.
+            ("/juntos.media.v1.Media/Upload", Retry::Never),
+            ("/juntos.media.v1.Media/SetProfilePhoto", Retry::Never),
+            ("/juntos.media.v1.Media/CreateUpload", Retry::Never),
         ] {
             assert_eq!(
                 route(path),

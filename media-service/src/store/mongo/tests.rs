@@ -58,6 +58,22 @@ mongo_suite!(
     concurrent_posts_never_pass_the_limit,
 );
 
+macro_rules! mongo_blob_suite {
+    ($($case:ident),* $(,)?) => {
+        mod blob_cases {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let (_server, store) = super::fresh().await;
+                    crate::store::blobs_suite::$case(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+crate::store::blobs_suite::all_blob_cases!(mongo_blob_suite);
+
 /// Two pods (two stores on one database) posting for one poster at once: their transactions
 /// conflict on the poster's document and retry; no more than 100 get in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
