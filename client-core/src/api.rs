@@ -28,6 +28,10 @@ pub(crate) struct Api {
     endpoint: Endpoint,
     // Made on first use, inside the async runtime (making it spawns the channel's worker task).
     channel: OnceLock<Channel>,
+    /// The same server without the per-request timeout, for uploads and downloads that take as
+    /// long as the bytes take (stalls are caught by HTTP/2 keep-alives).
+    transfer_endpoint: Endpoint,
+    transfer_channel: OnceLock<Channel>,
 }
 
 impl std::fmt::Debug for Api {
@@ -57,22 +61,30 @@ impl Api {
         if endpoint.uri().host().is_none() {
             return Err(invalid("has no host"));
         }
-        let endpoint = endpoint
+        let transfer_endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
             // Notice a dead path (network change, sleeping NAT) without waiting for TCP.
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);
         Ok(Self {
-            endpoint,
+            endpoint: transfer_endpoint.clone().timeout(REQUEST_TIMEOUT),
             channel: OnceLock::new(),
+            transfer_endpoint,
+            transfer_channel: OnceLock::new(),
         })
     }
 
     fn channel(&self) -> Channel {
         self.channel
             .get_or_init(|| self.endpoint.connect_lazy())
+            .clone()
+    }
+
+    /// The channel for streamed transfers (no per-request timeout).
+    pub(crate) fn transfer_channel(&self) -> Channel {
+        self.transfer_channel
+            .get_or_init(|| self.transfer_endpoint.connect_lazy())
             .clone()
     }
 
@@ -335,6 +347,88 @@ groups_calls! {
     send_group(chat::SendGroupRequest) -> chat::SendResponse;
     /// `Groups.GetNoticeKeys`.
     get_notice_keys(chat::GetNoticeKeysRequest) -> chat::GetNoticeKeysResponse;
+}
+
+/// `juntos.media.v1.Media` calls: each takes the access token and its request.
+macro_rules! media_calls {
+    ($($(#[$doc:meta])* $name:ident($request:ty) -> $response:ty;)*) => {
+        impl Api {
+            $(
+                $(#[$doc])*
+                pub(crate) async fn $name(
+                    &self,
+                    access_token: &str,
+                    request: $request,
+                ) -> Result<$response, Status> {
+                    let request = authorized(request, access_token)?;
+                    Ok(media::media_client::MediaClient::new(self.channel())
+                        .$name(request)
+                        .await?
+                        .into_inner())
+                }
+            )*
+        }
+    };
+}
+
+media_calls! {
+    /// `Media.CreateUpload`.
+    create_upload(media::CreateUploadRequest) -> media::CreateUploadResponse;
+    /// `Media.GetUpload`.
+    get_upload(media::GetUploadRequest) -> media::GetUploadResponse;
+    /// `Media.GetProfilePhoto`.
+    get_profile_photo(media::GetProfilePhotoRequest) -> media::GetProfilePhotoResponse;
+    /// `Media.DeleteProfilePhoto`.
+    delete_profile_photo(media::DeleteProfilePhotoRequest) -> media::DeleteProfilePhotoResponse;
+}
+
+impl Api {
+    /// `Media.Upload`: streams `messages` (the first names the blob and offset).
+    pub(crate) async fn upload(
+        &self,
+        access_token: &str,
+        messages: impl tokio_stream::Stream<Item = media::UploadRequest> + Send + 'static,
+    ) -> Result<media::UploadResponse, Status> {
+        let request = authorized(messages, access_token)?;
+        Ok(
+            media::media_client::MediaClient::new(self.transfer_channel())
+                .max_decoding_message_size(1 << 20)
+                .upload(request)
+                .await?
+                .into_inner(),
+        )
+    }
+
+    /// `Media.Download`: the stream of chunks.
+    pub(crate) async fn download(
+        &self,
+        access_token: &str,
+        request: media::DownloadRequest,
+    ) -> Result<tonic::Streaming<media::DownloadResponse>, Status> {
+        let request = authorized(request, access_token)?;
+        Ok(
+            media::media_client::MediaClient::new(self.transfer_channel())
+                .max_decoding_message_size(1 << 20)
+                .download(request)
+                .await?
+                .into_inner(),
+        )
+    }
+
+    /// `Media.SetProfilePhoto`.
+    pub(crate) async fn set_profile_photo(
+        &self,
+        access_token: &str,
+        messages: impl tokio_stream::Stream<Item = media::SetProfilePhotoRequest> + Send + 'static,
+    ) -> Result<media::SetProfilePhotoResponse, Status> {
+        let request = authorized(messages, access_token)?;
+        Ok(
+            media::media_client::MediaClient::new(self.transfer_channel())
+                .set_profile_photo(request)
+                .await?
+                .into_inner(),
+        )
+    }
 }
 
 /// `juntos.media.v1.Statuses` calls.

@@ -38,6 +38,8 @@ pub struct Client {
     pub(crate) api: Arc<Api>,
     pub(crate) store: Arc<Store>,
     pub(crate) clock: SharedClock,
+    /// Where the database lives; downloads go to `media/` in it unless told otherwise.
+    pub(crate) home_dir: PathBuf,
     /// Held for the whole of every refresh (see the module doc).
     refresh_lock: Arc<tokio::sync::Mutex<()>>,
     /// Messaging: the app's listener, the background tasks and their wake-ups.
@@ -201,6 +203,7 @@ impl Client {
             api: Arc::new(api),
             store: Arc::new(store),
             clock,
+            home_dir,
             refresh_lock: Arc::new(tokio::sync::Mutex::new(())),
             messaging: crate::messaging::State::default(),
         }))

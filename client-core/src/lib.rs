@@ -15,13 +15,15 @@ mod presence;
 mod records;
 mod session;
 mod store;
+mod thumbnail;
 
 pub use client::Client;
 pub use error::ClientError;
 pub use records::{
-    Account, CodeRequest, Conversation, DeviceSummary, Event, EventListener, GroupAction,
-    GroupInfo, GroupMemberInfo, GroupNoticeInfo, Me, Message, MessageReaction, MessageStatus,
-    PresenceInfo, ProfileInfo, SessionInfo, Settings, StatusAudience, StatusInfo, Visibility,
+    Account, AttachmentInfo, CodeRequest, Conversation, DeviceSummary, Event, EventListener,
+    GroupAction, GroupInfo, GroupMemberInfo, GroupNoticeInfo, Me, Message, MessageReaction,
+    MessageStatus, PresenceInfo, ProfileInfo, SessionInfo, Settings, StatusAudience, StatusInfo,
+    TransferListener, Visibility,
 };
 
 uniffi::setup_scaffolding!();

@@ -176,6 +176,41 @@ pub struct Message {
     pub edited: bool,
     pub deleted: bool,
     pub reactions: Vec<MessageReaction>,
+    /// A picture, video, voice note or file sent with the message (`body` is its caption).
+    pub attachment: Option<AttachmentInfo>,
+}
+
+/// What a message's attachment is (the blob itself is fetched with `Client::download`).
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AttachmentInfo {
+    pub file_name: String,
+    pub mime_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// A picture's size in pixels (0 when unknown).
+    pub width: u32,
+    pub height: u32,
+    /// A small JPEG preview of a picture (empty when none).
+    pub thumbnail: Vec<u8>,
+    /// Where this device has the file: the sender's own file, or where it was downloaded.
+    pub local_path: Option<String>,
+}
+
+impl std::fmt::Debug for AttachmentInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the name or preview: Debug output ends up in logs.
+        f.debug_struct("AttachmentInfo")
+            .field("mime_type", &self.mime_type)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Told how a transfer (an upload or a download) goes; implemented by the app.
+#[uniffi::export(with_foreign)]
+pub trait TransferListener: Send + Sync {
+    /// `done` of `total` bytes have moved.
+    fn on_progress(&self, done: u64, total: u64);
 }
 
 impl std::fmt::Debug for Message {
@@ -256,6 +291,9 @@ pub struct StatusInfo {
     pub viewed: bool,
     /// For this account's own statuses: who saw it (user ids, first first).
     pub seen_by: Vec<String>,
+    /// A picture or video shown with the status (`text` is its caption); fetch it with
+    /// `Client::download(status_id)`.
+    pub attachment: Option<AttachmentInfo>,
 }
 
 impl std::fmt::Debug for StatusInfo {

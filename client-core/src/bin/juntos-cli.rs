@@ -24,7 +24,14 @@
 //! juntos-cli ... groups
 //! juntos-cli ... status post "gone sailing" [--only +1…]… [--except +1…]…
 //! juntos-cli ... status list|view ID|delete ID
+//! juntos-cli ... send-file +12015550124 PATH [--caption "look"]
+//! juntos-cli ... group send-file GROUP PATH [--caption "look"]
+//! juntos-cli ... download MESSAGE_ID [--out PATH]
+//! juntos-cli ... profile photo PATH | --delete | --of +1… --out FILE [--small]
+//! juntos-cli ... status post [TEXT] --media PATH
 //! ```
+//!
+//! Uploads and downloads that take longer than a second show a progress bar on stderr.
 //!
 //! GROUP is a group id or, when it names exactly one, a group's name.
 //!
@@ -35,11 +42,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use juntos_client::{
     Client, ClientError, Event, EventListener, GroupAction, GroupInfo, Message, PresenceInfo,
-    Settings, StatusAudience, StatusInfo, Visibility,
+    Settings, StatusAudience, StatusInfo, TransferListener, Visibility,
 };
 use juntos_proto::clock::{OffsetFileClock, SharedClock, SystemClock};
 
@@ -134,6 +143,25 @@ enum Command {
         /// New about line (at most 140 characters; "" clears it).
         #[arg(long)]
         about: Option<String>,
+        #[command(subcommand)]
+        photo: Option<ProfileCommand>,
+    },
+    /// Send a picture, video or file (encrypted on this device; resumes an interrupted upload).
+    SendFile {
+        /// The recipient: E.164 phone number or user id.
+        to: String,
+        /// The file.
+        path: PathBuf,
+        /// A text shown with it.
+        #[arg(long, default_value = "")]
+        caption: String,
+    },
+    /// Download, check and decrypt a message's attachment.
+    Download {
+        message_id: String,
+        /// Where to write it [default: media/<its name> in the home directory].
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Show or change who sees this user's presence and profile (mutual contacts only, ever).
     Privacy {
@@ -167,10 +195,36 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum ProfileCommand {
+    /// Set your profile photo (JPEG, PNG or WebP), remove it, or fetch someone's.
+    Photo {
+        /// The image to set.
+        #[arg(required_unless_present_any = ["delete", "of"])]
+        path: Option<PathBuf>,
+        /// Remove your photo.
+        #[arg(long, conflicts_with_all = ["path", "of"])]
+        delete: bool,
+        /// Fetch this person's photo (E.164 or user id) into --out.
+        #[arg(long, requires = "out", conflicts_with = "path")]
+        of: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The 96x96 version instead of 640x640.
+        #[arg(long)]
+        small: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum StatusCommand {
     /// Post a status to every contact (or only some, or all but some).
     Post {
+        /// The text (with --media, its caption).
+        #[arg(default_value = "")]
         text: String,
+        /// A picture or video to show.
+        #[arg(long)]
+        media: Option<PathBuf>,
         /// Only these people (E.164 or user id); repeatable.
         #[arg(long, conflicts_with = "except")]
         only: Vec<String>,
@@ -239,6 +293,14 @@ enum GroupCommand {
         /// Group id or name.
         group: String,
         text: String,
+    },
+    /// Send a picture, video or file to every member.
+    SendFile {
+        /// Group id or name.
+        group: String,
+        path: PathBuf,
+        #[arg(long, default_value = "")]
+        caption: String,
     },
     /// Show the group's conversation (fetching what arrived first).
     History {
@@ -365,7 +427,26 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::SafetyNumber { peer } => {
             println!("{}", client.safety_number(peer).await?);
         }
-        Command::Profile { name, about } => {
+        Command::Profile {
+            photo: Some(photo), ..
+        } => run_photo(&client, photo).await?,
+        Command::SendFile { to, path, caption } => {
+            let bar = Bar::new("uploading");
+            let message = client
+                .send_file(to, path_string(&path)?, caption, Some(bar.clone()))
+                .await;
+            bar.done();
+            report_send(&client, &message?).await?;
+        }
+        Command::Download { message_id, out } => {
+            catch_up(&client).await;
+            let out = out.as_deref().map(path_string).transpose()?;
+            let bar = Bar::new("downloading");
+            let saved = client.download(message_id, out, Some(bar.clone())).await;
+            bar.done();
+            println!("saved {}", saved?);
+        }
+        Command::Profile { name, about, .. } => {
             let settings = if name.is_none() && about.is_none() {
                 client.settings().await?
             } else {
@@ -454,6 +535,20 @@ async fn run_group(client: &Client, command: GroupCommand) -> Result<(), ClientE
             }
             return Ok(());
         }
+        GroupCommand::SendFile {
+            group,
+            path,
+            caption,
+        } => {
+            let id = group_id(client, &group).await?;
+            let bar = Bar::new("uploading");
+            let message = client
+                .send_group_file(id, path_string(&path)?, caption, Some(bar.clone()))
+                .await;
+            bar.done();
+            report_send(client, &message?).await?;
+            return Ok(());
+        }
         GroupCommand::History { group, limit } => {
             let id = group_id(client, &group).await?;
             catch_up(client).await;
@@ -472,7 +567,12 @@ async fn run_group(client: &Client, command: GroupCommand) -> Result<(), ClientE
 
 async fn run_status(client: &Client, command: StatusCommand) -> Result<(), ClientError> {
     match command {
-        StatusCommand::Post { text, only, except } => {
+        StatusCommand::Post {
+            text,
+            media,
+            only,
+            except,
+        } => {
             let audience = if !only.is_empty() {
                 StatusAudience::Only { members: only }
             } else if !except.is_empty() {
@@ -480,7 +580,17 @@ async fn run_status(client: &Client, command: StatusCommand) -> Result<(), Clien
             } else {
                 StatusAudience::Contacts
             };
-            let posted = client.post_status(text, audience).await?;
+            let posted = match media {
+                Some(path) => {
+                    let bar = Bar::new("uploading");
+                    let posted = client
+                        .post_status_media(path_string(&path)?, text, audience, Some(bar.clone()))
+                        .await;
+                    bar.done();
+                    posted?
+                }
+                None => client.post_status(text, audience).await?,
+            };
             println!("{}", status_line(&posted));
         }
         StatusCommand::List => {
@@ -506,6 +616,85 @@ async fn run_status(client: &Client, command: StatusCommand) -> Result<(), Clien
         }
     }
     Ok(())
+}
+
+async fn run_photo(client: &Client, command: ProfileCommand) -> Result<(), ClientError> {
+    let ProfileCommand::Photo {
+        path,
+        delete,
+        of,
+        out,
+        small,
+    } = command;
+    if delete {
+        client.delete_profile_photo().await?;
+        println!("profile photo removed");
+    } else if let (Some(peer), Some(out)) = (of, out) {
+        let jpeg = client.profile_photo(peer, small).await?;
+        std::fs::write(&out, &jpeg)?;
+        println!("saved {} ({} bytes)", out.display(), jpeg.len());
+    } else if let Some(path) = path {
+        let version = client.set_profile_photo(path_string(&path)?).await?;
+        println!("profile photo set (version {version})");
+    }
+    Ok(())
+}
+
+/// Prints where a just-queued message is after trying to send it.
+async fn report_send(client: &Client, message: &Message) -> Result<(), ClientError> {
+    match client.flush_outbox().await {
+        Ok(0) => println!("sent {}", message.message_id),
+        Ok(_) | Err(ClientError::Network { .. }) => println!(
+            "queued {} (offline: it goes out on the next run)",
+            message.message_id
+        ),
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+fn path_string(path: &std::path::Path) -> Result<String, ClientError> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ClientError::InvalidInput {
+            message: "the path is not valid UTF-8".to_owned(),
+        })
+}
+
+/// A progress bar that shows itself once a transfer has taken a second.
+struct Bar {
+    bar: ProgressBar,
+    started: Instant,
+}
+
+impl Bar {
+    fn new(what: &str) -> Arc<Self> {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(what.to_owned());
+        Arc::new(Self {
+            bar,
+            started: Instant::now(),
+        })
+    }
+
+    fn done(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl TransferListener for Bar {
+    fn on_progress(&self, done: u64, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+        if self.bar.is_hidden() && self.started.elapsed() > Duration::from_secs(1) {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
 }
 
 /// `<id> <poster|me> <text> (expires <ms>[, seen by …][, new])`.
@@ -660,6 +849,12 @@ fn history_line(m: &Message) -> String {
     if m.deleted {
         line.push_str(" [deleted]");
     } else {
+        if let Some(a) = &m.attachment {
+            line.push_str(&format!(
+                " [{} {}, {} bytes]",
+                a.mime_type, a.file_name, a.size
+            ));
+        }
         line.push(' ');
         line.push_str(&m.body);
         if m.edited {

@@ -27,6 +27,7 @@
 //! - [`notice`]: the chat service's signatures on group notices.
 #![deny(clippy::unwrap_used)]
 
+pub(crate) mod attachment;
 mod encoding;
 mod error;
 pub mod keys;

@@ -105,6 +105,7 @@ pub(crate) struct SenderKey {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct Text {
+    /// The text, or a media message's caption.
     #[prost(string, tag = "1")]
     pub text: String,
     /// The message this replies to ("" when none).
@@ -112,6 +113,45 @@ pub(crate) struct Text {
     pub quoted_message_id: String,
     #[prost(bool, tag = "3")]
     pub forwarded: bool,
+    /// A picture, video, voice note or file (encrypted, on the media service).
+    #[prost(message, optional, tag = "4")]
+    pub attachment: Option<Attachment>,
+}
+
+/// What a receiver needs to fetch and open an encrypted blob: where it is, the capability that
+/// lets it download, the key and digest that open and check it, and what it is.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct Attachment {
+    #[prost(string, tag = "1")]
+    pub blob_id: String,
+    /// The media service's capability for the blob (32 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub capability: Vec<u8>,
+    /// The blob's own key (32 bytes), used for nothing else.
+    #[prost(bytes = "vec", tag = "3")]
+    pub key: Vec<u8>,
+    /// SHA-256 of the ciphertext.
+    #[prost(bytes = "vec", tag = "4")]
+    pub digest: Vec<u8>,
+    /// The plaintext's size in bytes.
+    #[prost(uint64, tag = "5")]
+    pub size: u64,
+    /// A `juntos.media.v1.MediaKind`.
+    #[prost(int32, tag = "6")]
+    pub kind: i32,
+    #[prost(string, tag = "7")]
+    pub mime_type: String,
+    /// The file's name as the sender had it (no path).
+    #[prost(string, tag = "8")]
+    pub file_name: String,
+    /// A small JPEG preview of a picture (empty when none).
+    #[prost(bytes = "vec", tag = "9")]
+    pub thumbnail: Vec<u8>,
+    /// A picture's size in pixels (0 when unknown).
+    #[prost(uint32, tag = "10")]
+    pub width: u32,
+    #[prost(uint32, tag = "11")]
+    pub height: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -216,6 +256,7 @@ mod tests {
                     text: text.to_owned(),
                     quoted_message_id: String::new(),
                     forwarded: false,
+                    attachment: None,
                 }),
             );
             let bytes = content.encode_padded();
@@ -253,7 +294,8 @@ mod tests {
             Some(Body::Text(Text {
                 text: "hi".into(),
                 quoted_message_id: "qqq".into(),
-                forwarded: true
+                forwarded: true,
+                attachment: None,
             }))
         );
     }

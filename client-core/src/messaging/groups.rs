@@ -37,7 +37,7 @@ const MAX_MEMBERS: usize = 1_024;
 /// Longest group id accepted from the app or a peer.
 const MAX_GROUP_ID_LEN: usize = 64;
 
-fn check_group_id(group_id: &str) -> Result<()> {
+pub(super) fn check_group_id(group_id: &str) -> Result<()> {
     let valid = !group_id.is_empty()
         && group_id.len() <= MAX_GROUP_ID_LEN
         && group_id.bytes().all(|b| b.is_ascii_alphanumeric());
@@ -279,6 +279,7 @@ impl Client {
                 text,
                 quoted_message_id: String::new(),
                 forwarded: false,
+                attachment: None,
             }),
         )
     }

@@ -15,6 +15,7 @@
 pub(crate) mod content;
 mod e2e;
 mod groups;
+mod media;
 mod receive;
 mod send;
 mod statuses;
@@ -150,11 +151,21 @@ impl Client {
 
     /// Stores `body` in the history of its conversation (when it is a text) and queues it.
     pub(crate) fn queue_for(&self, to: To<'_>, body: Body) -> Result<Message> {
+        self.queue_with_file(to, body, None)
+    }
+
+    /// [`Client::queue_for`] of a message whose attachment this device has at `local_path`.
+    pub(crate) fn queue_with_file(
+        &self,
+        to: To<'_>,
+        body: Body,
+        local_path: Option<&str>,
+    ) -> Result<Message> {
         let (user_id, device_id) = self.me_ids()?;
         let now = self.clock.now_ms();
         let message = self
             .store
-            .write(|tx| queue_to(tx, &user_id, &device_id, to, body, now))?;
+            .write(|tx| queue_to(tx, &user_id, &device_id, to, body, now, local_path))?;
         self.messaging.outbox_wake.notify_one();
         Ok(message)
     }
@@ -187,7 +198,7 @@ pub(crate) fn queue_in(
     body: Body,
     now_ms: i64,
 ) -> Result<Message> {
-    queue_to(tx, me, my_device, To::User(to_user_id), body, now_ms)
+    queue_to(tx, me, my_device, To::User(to_user_id), body, now_ms, None)
 }
 
 /// Stores `body` in the history of its conversation (when it is a text) and queues it for `to`,
@@ -199,6 +210,7 @@ pub(crate) fn queue_to(
     to: To<'_>,
     body: Body,
     now_ms: i64,
+    local_path: Option<&str>,
 ) -> Result<Message> {
     let (to_user_id, in_group) = match to {
         To::User(user) => (user, false),
@@ -219,6 +231,10 @@ pub(crate) fn queue_to(
             status: MessageStatus::Queued,
             sent_at_ms: content.sent_at_ms,
             server_time_ms: None,
+            attachment: text
+                .attachment
+                .clone()
+                .map(|a| (a, local_path.map(str::to_owned))),
         })?;
     }
     match to {
@@ -271,6 +287,7 @@ fn placeholder(content: &Content, to_user_id: &str, me: &str, device: &str) -> M
         edited: false,
         deleted: false,
         reactions: Vec::new(),
+        attachment: None,
     }
 }
 
@@ -336,6 +353,7 @@ impl Client {
                 text,
                 quoted_message_id: String::new(),
                 forwarded: false,
+                attachment: None,
             }),
         )
     }
@@ -356,6 +374,7 @@ impl Client {
                 text,
                 quoted_message_id,
                 forwarded: false,
+                attachment: None,
             }),
         )
     }
@@ -369,13 +388,20 @@ impl Client {
             });
         }
         let to = self.resolve(&peer).await?;
-        self.queue(
-            &to,
+        // The same blob, capability and key: the recipient downloads what the original has.
+        let attachment = self
+            .store
+            .read(|c| crate::store::media::attachment(c, &message_id))?;
+        let local_path = original.attachment.and_then(|a| a.local_path);
+        self.queue_with_file(
+            To::User(&to),
             Body::Text(content::Text {
                 text: original.body,
                 quoted_message_id: String::new(),
                 forwarded: true,
+                attachment,
             }),
+            local_path.as_deref(),
         )
     }
 

@@ -411,7 +411,12 @@ impl Client {
 /// Whether peer-supplied content stays within what this client accepts.
 pub(super) fn within_bounds(content: &Content) -> bool {
     match &content.body {
-        Some(Body::Text(t)) => t.text.len() <= super::MAX_TEXT_BYTES,
+        Some(Body::Text(t)) => {
+            t.text.len() <= super::MAX_TEXT_BYTES
+                && t.attachment
+                    .as_ref()
+                    .is_none_or(super::media::attachment_within_bounds)
+        }
         Some(Body::Edit(e)) => e.text.len() <= super::MAX_TEXT_BYTES,
         Some(Body::Reaction(r)) => r.emoji.chars().count() <= super::MAX_REACTION_CHARS,
         Some(Body::Receipt(r)) => r.message_ids.len() <= super::RECEIPT_CHUNK,
@@ -447,6 +452,7 @@ pub(super) fn apply_content(
             text,
             quoted_message_id,
             forwarded,
+            attachment,
         })) => {
             let inserted = tx.insert_message(&NewMessage {
                 in_group,
@@ -465,6 +471,7 @@ pub(super) fn apply_content(
                 },
                 sent_at_ms: content.sent_at_ms,
                 server_time_ms: Some(envelope.server_time_ms),
+                attachment: attachment.clone().map(|a| (a, None)),
             })?;
             if !inserted {
                 return Ok((Vec::new(), false));

@@ -36,6 +36,39 @@ impl Client {
     /// Posts `text` as a status for `audience`; it expires 24 hours from now.
     pub async fn post_status(&self, text: String, audience: StatusAudience) -> Result<StatusInfo> {
         super::check_text(&text)?;
+        self.post_status_with(text, None, audience).await
+    }
+
+    /// Posts the picture or video at `path` as a status, with `caption`: encrypted and uploaded
+    /// first (see `send_file`); the server deletes it with the status after 24 hours.
+    pub async fn post_status_media(
+        &self,
+        path: String,
+        caption: String,
+        audience: StatusAudience,
+        progress: Option<std::sync::Arc<dyn crate::records::TransferListener>>,
+    ) -> Result<StatusInfo> {
+        super::check_text(&caption)?;
+        let attachment = self
+            .upload_file(std::path::Path::new(&path), progress)
+            .await?;
+        let local = std::fs::canonicalize(&path).ok();
+        let local = local
+            .as_deref()
+            .and_then(std::path::Path::to_str)
+            .map(str::to_owned);
+        self.post_status_with(caption, Some((attachment, local)), audience)
+            .await
+    }
+}
+
+impl Client {
+    async fn post_status_with(
+        &self,
+        text: String,
+        attachment: Option<(content::Attachment, Option<String>)>,
+        audience: StatusAudience,
+    ) -> Result<StatusInfo> {
         let (me, my_device) = self.me_ids()?;
         let audience = self.audience_of(&me, audience).await?;
         // Every device of the audience, and this account's other devices.
@@ -71,6 +104,7 @@ impl Client {
                 text: text.clone(),
                 quoted_message_id: String::new(),
                 forwarded: false,
+                attachment: attachment.as_ref().map(|(a, _)| a.clone()),
             }),
         )
         .encode_padded();
@@ -80,6 +114,7 @@ impl Client {
             client_status_id,
             ciphertext,
             audience_user_ids: audience,
+            media_blob_ids: attachment.iter().map(|(a, _)| a.blob_id.clone()).collect(),
         };
         let api = self.api.clone();
         let posted = self
@@ -101,11 +136,28 @@ impl Client {
             own: true,
             viewed: true,
             seen_by: Vec::new(),
+            attachment: None,
         };
-        self.store.write(|tx| tx.save_status(&info, &my_device))?;
-        Ok(info)
+        self.store.write(|tx| {
+            tx.save_status(&info, &my_device)?;
+            if let Some((a, local)) = &attachment {
+                tx.save_status_attachment(&info.status_id, a, local.as_deref())?;
+            }
+            Ok(())
+        })?;
+        let (me, _) = self.me_ids()?;
+        let now = self.clock.now_ms();
+        Ok(self
+            .store
+            .read(|c| sdb::statuses(c, &me, now))?
+            .into_iter()
+            .find(|s| s.status_id == info.status_id)
+            .unwrap_or(info))
     }
+}
 
+#[uniffi::export(async_runtime = "tokio")]
+impl Client {
     /// The unexpired statuses this account may see (its own included), newest first. Fetches
     /// the server's list; call `sync_now` (or keep `start` running) first so the posters' keys
     /// have arrived.
@@ -272,6 +324,10 @@ impl Client {
         if content.from_user_id != status.poster_user_id
             || content.to_user_id != audience
             || text.text.len() > super::MAX_TEXT_BYTES
+            || text
+                .attachment
+                .as_ref()
+                .is_some_and(|a| !super::media::attachment_within_bounds(a))
         {
             return Ok(());
         }
@@ -284,10 +340,15 @@ impl Client {
             own: false,
             viewed: false,
             seen_by: Vec::new(),
+            attachment: None,
         };
         self.store.write(|tx| {
             tx.update_received_sender_key(&audience, &status.poster_device_id, chain_id, &next)?;
-            tx.save_status(&info, &status.poster_device_id)
+            tx.save_status(&info, &status.poster_device_id)?;
+            if let Some(a) = &text.attachment {
+                tx.save_status_attachment(&info.status_id, a, None)?;
+            }
+            Ok(())
         })
     }
 }

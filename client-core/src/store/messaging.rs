@@ -469,6 +469,8 @@ pub(crate) struct NewMessage {
     pub server_time_ms: Option<i64>,
     /// A message of the group `conversation_user_id`.
     pub in_group: bool,
+    /// Its attachment, and where this device has the file (the sender's own).
+    pub attachment: Option<(crate::messaging::content::Attachment, Option<String>)>,
 }
 
 impl Tx<'_> {
@@ -493,6 +495,16 @@ impl Tx<'_> {
                 m.in_group,
             ],
         )?;
+        if inserted == 1
+            && let Some((attachment, local_path)) = &m.attachment
+        {
+            super::media::insert_attachment(
+                &self.0,
+                &m.message_id,
+                attachment,
+                local_path.as_deref(),
+            )?;
+        }
         Ok(inserted == 1)
     }
 
@@ -733,6 +745,7 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         edited: r.get::<_, Option<i64>>(11)?.is_some(),
         deleted: r.get(12)?,
         reactions: Vec::new(),
+        attachment: None,
     })
 }
 
@@ -746,6 +759,7 @@ fn with_reactions(conn: &Connection, mut m: Message) -> Result<Message> {
             })
         })?
         .collect::<Result<_, _>>()?;
+    m.attachment = super::media::attachment_info(conn, &m.message_id)?;
     Ok(m)
 }
 

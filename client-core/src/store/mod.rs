@@ -14,6 +14,7 @@ use crate::identity::IdentityKeys;
 use crate::session::{Session, Tokens};
 
 pub(crate) mod groups;
+pub(crate) mod media;
 pub(crate) mod messaging;
 pub(crate) mod statuses;
 
@@ -23,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_messaging.sql"),
     include_str!("../../migrations/0003_groups.sql"),
     include_str!("../../migrations/0004_statuses.sql"),
+    include_str!("../../migrations/0005_attachments.sql"),
 ];
 
 /// The client database.
@@ -293,6 +295,7 @@ mod tests {
             [
                 "accepted_base_keys",
                 "archived_sessions",
+                "attachments",
                 "contacts",
                 "device_lists",
                 "devices",
@@ -315,6 +318,7 @@ mod tests {
                 "sqlite_sequence",
                 "status_views",
                 "statuses",
+                "uploads",
             ]
         );
     }
