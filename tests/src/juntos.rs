@@ -8,8 +8,51 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::redis_server::RedisServer;
+use crate::s3_server::{self, S3TestServer};
 use crate::secantusd::{MongoTestServer, unique_database};
 use crate::twilio::{self, FakeTwilio};
+
+/// The path of the `juntos-cli` binary, built once per test process like [`juntos_bin`].
+/// `JUNTOS_CLI_BIN` overrides it.
+pub fn juntos_cli_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("JUNTOS_CLI_BIN") {
+            return PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target profile dir")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "juntos-client",
+            "--bin",
+            "juntos-cli",
+        ]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("run cargo build for the juntos-cli binary");
+        assert!(status.success(), "building the juntos-cli binary failed");
+        let bin = profile_dir.join("juntos-cli");
+        assert!(
+            bin.exists(),
+            "juntos-cli binary not found at {}",
+            bin.display()
+        );
+        bin
+    })
+    .clone()
+}
 
 /// The path of the `juntos` binary, built once per test process (`cargo build --bin juntos`,
 /// in the profile the tests run in). `JUNTOS_BIN` overrides it.
@@ -141,6 +184,7 @@ pub struct SystemBuilder {
     chat_pods: usize,
     gateway_per_chat_pod: bool,
     dns: bool,
+    s3: bool,
 }
 
 impl Default for SystemBuilder {
@@ -156,6 +200,7 @@ impl Default for SystemBuilder {
             chat_pods: 0,
             gateway_per_chat_pod: false,
             dns: false,
+            s3: false,
         }
     }
 }
@@ -220,6 +265,12 @@ impl SystemBuilder {
         self
     }
 
+    /// A real S3 server (`s3s-fs`) for media blobs instead of `<data-dir>/blobs`.
+    pub fn with_s3(mut self) -> Self {
+        self.s3 = true;
+        self
+    }
+
     /// The fake Twilio as SMS sender.
     pub fn with_twilio(mut self) -> Self {
         self.twilio = true;
@@ -227,8 +278,9 @@ impl SystemBuilder {
     }
 
     /// Extra flags for the roles that accept them (`--otp-*` go to otp, `--chat-*` to chat,
-    /// `--status-*` to media, other flags to the gateway; with `juntos all` all go to the one
-    /// process).
+    /// media's (`--status-*`, `--media-*`, `--s3-*`, `--upload-*`, `--max-*-bytes` but
+    /// `--max-message-bytes`, `--max-pending-uploads`) to media, other flags to the gateway;
+    /// with `juntos all` all go to the one process).
     pub fn arg(mut self, flag: &str, value: &str) -> Self {
         self.args.push(flag.to_owned());
         self.args.push(value.to_owned());
@@ -242,6 +294,7 @@ impl SystemBuilder {
         let data_dir = dir.path().join("data");
         let redis = self.redis.then(RedisServer::start);
         let mongodb = self.mongodb.then(MongoTestServer::start);
+        let s3 = self.s3.then(S3TestServer::start);
         let mongodb_uri = mongodb
             .as_ref()
             .map(|m| m.uri_with_database(&unique_database("e2e")));
@@ -283,9 +336,20 @@ impl SystemBuilder {
         let (chat_flags, other_flags): (Vec<_>, Vec<_>) = other_flags
             .into_iter()
             .partition(|c| c[0].starts_with("--chat-"));
-        let (media_flags, gateway_flags): (Vec<_>, Vec<_>) = other_flags
-            .into_iter()
-            .partition(|c| c[0].starts_with("--status-"));
+        let s3_flags: Vec<String> = s3.as_ref().map_or_else(Vec::new, |s3| {
+            vec![
+                "--s3-bucket".to_owned(),
+                s3_server::BUCKET.to_owned(),
+                "--s3-endpoint".to_owned(),
+                s3.endpoint(),
+                "--s3-access-key".to_owned(),
+                s3_server::ACCESS_KEY.to_owned(),
+                "--s3-secret-key".to_owned(),
+                s3_server::SECRET_KEY.to_owned(),
+            ]
+        });
+        let (media_flags, gateway_flags): (Vec<_>, Vec<_>) =
+            other_flags.into_iter().partition(|c| is_media_flag(&c[0]));
         let mut chat_pod_gateways = Vec::new();
         let mut chat_pod_gateway_urls = Vec::new();
 
@@ -340,11 +404,17 @@ impl SystemBuilder {
                 .map(|_| Process::start("chat", &chat_args, "chat"))
                 .collect();
             let mut media_args = self.common(&clock_file);
-            media_args.extend(["--data-dir".to_owned(), path_arg(&data_dir)]);
+            media_args.extend([
+                "--data-dir".to_owned(),
+                path_arg(&data_dir),
+                "--login".to_owned(),
+                urls(&logins, "http"),
+            ]);
             if let Some(uri) = &mongodb_uri {
                 media_args.extend(["--mongodb-uri".to_owned(), uri.clone()]);
             }
             media_args.extend(media_flags.concat());
+            media_args.extend(s3_flags.iter().cloned());
             let media = Process::start("media", &media_args, "media");
             let scheme = if self.dns { "dns" } else { "http" };
             let mut gateway_args = self.common(&clock_file);
@@ -383,6 +453,7 @@ impl SystemBuilder {
             addr
         } else {
             otp_args.extend(self.args.clone());
+            otp_args.extend(s3_flags.iter().cloned());
             if let Some(uri) = &mongodb_uri {
                 otp_args.extend(["--mongodb-uri".to_owned(), uri.clone()]);
             }
@@ -409,6 +480,7 @@ impl SystemBuilder {
             restart_args,
             redis,
             mongodb,
+            s3,
             twilio,
         };
         system.wait_until_ready().await;
@@ -425,6 +497,20 @@ impl SystemBuilder {
         .map(str::to_owned)
         .to_vec()
     }
+}
+
+/// Whether `flag` is one of the media role's.
+fn is_media_flag(flag: &str) -> bool {
+    [
+        "--status-",
+        "--media-",
+        "--s3-",
+        "--upload-",
+        "--max-pending-uploads",
+    ]
+    .iter()
+    .any(|p| flag.starts_with(p))
+        || (flag.starts_with("--max-") && flag.ends_with("-bytes") && flag != "--max-message-bytes")
 }
 
 fn path_arg(path: &Path) -> String {
@@ -446,6 +532,8 @@ pub struct System {
     pub redis: Option<RedisServer>,
     /// With [`SystemBuilder::with_mongodb`]; after `processes`, so it stops after them.
     pub mongodb: Option<MongoTestServer>,
+    /// With [`SystemBuilder::with_s3`]; after `processes`, so it stops after them.
+    pub s3: Option<S3TestServer>,
     pub twilio: Option<FakeTwilio>,
 }
 
