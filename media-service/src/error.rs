@@ -35,11 +35,14 @@ pub enum Error {
     #[error("the upload is over {limit} bytes")]
     MediaTooLarge { limit: u64 },
     /// The caller has its maximum of unfinished uploads.
-    #[error("{limit} uploads are unfinished; finish or abandon one first")]
+    #[error("{limit} uploads are unfinished; finish or abort one first")]
     TooManyUploads { limit: u32 },
     /// An upload resumed at another offset than what is stored.
     #[error("the upload has {committed} bytes stored; resume there")]
     UploadOffset { committed: u64 },
+    /// A direct upload's PUT has not arrived (or an upload goes the other way).
+    #[error("{0}")]
+    UploadIncomplete(&'static str),
     /// There is no such blob or upload for the caller.
     #[error("no such blob")]
     NoSuchBlob,
@@ -103,6 +106,9 @@ impl From<Error> for Status {
                 HashMap::from([("committed_bytes".to_owned(), committed.to_string())]),
             ),
             Error::NoSuchBlob => status(Code::NotFound, reason::NO_SUCH_BLOB, message),
+            Error::UploadIncomplete(_) => {
+                status(Code::FailedPrecondition, reason::UPLOAD_INCOMPLETE, message)
+            }
             Error::NoCapability => status(Code::PermissionDenied, reason::NO_CAPABILITY, message),
             Error::NoDirectUrls => {
                 status(Code::FailedPrecondition, reason::NO_DIRECT_URLS, message)
@@ -116,6 +122,20 @@ impl From<Error> for Status {
             ),
             Error::Blob(BlobError::NotFound) => {
                 status(Code::NotFound, reason::NO_SUCH_BLOB, "no such blob")
+            }
+            Error::Blob(BlobError::InvalidRange { .. }) => status(
+                Code::OutOfRange,
+                reason::INVALID_MEDIA,
+                "the offset is beyond the blob",
+            ),
+            Error::Blob(BlobError::Upload(why)) => {
+                // A state the caller can look at (GetUpload) rather than retry blindly.
+                tracing::warn!(why = %why, "an upload's parts do not add up");
+                status(
+                    Code::FailedPrecondition,
+                    reason::UPLOAD_INCOMPLETE,
+                    "the upload's stored parts do not add up; check it with GetUpload",
+                )
             }
             Error::Blob(e) => {
                 tracing::error!(error = %e, "blob store failed");

@@ -63,9 +63,8 @@ impl Statuses for StatusesGrpc {
     ) -> Result<Response<PostStatusResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let request = request.into_inner();
-        if request.media_blob_ids.len() > MAX_STATUS_BLOBS {
-            return Err(crate::Error::InvalidMedia("a status shows at most 10 blobs").into());
-        }
+        // Checked before the post, so a refused request posts nothing.
+        crate::media::check_status_blobs(&request.media_blob_ids)?;
         let status = self
             .service
             .post(

@@ -15,8 +15,10 @@
 //! * **Resumable by part.** Bytes are stored in parts of the blob store's part size (8 MiB by
 //!   default), each durable once whole; an interrupted upload resumes from the first part not
 //!   stored, on any pod. A part cut short is dropped (re-sent on resume). The server holds one
-//!   part in memory per upload on S3 (S3 wants a part's length before its body), none beyond a
-//!   chunk on the folder.
+//!   part in memory per upload stream on S3 (S3 wants a part's length before its body), none
+//!   beyond a chunk on the folder; a pod runs at most [`MAX_UPLOAD_STREAMS`] streams, one per
+//!   upload, and ends a stream silent for [`STREAM_IDLE`]. A client that sends more than it
+//!   declared loses the whole upload.
 //! * **What "unreferenced" means.** A complete blob is referenced until its retention ends (30
 //!   days by default: long enough for an offline recipient to come back) or, for a status's
 //!   blobs, until the status expires; an unfinished upload until the upload grace period ends
@@ -43,6 +45,16 @@ use crate::error::{Error, Result};
 use crate::photo::{self, MAX_PHOTO_BYTES};
 use crate::store::{BlobIndex, BlobRecord, ProfilePhotoRecord};
 use crate::tasks::Tasks;
+
+/// The upload handle of a direct (presigned PUT) upload: not a blob store upload at all.
+const DIRECT: &str = "direct";
+/// How long a direct upload's URL works.
+pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Upload streams one pod serves at once (on S3 each holds up to one part in memory).
+pub const MAX_UPLOAD_STREAMS: usize = 64;
+/// How long an upload stream may go without a message before it is ended.
+pub const STREAM_IDLE: Duration = Duration::from_secs(60);
 
 /// Largest data field of one `Upload` or `SetProfilePhoto` message.
 pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
@@ -134,12 +146,23 @@ pub trait ProfileVisibility: Send + Sync {
 }
 
 /// A new upload, as `CreateUpload` answers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewUpload {
     pub blob_id: String,
     pub capability: Vec<u8>,
     pub part_size: u64,
     pub upload_expires_ms: i64,
+    /// For a direct upload: the presigned PUT.
+    pub url: Option<crate::blob::PresignedUrl>,
+}
+
+impl std::fmt::Debug for NewUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the capability or the URL's signature.
+        f.debug_struct("NewUpload")
+            .field("blob_id", &self.blob_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How far an upload got.
@@ -164,6 +187,25 @@ pub struct MediaService {
     visibility: Arc<dyn ProfileVisibility>,
     clock: SharedClock,
     decoders: Semaphore,
+    /// Upload streams running in this process.
+    streams: Semaphore,
+    /// The uploads with a stream running in this process: one stream per upload at a time.
+    active: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// Marks an upload as having a stream here until dropped.
+struct ActiveUpload<'a> {
+    active: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    blob_id: String,
+}
+
+impl Drop for ActiveUpload<'_> {
+    fn drop(&mut self) {
+        self.active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.blob_id);
+    }
 }
 
 impl std::fmt::Debug for MediaService {
@@ -195,6 +237,17 @@ fn check_blob_id(blob_id: &str) -> Result<&str> {
         .ok_or(Error::InvalidMedia("not a blob id"))
 }
 
+/// Checks the blob ids a status names: at most [`MAX_STATUS_BLOBS`], each a blob id.
+pub fn check_status_blobs(blob_ids: &[String]) -> Result<()> {
+    if blob_ids.len() > MAX_STATUS_BLOBS {
+        return Err(Error::InvalidMedia("a status shows at most 10 blobs"));
+    }
+    for id in blob_ids {
+        check_blob_id(id)?;
+    }
+    Ok(())
+}
+
 /// A new blob id: `m-` and 128 random bits in hex (a valid blob store key).
 pub fn new_blob_id() -> String {
     format!("m-{}", random_hex(16))
@@ -215,6 +268,8 @@ impl MediaService {
             visibility,
             clock,
             decoders: Semaphore::new(PHOTO_DECODERS),
+            streams: Semaphore::new(MAX_UPLOAD_STREAMS),
+            active: std::sync::Mutex::default(),
         })
     }
 
@@ -235,8 +290,14 @@ impl MediaService {
         tasks
     }
 
-    /// `CreateUpload`.
-    pub async fn create_upload(&self, caller: &Caller, kind: i32, size: u64) -> Result<NewUpload> {
+    /// `CreateUpload`; with `direct`, by presigned PUT.
+    pub async fn create_upload(
+        &self,
+        caller: &Caller,
+        kind: i32,
+        size: u64,
+        direct: bool,
+    ) -> Result<NewUpload> {
         let cap = self
             .config
             .cap(kind)
@@ -250,7 +311,16 @@ impl MediaService {
         let blob_id = new_blob_id();
         let mut capability = vec![0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut capability);
-        let upload = self.blobs.begin_upload(&blob_id).await?;
+        let (upload, url) = if direct {
+            let url = self
+                .blobs
+                .presign_put(&blob_id, size, UPLOAD_URL_TTL)
+                .await?
+                .ok_or(Error::NoDirectUrls)?;
+            (DIRECT.to_owned(), Some(url))
+        } else {
+            (self.blobs.begin_upload(&blob_id).await?, None)
+        };
         let now = self.clock.now_ms();
         let record = BlobRecord {
             blob_id: blob_id.clone(),
@@ -288,11 +358,69 @@ impl MediaService {
             capability,
             part_size: self.blobs.part_size(),
             upload_expires_ms,
+            url,
         })
+    }
+
+    /// `AbortUpload`: the caller gives up one of its unfinished uploads (freeing its slot).
+    pub async fn abort_upload(&self, caller: &Caller, blob_id: &str) -> Result<()> {
+        let record = self.own_blob(caller, blob_id).await?;
+        let Some(upload) = &record.upload else {
+            return Err(Error::UploadIncomplete("the upload is complete"));
+        };
+        if self.abandon(&record.blob_id, upload).await {
+            self.index.remove_blob(&record).await?;
+        }
+        Ok(())
+    }
+
+    /// `CompleteUpload`: a direct upload whose PUT arrived becomes a complete blob.
+    pub async fn complete_direct(&self, caller: &Caller, blob_id: &str) -> Result<UploadProgress> {
+        let record = self.own_blob(caller, blob_id).await?;
+        match record.upload.as_deref() {
+            None => return Ok(progress(&record)),
+            Some(DIRECT) => {}
+            Some(_) => return Err(Error::UploadIncomplete("this upload is sent with Upload")),
+        }
+        if record.expires_ms <= self.clock.now_ms() {
+            return Err(Error::NoSuchBlob);
+        }
+        match self.blobs.head(&record.blob_id).await? {
+            None => Err(Error::UploadIncomplete(
+                "nothing was uploaded to the URL yet",
+            )),
+            Some(size) if size != record.size => {
+                // The signed length makes this unlikely; never keep what was not declared.
+                self.blobs.delete(&record.blob_id).await?;
+                Err(Error::MediaTooLarge { limit: record.size })
+            }
+            Some(_) => {
+                let expires = self
+                    .clock
+                    .now_ms()
+                    .saturating_add(ms(self.config.retention));
+                self.index.complete_blob(&record.blob_id, expires).await?;
+                Ok(UploadProgress {
+                    committed_bytes: record.size,
+                    size: record.size,
+                    complete: true,
+                })
+            }
+        }
     }
 
     /// Aborts an upload in the blob store; false (logged) when that failed.
     async fn abandon(&self, blob_id: &str, upload: &str) -> bool {
+        if upload == DIRECT {
+            // Whatever the PUT left is an object of its own.
+            return match self.blobs.delete(blob_id).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "deleting an abandoned direct upload failed");
+                    false
+                }
+            };
+        }
         match self.blobs.abort_upload(blob_id, upload).await {
             Ok(()) => true,
             Err(e) => {
@@ -330,12 +458,33 @@ impl MediaService {
             // Abandoned: the sweeper is (or will be) deleting it.
             return Err(Error::NoSuchBlob.into());
         }
+        let _permit = self.streams.try_acquire().map_err(|_| {
+            tonic::Status::unavailable("too many uploads in progress here; retry shortly")
+        })?;
+        let _active = {
+            let mut active = self
+                .active
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !active.insert(record.blob_id.clone()) {
+                return Err(
+                    Error::UploadIncomplete("another stream is sending this upload").into(),
+                );
+            }
+            ActiveUpload {
+                active: &self.active,
+                blob_id: record.blob_id.clone(),
+            }
+        };
         let progress_now = progress(&record);
         if offset != progress_now.committed_bytes {
             return Err(Error::UploadOffset {
                 committed: progress_now.committed_bytes,
             }
             .into());
+        }
+        if record.upload.as_deref() == Some(DIRECT) {
+            return Err(Error::UploadIncomplete("this upload goes to its URL").into());
         }
         let Some(upload) = record.upload.clone() else {
             // Complete already: only an empty resume at the end is right.
@@ -346,6 +495,13 @@ impl MediaService {
         };
         let parts = part_count(record.size, record.part_size);
         let mut leftover = Bytes::new();
+        if record.parts_done >= parts {
+            // Every part was stored but the upload was not finished: finish it now.
+            if next_data(&mut data).await?.is_some() {
+                return Err(Error::MediaTooLarge { limit: record.size }.into());
+            }
+            return self.finish(&record, &upload).await.map_err(Into::into);
+        }
         for number in record.parts_done + 1..=parts {
             let len = part_len(record.size, record.part_size, number);
             let stored = self
@@ -370,21 +526,43 @@ impl MediaService {
             }
         }
         // Every declared byte is in: anything more is over the size the caps were checked on.
+        // A client that lies about the size loses the upload.
         if !leftover.is_empty() || next_data(&mut data).await?.is_some() {
+            if self.abandon(blob_id, &upload).await
+                && let Ok(Some(now)) = self.index.blob(blob_id).await
+            {
+                drop(self.index.remove_blob(&now).await);
+            }
             return Err(Error::MediaTooLarge { limit: record.size }.into());
         }
-        self.blobs
-            .finish_upload(blob_id, &upload, record.size)
+        self.finish(&record, &upload).await.map_err(Into::into)
+    }
+
+    /// Makes an upload whose every part is stored a complete blob.
+    async fn finish(&self, record: &BlobRecord, upload: &str) -> Result<UploadProgress> {
+        if record.expires_ms <= self.clock.now_ms() {
+            // The grace period ran out while the last part came: the sweeper owns it now.
+            return Err(Error::NoSuchBlob);
+        }
+        match self
+            .blobs
+            .finish_upload(&record.blob_id, upload, record.part_size, record.size)
             .await
-            .map_err(Error::from)?;
+        {
+            Ok(()) => {}
+            // Finished before, but not recorded (a crash or a failed write in between).
+            Err(crate::BlobError::NotFound)
+                if self.blobs.head(&record.blob_id).await? == Some(record.size) => {}
+            Err(e) => return Err(e.into()),
+        }
         let expires = self
             .clock
             .now_ms()
             .saturating_add(ms(self.config.retention));
-        self.index
-            .complete_blob(blob_id, expires)
-            .await
-            .map_err(Error::from)?;
+        if !self.index.complete_blob(&record.blob_id, expires).await? {
+            // Swept meanwhile; its object goes with the next orphan sweep.
+            return Err(Error::NoSuchBlob);
+        }
         Ok(UploadProgress {
             committed_bytes: record.size,
             size: record.size,
@@ -410,9 +588,14 @@ impl MediaService {
         .boxed();
         let number_u32 =
             u32::try_from(number).map_err(|_| Error::InvalidMedia("too many parts"))?;
-        let put = self
-            .blobs
-            .put_part(&record.blob_id, upload, number_u32, len, body);
+        let put = self.blobs.put_part(
+            &record.blob_id,
+            upload,
+            record.part_size,
+            number_u32,
+            len,
+            body,
+        );
         // Owns the sender: the blob store sees the body end when the pump is done.
         let pump = async move {
             let mut need = len;
@@ -525,14 +708,9 @@ impl MediaService {
         blob_ids: &[String],
         expires_ms: i64,
     ) -> Result<()> {
+        check_status_blobs(blob_ids)?;
         if blob_ids.is_empty() {
             return Ok(());
-        }
-        if blob_ids.len() > MAX_STATUS_BLOBS {
-            return Err(Error::InvalidMedia("a status shows at most 10 blobs"));
-        }
-        for id in blob_ids {
-            check_blob_id(id)?;
         }
         self.index
             .expire_blobs_at(&caller.user_id, blob_ids, expires_ms)
@@ -546,6 +724,12 @@ impl MediaService {
         caller: &Caller,
         mut data: BoxStream<'_, Result<Bytes, tonic::Status>>,
     ) -> Result<String, tonic::Status> {
+        // At most PHOTO_DECODERS photos are read (10 MiB each) and decoded at once.
+        let permit = self
+            .decoders
+            .acquire()
+            .await
+            .map_err(|_| tonic::Status::unavailable("shutting down"))?;
         let mut image = Vec::new();
         while let Some(chunk) = next_data(&mut data).await? {
             if image.len() + chunk.len() > MAX_PHOTO_BYTES {
@@ -556,17 +740,11 @@ impl MediaService {
             }
             image.extend_from_slice(&chunk);
         }
-        let processed = {
-            let _permit = self
-                .decoders
-                .acquire()
-                .await
-                .map_err(|_| tonic::Status::unavailable("shutting down"))?;
-            tokio::task::spawn_blocking(move || photo::process_profile_photo(&image))
-                .await
-                .map_err(|_| tonic::Status::internal("the photo decoder failed"))?
-                .map_err(|e| Error::InvalidPhoto(e.to_string()))?
-        };
+        let processed = tokio::task::spawn_blocking(move || photo::process_profile_photo(&image))
+            .await
+            .map_err(|_| tonic::Status::internal("the photo decoder failed"))?
+            .map_err(|e| Error::InvalidPhoto(e.to_string()))?;
+        drop(permit);
         let version = random_hex(8);
         let record = ProfilePhotoRecord {
             user_id: caller.user_id.clone(),
@@ -656,10 +834,12 @@ impl MediaService {
     /// logged and retried on the next run).
     pub async fn sweep_once(&self) -> u64 {
         let mut swept = 0;
+        // Past the rows that failed, so they never hold up the rest.
+        let mut after: Option<(i64, String)> = None;
         loop {
             let due = match self
                 .index
-                .expired_blobs(self.clock.now_ms(), SWEEP_PAGE)
+                .expired_blobs(self.clock.now_ms(), after.as_ref(), SWEEP_PAGE)
                 .await
             {
                 Ok(due) => due,
@@ -669,7 +849,9 @@ impl MediaService {
                 }
             };
             let page_len = due.len();
-            let mut progressed = false;
+            if let Some(last) = due.last() {
+                after = Some((last.expires_ms, last.blob_id.clone()));
+            }
             for record in due {
                 let gone = match &record.upload {
                     // Kept (and tried again next run) when the abort failed.
@@ -686,14 +868,11 @@ impl MediaService {
                     continue;
                 }
                 match self.index.remove_blob(&record).await {
-                    Ok(removed) => {
-                        swept += u64::from(removed);
-                        progressed = true;
-                    }
+                    Ok(removed) => swept += u64::from(removed),
                     Err(e) => tracing::warn!(error = %e, "media sweep: forgetting a blob failed"),
                 }
             }
-            if page_len < SWEEP_PAGE as usize || !progressed {
+            if page_len < SWEEP_PAGE as usize {
                 break;
             }
         }
@@ -773,7 +952,13 @@ fn progress(record: &BlobRecord) -> UploadProgress {
 async fn next_data(
     data: &mut BoxStream<'_, Result<Bytes, tonic::Status>>,
 ) -> Result<Option<Bytes>, tonic::Status> {
-    while let Some(chunk) = data.next().await {
+    loop {
+        let Some(chunk) = tokio::time::timeout(STREAM_IDLE, data.next())
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("the stream stalled; resume it"))?
+        else {
+            return Ok(None);
+        };
         let chunk = chunk?;
         if chunk.len() > MAX_CHUNK_BYTES {
             return Err(Error::InvalidMedia("a chunk is over 1 MiB").into());
@@ -782,8 +967,9 @@ async fn next_data(
             return Ok(Some(chunk));
         }
     }
-    Ok(None)
 }
 
+#[cfg(test)]
+mod s3_tests;
 #[cfg(test)]
 mod tests;

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt as _};
 use juntos_proto::media::v1::media_server::{Media, MediaServer};
 use juntos_proto::media::v1::{
-    CreateUploadRequest, CreateUploadResponse, DeleteProfilePhotoRequest,
-    DeleteProfilePhotoResponse, DownloadRequest, DownloadResponse, GetDownloadUrlRequest,
-    GetDownloadUrlResponse, GetProfilePhotoRequest, GetProfilePhotoResponse, GetUploadRequest,
-    GetUploadResponse, PhotoSize, SetProfilePhotoRequest, SetProfilePhotoResponse, UploadRequest,
-    UploadResponse,
+    AbortUploadResponse, CompleteUploadRequest, CreateUploadRequest, CreateUploadResponse,
+    DeleteProfilePhotoRequest, DeleteProfilePhotoResponse, DownloadRequest, DownloadResponse,
+    GetDownloadUrlRequest, GetDownloadUrlResponse, GetProfilePhotoRequest, GetProfilePhotoResponse,
+    GetUploadRequest, GetUploadResponse, HttpHeader, PhotoSize, SetProfilePhotoRequest,
+    SetProfilePhotoResponse, UploadRequest, UploadResponse,
 };
 use juntos_proto::meta::Caller;
 use tonic::{Request, Response, Status, Streaming};
@@ -49,14 +49,49 @@ impl Media for MediaGrpc {
         let request = request.into_inner();
         let upload = self
             .service
-            .create_upload(&caller, request.kind, request.size)
+            .create_upload(&caller, request.kind, request.size, request.direct)
             .await?;
+        let (upload_url, upload_headers) = match upload.url {
+            Some(url) => (
+                url.url,
+                url.headers
+                    .into_iter()
+                    .map(|(name, value)| HttpHeader { name, value })
+                    .collect(),
+            ),
+            None => (String::new(), Vec::new()),
+        };
         Ok(Response::new(CreateUploadResponse {
             blob_id: upload.blob_id,
             capability: upload.capability,
             part_size: u32::try_from(upload.part_size).unwrap_or(u32::MAX),
             upload_expires_ms: upload.upload_expires_ms,
+            upload_url,
+            upload_headers,
         }))
+    }
+
+    async fn abort_upload(
+        &self,
+        request: Request<GetUploadRequest>,
+    ) -> Result<Response<AbortUploadResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        self.service
+            .abort_upload(&caller, &request.into_inner().blob_id)
+            .await?;
+        Ok(Response::new(AbortUploadResponse {}))
+    }
+
+    async fn complete_upload(
+        &self,
+        request: Request<CompleteUploadRequest>,
+    ) -> Result<Response<UploadResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let progress = self
+            .service
+            .complete_direct(&caller, &request.into_inner().blob_id)
+            .await?;
+        Ok(Response::new(upload_response(progress)))
     }
 
     async fn upload(

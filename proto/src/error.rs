@@ -119,6 +119,8 @@ pub mod reason {
     /// An upload resumed at another offset than its committed bytes (metadata
     /// `committed_bytes`).
     pub const UPLOAD_OFFSET: &str = "UPLOAD_OFFSET";
+    /// A direct upload's PUT has not arrived yet.
+    pub const UPLOAD_INCOMPLETE: &str = "UPLOAD_INCOMPLETE";
     /// There is no such blob (or upload) for the caller.
     pub const NO_SUCH_BLOB: &str = "NO_SUCH_BLOB";
     /// The capability presented does not open the blob.

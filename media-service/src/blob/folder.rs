@@ -50,7 +50,8 @@ impl FolderBlobStore {
         })
     }
 
-    /// Uses parts of `part_size` bytes (at least 1) for resumable uploads begun from now on.
+    /// Announces parts of `part_size` bytes (at least 1) for resumable uploads (each upload's
+    /// caller keeps the part size it began with).
     pub fn with_part_size(mut self, part_size: u64) -> Self {
         self.part_size = part_size.max(1);
         self
@@ -237,12 +238,13 @@ impl BlobStore for FolderBlobStore {
         &self,
         key: &str,
         upload: &str,
+        part_size: u64,
         number: u32,
         len: u64,
         mut body: ByteChunks,
     ) -> Result<(), BlobError> {
         validate_key(key)?;
-        if number == 0 || len > self.part_size {
+        if number == 0 || len > part_size {
             return Err(BlobError::Upload(format!(
                 "no part {number} of {len} bytes"
             )));
@@ -252,7 +254,7 @@ impl BlobStore for FolderBlobStore {
             .open(self.upload_path(upload)?)
             .await
             .map_err(not_found_as)?;
-        file.seek(SeekFrom::Start(u64::from(number - 1) * self.part_size))
+        file.seek(SeekFrom::Start(u64::from(number - 1) * part_size))
             .await?;
         let mut written = 0u64;
         while let Some(chunk) = body.next().await {
@@ -275,7 +277,13 @@ impl BlobStore for FolderBlobStore {
         Ok(())
     }
 
-    async fn finish_upload(&self, key: &str, upload: &str, size: u64) -> Result<(), BlobError> {
+    async fn finish_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        _part_size: u64,
+        size: u64,
+    ) -> Result<(), BlobError> {
         let target = self.path(key)?;
         let path = self.upload_path(upload)?;
         let file = tokio::fs::OpenOptions::new()
@@ -314,7 +322,12 @@ impl BlobStore for FolderBlobStore {
         Ok(None)
     }
 
-    async fn presign_put(&self, key: &str, _: Duration) -> Result<Option<PresignedUrl>, BlobError> {
+    async fn presign_put(
+        &self,
+        key: &str,
+        _: u64,
+        _: Duration,
+    ) -> Result<Option<PresignedUrl>, BlobError> {
         validate_key(key)?;
         Ok(None)
     }

@@ -13,7 +13,7 @@
 
 mod folder;
 mod key;
-mod s3;
+pub(crate) mod s3;
 #[cfg(test)]
 pub(crate) mod suite;
 
@@ -25,7 +25,7 @@ use futures_util::stream::BoxStream;
 
 pub use self::folder::FolderBlobStore;
 pub use self::key::{MAX_KEY_LEN, validate_key};
-pub use self::s3::{DEFAULT_PART_SIZE, S3BlobStore, S3Config};
+pub use self::s3::{DEFAULT_PART_SIZE, MAX_PART_SIZE, S3BlobStore, S3Config};
 
 /// The largest chunk a [`BlobStore::get`] body yields.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -103,22 +103,33 @@ pub trait BlobStore: Send + Sync {
     /// [`finish_upload`](Self::finish_upload).
     async fn begin_upload(&self, key: &str) -> Result<String, BlobError>;
 
-    /// Stores part `number` (1-based) of an upload: exactly `len` bytes of `body`, which is
-    /// [`part_size`](Self::part_size) for every part but the last. Durable once it returns;
-    /// a failed or dropped call leaves the part to be sent again (a body longer or shorter than
-    /// `len` fails). Storing a part again replaces it.
+    /// Stores part `number` (1-based) of an upload in parts of `part_size` bytes (the
+    /// [`part_size`](Self::part_size) when the upload began: the caller keeps it, so a changed
+    /// setting never moves the parts of an upload in progress): exactly `len` bytes of `body`,
+    /// which is `part_size` for every part but the last. Durable once it returns; a failed or
+    /// dropped call leaves the part to be sent again (a body longer or shorter than `len`
+    /// fails). Storing a part again replaces it.
     async fn put_part(
         &self,
         key: &str,
         upload: &str,
+        part_size: u64,
         number: u32,
         len: u64,
         body: ByteChunks,
     ) -> Result<(), BlobError>;
 
-    /// Makes the upload, every part of a blob of `size` bytes stored, the blob under `key`.
-    /// [`BlobError::NotFound`] when the upload is unknown; an error when a part is missing.
-    async fn finish_upload(&self, key: &str, upload: &str, size: u64) -> Result<(), BlobError>;
+    /// Makes the upload, every part of a blob of `size` bytes in parts of `part_size` stored,
+    /// the blob under `key`. [`BlobError::NotFound`] when the upload is unknown (S3 also fails
+    /// when a part is missing; the folder only checks the length, so the caller must track
+    /// which parts were stored).
+    async fn finish_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        part_size: u64,
+        size: u64,
+    ) -> Result<(), BlobError>;
 
     /// Drops an unfinished upload and its parts. An upload the backend reports as unknown is no
     /// error (AWS S3's NoSuchUpload; some S3-compatible servers answer AccessDenied instead,
@@ -133,11 +144,13 @@ pub trait BlobStore: Send + Sync {
         expires_in: Duration,
     ) -> Result<Option<PresignedUrl>, BlobError>;
 
-    /// A URL that uploads the blob with one PUT for `expires_in`, or `None` when the backend has
-    /// no URLs of its own.
+    /// A URL that uploads the blob of exactly `len` bytes with one PUT for `expires_in` (the
+    /// length is part of the signature: a body of another length is refused by the backend),
+    /// or `None` when the backend has no URLs of its own.
     async fn presign_put(
         &self,
         key: &str,
+        len: u64,
         expires_in: Duration,
     ) -> Result<Option<PresignedUrl>, BlobError>;
 }

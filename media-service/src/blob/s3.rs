@@ -25,6 +25,8 @@ use super::{
 
 /// The default multipart part size (S3's minimum is 5 MiB for all but the last part).
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// The largest part size accepted (one part is held in memory per upload stream).
+pub const MAX_PART_SIZE: u64 = 64 << 20;
 
 /// Where the bucket is and how to reach it.
 #[derive(Debug, Clone)]
@@ -121,6 +123,29 @@ impl S3BlobStore {
             .build())
     }
 
+    /// Completes a multipart upload from its parts, in order.
+    async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<(), BlobError> {
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(s3_error("complete multipart upload"))?;
+        Ok(())
+    }
+
     /// Uploads the rest of a multipart upload whose first part is in `buf`.
     async fn upload_parts(
         &self,
@@ -146,19 +171,7 @@ impl S3BlobStore {
                 break;
             }
         }
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(s3_error("complete multipart upload"))?;
+        self.complete(key, upload_id, parts).await?;
         Ok(size)
     }
 }
@@ -463,6 +476,7 @@ impl BlobStore for S3BlobStore {
         &self,
         key: &str,
         upload: &str,
+        part_size: u64,
         number: u32,
         len: u64,
         mut body: ByteChunks,
@@ -476,7 +490,7 @@ impl BlobStore for S3BlobStore {
                 "no part {number} of {len} bytes"
             )));
         };
-        if len_usize > self.part_size {
+        if len > part_size || part_size > MAX_PART_SIZE {
             return Err(BlobError::Upload(format!(
                 "part {number} is over the part size"
             )));
@@ -503,12 +517,19 @@ impl BlobStore for S3BlobStore {
             .map(drop)
     }
 
-    async fn finish_upload(&self, key: &str, upload: &str, size: u64) -> Result<(), BlobError> {
+    async fn finish_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        part_size: u64,
+        size: u64,
+    ) -> Result<(), BlobError> {
         validate_key(key)?;
-        let want = super::part_count(size, self.part_size as u64);
+        let want = super::part_count(size, part_size);
         let mut parts = Vec::new();
         let mut marker = None;
-        loop {
+        // 1,000 parts a page; a server that never stops saying "truncated" is cut off.
+        for _ in 0..=want / 1_000 + 1 {
             let out = self
                 .client
                 .list_parts()
@@ -527,7 +548,7 @@ impl BlobStore for S3BlobStore {
             for part in out.parts.unwrap_or_default() {
                 let number = part.part_number.and_then(|n| u64::try_from(n).ok());
                 if let Some(number) = number.filter(|n| (1..=want).contains(n)) {
-                    let expected = super::part_len(size, self.part_size as u64, number);
+                    let expected = super::part_len(size, part_size, number);
                     if length(part.size) != expected {
                         return Err(BlobError::Upload(format!(
                             "part {number} has {} of {expected} bytes",
@@ -555,19 +576,7 @@ impl BlobStore for S3BlobStore {
                 parts.len()
             )));
         }
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(s3_error("complete multipart upload"))?;
+        self.complete(key, upload, parts).await?;
         Ok(())
     }
 
@@ -613,14 +622,18 @@ impl BlobStore for S3BlobStore {
     async fn presign_put(
         &self,
         key: &str,
+        len: u64,
         expires_in: Duration,
     ) -> Result<Option<PresignedUrl>, BlobError> {
         validate_key(key)?;
+        let len = i64::try_from(len).map_err(|_| BlobError::Upload("too large".to_owned()))?;
         let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            // Signed: S3 refuses a PUT of any other length.
+            .content_length(len)
             .presigned(presigning(expires_in)?)
             .await
             .map_err(s3_error("presign put"))?;
@@ -629,4 +642,4 @@ impl BlobStore for S3BlobStore {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -208,7 +208,7 @@ pub(crate) async fn invalid_keys_are_refused(store: &dyn BlobStore) {
             "presign get {key:?}"
         );
         assert!(
-            invalid(store.presign_put(key, hour).await.map(drop)),
+            invalid(store.presign_put(key, 1, hour).await.map(drop)),
             "presign put {key:?}"
         );
     }
@@ -286,10 +286,26 @@ pub(crate) async fn presigned_urls_work(store: &dyn BlobStore) {
     let content: Vec<u8> = (0..SMALL).map(pattern).collect();
 
     let put = store
-        .presign_put("presigned", hour)
+        .presign_put("presigned", SMALL, hour)
         .await
         .expect("presign put")
         .expect("s3 has urls");
+    // The length is signed: one byte more (or less) is refused.
+    for wrong in [SMALL + 1, SMALL - 1] {
+        let body: Vec<u8> = (0..wrong).map(pattern).collect();
+        let mut request = http.put(&put.url).body(body);
+        for (name, value) in &put.headers {
+            if !name.eq_ignore_ascii_case("content-length") {
+                request = request.header(name, value);
+            }
+        }
+        let response = request.send().await.expect("presigned put");
+        assert!(
+            !response.status().is_success(),
+            "a PUT of {wrong} bytes was accepted"
+        );
+        assert_eq!(store.head("presigned").await.expect("head"), None);
+    }
     let mut request = http.put(&put.url).body(content.clone());
     for (name, value) in &put.headers {
         request = request.header(name, value);
@@ -332,6 +348,7 @@ async fn put_generated_part(
         .put_part(
             key,
             upload,
+            part,
             u32::try_from(number).expect("part number"),
             len,
             generated(start, len, 70_001).boxed(),
@@ -348,7 +365,7 @@ pub(crate) async fn resumable_upload_in_parts(store: &dyn BlobStore) {
         put_generated_part(store, "resumed", &upload, size, number).await;
     }
     store
-        .finish_upload("resumed", &upload, size)
+        .finish_upload("resumed", &upload, store.part_size(), size)
         .await
         .expect("finish");
     assert_eq!(store.head("resumed").await.expect("head"), Some(size));
@@ -357,7 +374,7 @@ pub(crate) async fn resumable_upload_in_parts(store: &dyn BlobStore) {
     let upload = store.begin_upload("tiny").await.expect("begin");
     put_generated_part(store, "tiny", &upload, 10, 1).await;
     store
-        .finish_upload("tiny", &upload, 10)
+        .finish_upload("tiny", &upload, store.part_size(), 10)
         .await
         .expect("finish");
     assert_eq!(check_read(store, "tiny", 0, None).await.0, 10);
@@ -368,7 +385,12 @@ pub(crate) async fn resumable_upload_survives_a_failed_part(store: &dyn BlobStor
     let upload = store.begin_upload("flaky").await.expect("begin");
     put_generated_part(store, "flaky", &upload, size, 1).await;
     // Finishing with a part missing fails and leaves the upload to go on.
-    assert!(store.finish_upload("flaky", &upload, size).await.is_err());
+    assert!(
+        store
+            .finish_upload("flaky", &upload, store.part_size(), size)
+            .await
+            .is_err()
+    );
     assert_eq!(store.head("flaky").await.expect("head"), None);
     // Part 2 fails half-way (the client's connection broke), then is sent again whole.
     let broken = generated(store.part_size(), 500, 100)
@@ -378,7 +400,7 @@ pub(crate) async fn resumable_upload_survives_a_failed_part(store: &dyn BlobStor
         .boxed();
     assert!(
         store
-            .put_part("flaky", &upload, 2, 1_000, broken)
+            .put_part("flaky", &upload, store.part_size(), 2, 1_000, broken)
             .await
             .is_err()
     );
@@ -386,13 +408,13 @@ pub(crate) async fn resumable_upload_survives_a_failed_part(store: &dyn BlobStor
     let long = generated(store.part_size(), 1_001, 100).boxed();
     assert!(
         store
-            .put_part("flaky", &upload, 2, 1_000, long)
+            .put_part("flaky", &upload, store.part_size(), 2, 1_000, long)
             .await
             .is_err()
     );
     put_generated_part(store, "flaky", &upload, size, 2).await;
     store
-        .finish_upload("flaky", &upload, size)
+        .finish_upload("flaky", &upload, store.part_size(), size)
         .await
         .expect("finish");
     assert_eq!(check_read(store, "flaky", 0, None).await.0, size);
@@ -407,7 +429,12 @@ pub(crate) async fn unfinished_upload_is_invisible_and_aborts(store: &dyn BlobSt
     store.abort_upload("dropped", &upload).await.expect("abort");
     // (Aborting twice: AWS answers NoSuchUpload, which counts as done; s3s-fs answers
     // AccessDenied, so the suite does not ask for it.)
-    assert!(store.finish_upload("dropped", &upload, size).await.is_err());
+    assert!(
+        store
+            .finish_upload("dropped", &upload, store.part_size(), size)
+            .await
+            .is_err()
+    );
     assert_eq!(store.head("dropped").await.expect("head"), None);
     assert!(matches!(
         store.begin_upload("../x").await,

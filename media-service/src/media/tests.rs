@@ -193,7 +193,7 @@ impl Fixture {
     async fn create(&self, who: &str, kind: i32, size: u64) -> Result<NewUpload> {
         within(
             "create_upload",
-            self.service.create_upload(&caller(who), kind, size),
+            self.service.create_upload(&caller(who), kind, size, false),
         )
         .await
     }
@@ -559,6 +559,7 @@ async fn uploads_are_capped_by_kind_and_by_their_declared_size() {
         .expect("exactly the file cap");
 
     // A stream with one byte more than declared, within the last part.
+    let before = f.upload_files();
     let data = bytes(100_001);
     let new = f.create("alice", FILE, 100_000).await.expect("create");
     refused(
@@ -566,8 +567,17 @@ async fn uploads_are_capped_by_kind_and_by_their_declared_size() {
         Code::InvalidArgument,
         reason::MEDIA_TOO_LARGE,
     );
-    let p = f.progress("alice", &new.blob_id).await.expect("progress");
-    assert!(!p.complete, "{p:?}");
+    // The lying upload is deleted altogether: no record, no parts.
+    refused(
+        f.progress("alice", &new.blob_id).await,
+        Code::NotFound,
+        reason::NO_SUCH_BLOB,
+    );
+    assert_eq!(
+        f.upload_files(),
+        before,
+        "the lying upload's parts are gone"
+    );
     refused(
         f.fetch("alice", &new.blob_id, &new.capability, 0).await,
         Code::NotFound,
@@ -588,8 +598,16 @@ async fn uploads_are_capped_by_kind_and_by_their_declared_size() {
         Code::InvalidArgument,
         reason::MEDIA_TOO_LARGE,
     );
-    let p = f.progress("alice", &new.blob_id).await.expect("progress");
-    assert!(!p.complete, "{p:?}");
+    refused(
+        f.progress("alice", &new.blob_id).await,
+        Code::NotFound,
+        reason::NO_SUCH_BLOB,
+    );
+    assert_eq!(
+        f.upload_files(),
+        before,
+        "the lying upload's parts are gone"
+    );
     refused(
         f.fetch("alice", &new.blob_id, &[], 0).await,
         Code::NotFound,
@@ -1110,4 +1128,96 @@ async fn a_photo_over_ten_mib_is_refused_while_streaming() {
         reason::MEDIA_TOO_LARGE,
     );
     assert!(f.files().is_empty(), "{:?}", f.files());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_upload_frees_its_slot_and_its_parts() {
+    let f = Fixture::new().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            f.create("alice", FILE, 3 * PART)
+                .await
+                .expect("create")
+                .blob_id,
+        );
+    }
+    // Part of the first one is stored.
+    let data = bytes(PART as usize + 10);
+    f.send("alice", &ids[0], 0, &data, ODD_CHUNK)
+        .await
+        .expect("first part");
+    refused(
+        f.create("alice", FILE, 10).await,
+        Code::ResourceExhausted,
+        reason::TOO_MANY_UPLOADS,
+    );
+    // Only the owner may abort it.
+    refused(
+        f.service.abort_upload(&caller("bob"), &ids[0]).await,
+        Code::NotFound,
+        reason::NO_SUCH_BLOB,
+    );
+    f.service
+        .abort_upload(&caller("alice"), &ids[0])
+        .await
+        .expect("abort");
+    refused(
+        f.progress("alice", &ids[0]).await,
+        Code::NotFound,
+        reason::NO_SUCH_BLOB,
+    );
+    assert_eq!(f.upload_files().len(), 2, "{:?}", f.files());
+    f.create("alice", FILE, 10)
+        .await
+        .expect("a slot is free again");
+    // A complete blob is not an upload to abort.
+    let done = f.uploaded("bob", &bytes(100)).await;
+    refused(
+        f.service.abort_upload(&caller("bob"), &done.blob_id).await,
+        Code::FailedPrecondition,
+        reason::UPLOAD_INCOMPLETE,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stream_at_a_time_per_upload() {
+    let f = Fixture::new().await;
+    let new = f.create("alice", FILE, 3 * PART).await.expect("create");
+    // A first stream that sends a little and then waits.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, Status>>(1);
+    tx.send(Ok(Bytes::from(bytes(1000)))).await.expect("send");
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed();
+    let service = Arc::clone(&f.service);
+    let blob_id = new.blob_id.clone();
+    let first = tokio::spawn(async move {
+        service
+            .upload(&caller("alice"), &blob_id, 0, body)
+            .await
+            .map(|p| p.committed_bytes)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    refused(
+        f.send("alice", &new.blob_id, 0, &bytes(10), ODD_CHUNK)
+            .await,
+        Code::FailedPrecondition,
+        reason::UPLOAD_INCOMPLETE,
+    );
+    // Once the first ends (it stored no whole part), the upload can be sent again.
+    drop(tx);
+    assert_eq!(first.await.expect("join").expect("first"), 0);
+    let done = f
+        .send(
+            "alice",
+            &new.blob_id,
+            0,
+            &bytes(3 * PART as usize),
+            ODD_CHUNK,
+        )
+        .await
+        .expect("second stream");
+    assert!(done.complete);
 }

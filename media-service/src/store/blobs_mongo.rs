@@ -198,10 +198,25 @@ impl BlobIndex for MongoStatusStore {
         Ok(deleted.deleted_count == 1)
     }
 
-    async fn expired_blobs(&self, now_ms: i64, limit: u32) -> Result<Vec<BlobRecord>, StoreError> {
+    async fn expired_blobs(
+        &self,
+        now_ms: i64,
+        after: Option<&(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        let mut filter = doc! { "expires_ms": { "$lte": now_ms } };
+        if let Some((after_ms, after_id)) = after {
+            filter.insert(
+                "$or",
+                vec![
+                    doc! { "expires_ms": { "$gt": after_ms } },
+                    doc! { "expires_ms": after_ms, "_id": { "$gt": after_id } },
+                ],
+            );
+        }
         let docs: Vec<Document> = blobs(&self.db)
-            .find(doc! { "expires_ms": { "$lte": now_ms } })
-            .sort(doc! { "expires_ms": 1 })
+            .find(filter)
+            .sort(doc! { "expires_ms": 1, "_id": 1 })
             .limit(i64::from(limit))
             .await?
             .try_collect()

@@ -162,13 +162,19 @@ impl BlobIndex for SqliteStatusStore {
         .await
     }
 
-    async fn expired_blobs(&self, now_ms: i64, limit: u32) -> Result<Vec<BlobRecord>, StoreError> {
+    async fn expired_blobs(
+        &self,
+        now_ms: i64,
+        after: Option<&(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        let (after_ms, after_id) = after.cloned().unwrap_or((i64::MIN, String::new()));
         self.read(move |conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {BLOB_COLUMNS} FROM blobs WHERE expires_ms <= ?1 \
-                 ORDER BY expires_ms LIMIT ?2"
+                 AND (expires_ms, blob_id) > (?2, ?3) ORDER BY expires_ms, blob_id LIMIT ?4"
             ))?;
-            let rows = stmt.query_map(params![now_ms, limit], blob_from_row)?;
+            let rows = stmt.query_map(params![now_ms, after_ms, after_id, limit], blob_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await

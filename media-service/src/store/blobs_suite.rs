@@ -133,16 +133,25 @@ pub(crate) async fn expired_blobs_soonest_first(index: &dyn BlobIndex) {
     }
     let ids = |v: Vec<BlobRecord>| v.into_iter().map(|r| r.blob_id).collect::<Vec<_>>();
     assert_eq!(
-        ids(index.expired_blobs(T0 + 300, 10).await.expect("due")),
+        ids(index.expired_blobs(T0 + 300, None, 10).await.expect("due")),
         ["soon", "mid", "late"]
     );
     assert_eq!(
-        ids(index.expired_blobs(T0 + 300, 2).await.expect("page")),
+        ids(index.expired_blobs(T0 + 300, None, 2).await.expect("page")),
         ["soon", "mid"]
+    );
+    // The next page starts after the last one seen.
+    let after = (T0 + 200, "mid".to_owned());
+    assert_eq!(
+        ids(index
+            .expired_blobs(T0 + 300, Some(&after), 2)
+            .await
+            .expect("next")),
+        ["late"]
     );
     assert!(
         index
-            .expired_blobs(T0 + 99, 10)
+            .expired_blobs(T0 + 99, None, 10)
             .await
             .expect("none")
             .is_empty()

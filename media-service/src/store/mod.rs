@@ -220,8 +220,14 @@ pub trait BlobIndex: Send + Sync + 'static {
     /// listed); returns whether it did. Its bytes must be gone, or going, from the blob store.
     async fn remove_blob(&self, seen: &BlobRecord) -> Result<bool, StoreError>;
 
-    /// Up to `limit` blobs with `expires_ms <= now_ms`, soonest first.
-    async fn expired_blobs(&self, now_ms: i64, limit: u32) -> Result<Vec<BlobRecord>, StoreError>;
+    /// Up to `limit` blobs with `expires_ms <= now_ms`, in `(expires_ms, blob_id)` order, after
+    /// `after` (that pair of the last one a previous page returned).
+    async fn expired_blobs(
+        &self,
+        now_ms: i64,
+        after: Option<&(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>, StoreError>;
 
     /// Which of `keys` are blob store keys this index refers to (blobs and profile photos).
     async fn known_keys(&self, keys: Vec<String>) -> Result<Vec<String>, StoreError>;

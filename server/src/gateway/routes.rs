@@ -123,7 +123,8 @@ const LOCAL_PREFIXES: &[&str] = &[
 /// `Directory.FetchBundles` (hands out one-time prekeys), `Chat.Connect` (a stream),
 /// `Groups.CreateGroup` (would make a second group), and `Groups.LeaveGroup` and
 /// `Statuses.DeleteStatus` (a second try of one that went through answers NOT_A_MEMBER or
-/// NOT_FOUND), `Media.CreateUpload` (would start a second upload), and the client streams
+/// NOT_FOUND), `Media.CreateUpload` (would start a second upload), `Media.AbortUpload` (a second
+/// try answers NOT_FOUND), and the client streams
 /// `Media.Upload` and `Media.SetProfilePhoto` (a retry would buffer the whole body).
 const IDEMPOTENT: &[&str] = &[
     "/juntos.login.v1.Login/Me",
@@ -153,6 +154,8 @@ const IDEMPOTENT: &[&str] = &[
     "/juntos.media.v1.Statuses/PostStatus",
     "/juntos.media.v1.Statuses/ListStatuses",
     "/juntos.media.v1.Media/GetUpload",
+    // Completing a complete upload answers the same.
+    "/juntos.media.v1.Media/CompleteUpload",
     "/juntos.media.v1.Media/Download",
     "/juntos.media.v1.Media/GetDownloadUrl",
     "/juntos.media.v1.Media/GetProfilePhoto",

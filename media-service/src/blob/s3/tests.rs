@@ -9,7 +9,7 @@ use crate::blob::{BlobError, BlobStore as _, suite};
 
 #[path = "../../../../tests/src/s3_server.rs"]
 #[allow(dead_code)]
-mod s3_server;
+pub(crate) mod s3_server;
 
 use s3_server::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY};
 
