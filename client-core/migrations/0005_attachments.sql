@@ -20,17 +20,20 @@ CREATE TABLE attachments (
     local_path TEXT
 );
 
--- An upload started and not finished, by the file it reads (path, size and modification time:
--- a changed file starts over). Resuming re-encrypts with the same key, which yields the same
--- ciphertext, and sends from where the server's stored bytes end.
+-- An upload started and not finished, by the file it reads: path, size, modification time and
+-- `file_id` (device, inode and change time where the platform has them; the change time moves
+-- on every write and cannot be set back, unlike the modification time). A changed file starts
+-- over with a new key: resuming re-encrypts with the same key, which is only safe (and only
+-- yields the same ciphertext) for the same bytes.
 CREATE TABLE uploads (
     path              TEXT NOT NULL,
     size              INTEGER NOT NULL,
     modified_ms       INTEGER NOT NULL,
+    file_id           TEXT NOT NULL,
     blob_id           TEXT NOT NULL,
     capability        BLOB NOT NULL,
     key               BLOB NOT NULL,
     kind              INTEGER NOT NULL,
     upload_expires_ms INTEGER NOT NULL,
-    PRIMARY KEY (path, size, modified_ms)
+    PRIMARY KEY (path, size, modified_ms, file_id)
 );

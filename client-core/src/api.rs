@@ -304,9 +304,9 @@ impl Api {
     }
 }
 
-/// `juntos.chat.v1.Groups` calls: each takes the access token and its request.
-macro_rules! groups_calls {
-    ($($(#[$doc:meta])* $name:ident($request:ty) -> $response:ty;)*) => {
+/// Unary calls of one service (`$client`): each takes the access token and its request.
+macro_rules! unary_calls {
+    ($client:path { $($(#[$doc:meta])* $name:ident($request:ty) -> $response:ty;)* }) => {
         impl Api {
             $(
                 $(#[$doc])*
@@ -316,7 +316,7 @@ macro_rules! groups_calls {
                     request: $request,
                 ) -> Result<$response, Status> {
                     let request = authorized(request, access_token)?;
-                    Ok(chat::groups_client::GroupsClient::new(self.channel())
+                    Ok(<$client>::new(self.channel())
                         .$name(request)
                         .await?
                         .into_inner())
@@ -326,7 +326,8 @@ macro_rules! groups_calls {
     };
 }
 
-groups_calls! {
+// `juntos.chat.v1.Groups`.
+unary_calls! { chat::groups_client::GroupsClient<Channel> {
     /// `Groups.CreateGroup`.
     create_group(chat::CreateGroupRequest) -> chat::GroupResponse;
     /// `Groups.AddMembers`.
@@ -347,40 +348,21 @@ groups_calls! {
     send_group(chat::SendGroupRequest) -> chat::SendResponse;
     /// `Groups.GetNoticeKeys`.
     get_notice_keys(chat::GetNoticeKeysRequest) -> chat::GetNoticeKeysResponse;
-}
+} }
 
-/// `juntos.media.v1.Media` calls: each takes the access token and its request.
-macro_rules! media_calls {
-    ($($(#[$doc:meta])* $name:ident($request:ty) -> $response:ty;)*) => {
-        impl Api {
-            $(
-                $(#[$doc])*
-                pub(crate) async fn $name(
-                    &self,
-                    access_token: &str,
-                    request: $request,
-                ) -> Result<$response, Status> {
-                    let request = authorized(request, access_token)?;
-                    Ok(media::media_client::MediaClient::new(self.channel())
-                        .$name(request)
-                        .await?
-                        .into_inner())
-                }
-            )*
-        }
-    };
-}
-
-media_calls! {
+// `juntos.media.v1.Media` (the streams are below).
+unary_calls! { media::media_client::MediaClient<Channel> {
     /// `Media.CreateUpload`.
     create_upload(media::CreateUploadRequest) -> media::CreateUploadResponse;
     /// `Media.GetUpload`.
     get_upload(media::GetUploadRequest) -> media::GetUploadResponse;
+    /// `Media.AbortUpload`.
+    abort_upload(media::GetUploadRequest) -> media::AbortUploadResponse;
     /// `Media.GetProfilePhoto`.
     get_profile_photo(media::GetProfilePhotoRequest) -> media::GetProfilePhotoResponse;
     /// `Media.DeleteProfilePhoto`.
     delete_profile_photo(media::DeleteProfilePhotoRequest) -> media::DeleteProfilePhotoResponse;
-}
+} }
 
 impl Api {
     /// `Media.Upload`: streams `messages` (the first names the blob and offset).

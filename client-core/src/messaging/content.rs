@@ -121,6 +121,7 @@ pub(crate) struct Text {
 /// What a receiver needs to fetch and open an encrypted blob: where it is, the capability that
 /// lets it download, the key and digest that open and check it, and what it is.
 #[derive(Clone, PartialEq, prost::Message)]
+#[prost(skip_debug)]
 pub(crate) struct Attachment {
     #[prost(string, tag = "1")]
     pub blob_id: String,
@@ -194,6 +195,17 @@ pub(crate) struct Receipt {
     pub message_ids: Vec<String>,
 }
 
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key, capability, name or preview: Debug output ends up in logs.
+        f.debug_struct("Attachment")
+            .field("blob_id", &self.blob_id)
+            .field("size", &self.size)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Content {
     /// A new content of `body` with a fresh message id.
     pub(crate) fn new(from_user_id: &str, to_user_id: &str, sent_at_ms: i64, body: Body) -> Self {
@@ -229,7 +241,15 @@ impl Content {
     /// Decodes content; `None` when it is not valid content.
     pub(crate) fn decode_bytes(bytes: &[u8]) -> Option<Self> {
         let content = Self::decode(bytes).ok()?;
-        (!content.message_id.is_empty() && content.message_id.len() <= 64).then_some(content)
+        // Ids are hex from `new_id`; nothing else (such as a `status:` key of the local store)
+        // may be named by a peer.
+        let id_ok = !content.message_id.is_empty()
+            && content.message_id.len() <= 64
+            && content
+                .message_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        id_ok.then_some(content)
     }
 }
 

@@ -133,6 +133,43 @@ fn safe_file_name(name: &str, fallback: &str) -> String {
     }
 }
 
+/// `name` in `dir`, or `name (2)`, `name (3)`, … when taken: a download never replaces a file.
+fn unused_name(dir: &Path, name: &str) -> PathBuf {
+    let candidate = dir.join(name);
+    if !candidate.exists() {
+        return candidate;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
+        _ => (name, String::new()),
+    };
+    (2..)
+        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
+        .find(|p| !p.exists())
+        .unwrap_or(candidate)
+}
+
+/// Device, inode and change time of a file (where the platform has them): with the size and
+/// modification time, what says a file is unchanged since an upload of it began.
+fn file_id(meta: &std::fs::Metadata) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        format!(
+            "{}:{}:{}.{}",
+            meta.dev(),
+            meta.ino(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        String::new()
+    }
+}
+
 fn invalid(message: impl Into<String>) -> ClientError {
     ClientError::InvalidInput {
         message: message.into(),
@@ -202,6 +239,21 @@ async fn seal_file(
     if file.read(&mut buf[..1]).await? != 0 {
         return Err(invalid("the file changed while it was being sent"));
     }
+    // Every byte is on the server but the upload was not finished: an empty resume finishes it.
+    if let Some(tx) = &tx
+        && first
+    {
+        let finish = media::UploadRequest {
+            blob_id,
+            offset,
+            data: Vec::new(),
+        };
+        if tx.send(finish).await.is_err() {
+            return Err(ClientError::Network {
+                message: "the upload stopped".to_owned(),
+            });
+        }
+    }
     sealer.finish().map_err(|e| invalid(e.to_string()))
 }
 
@@ -260,21 +312,35 @@ impl Client {
         out_path: Option<String>,
         progress: Option<Arc<dyn TransferListener>>,
     ) -> Result<String> {
-        let attachment = self
-            .store
-            .read(|c| mdb::attachment(c, &message_id))?
-            .ok_or_else(|| ClientError::NotFound {
-                message: "that message has no attachment here".to_owned(),
+        // A message's attachment, or a status's (`message_id` is then the status id).
+        let (key, attachment) = {
+            let status_key = mdb::status_key(&message_id);
+            let found = self.store.read(|c| {
+                Ok(match mdb::attachment(c, &message_id)? {
+                    Some(a) => Some((message_id.clone(), a)),
+                    None => mdb::attachment(c, &status_key)?.map(|a| (status_key.clone(), a)),
+                })
             })?;
+            found.ok_or_else(|| ClientError::NotFound {
+                message: "that message has no attachment here".to_owned(),
+            })?
+        };
         let out = match out_path {
             Some(path) => PathBuf::from(path),
             None => {
                 let dir = self.home_dir.join("media");
                 tokio::fs::create_dir_all(&dir).await?;
-                dir.join(safe_file_name(&attachment.file_name, &message_id))
+                unused_name(&dir, &safe_file_name(&attachment.file_name, "file"))
             }
         };
-        let partial = PathBuf::from(format!("{}.part", out.display()));
+        // A temporary name of its own beside the target, so two downloads never share one.
+        let partial = out.with_file_name(format!(
+            ".{}.{}.part",
+            out.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            content::new_id()
+        ));
         let result = self
             .download_to(
                 &attachment,
@@ -289,7 +355,7 @@ impl Client {
         tokio::fs::rename(&partial, &out).await?;
         let shown = out.to_string_lossy().into_owned();
         self.store
-            .write(|tx| tx.set_attachment_path(&message_id, &shown))?;
+            .write(|tx| tx.set_attachment_path(&key, &shown))?;
         Ok(shown)
     }
 
@@ -401,6 +467,7 @@ impl Client {
             path: path.to_string_lossy().into_owned(),
             size,
             modified_ms,
+            file_id: file_id(&meta),
         };
         let thumbnail = if kind == media::MediaKind::Image {
             let path = path.clone();
@@ -413,10 +480,10 @@ impl Client {
         };
 
         let mut progress = Progress::new(listener, ciphertext_len(size));
-        let (upload, committed) = self.upload_slot(&stamp, kind, size).await?;
+        let (upload, committed, complete) = self.upload_slot(&stamp, kind, size).await?;
         let key = BlobKey::from_bytes(&upload.key).map_err(|e| invalid(e.to_string()))?;
         let total = ciphertext_len(size);
-        let digest = if committed >= total {
+        let digest = if complete {
             seal_file(
                 path.clone(),
                 key.clone(),
@@ -488,12 +555,13 @@ impl Client {
         stamp: &FileStamp,
         kind: media::MediaKind,
         size: u64,
-    ) -> Result<(PendingUpload, u64)> {
+    ) -> Result<(PendingUpload, u64, bool)> {
         let now = self.clock.now_ms();
+        self.store.write(|tx| tx.prune_uploads(now))?;
         let pending = self
             .store
             .read(|c| mdb::pending_upload(c, stamp))?
-            .filter(|p| p.kind == kind as i32 && p.upload_expires_ms > now);
+            .filter(|p| p.kind == kind as i32);
         if let Some(pending) = pending {
             let api = self.api.clone();
             let blob_id = pending.blob_id.clone();
@@ -508,10 +576,25 @@ impl Client {
                 .await?;
             match answer {
                 Ok(state) if state.size == ciphertext_len(size) => {
-                    return Ok((pending, state.committed_bytes));
+                    return Ok((pending, state.committed_bytes, state.complete));
                 }
-                // Swept, or not what this file makes: start over.
-                Ok(_) => {}
+                // Not what this file makes: give it up, freeing its slot, and start over.
+                Ok(_) => {
+                    let (api, blob_id) = (self.api.clone(), pending.blob_id.clone());
+                    let aborted = self
+                        .authorized_status(|token| {
+                            let (api, blob_id) = (api.clone(), blob_id.clone());
+                            async move {
+                                api.abort_upload(&token, media::GetUploadRequest { blob_id })
+                                    .await
+                            }
+                        })
+                        .await?;
+                    if let Err(status) = aborted {
+                        tracing::debug!(code = ?status.code(), "could not abort an old upload");
+                    }
+                }
+                // Swept: start over.
                 Err(status) if status.code() == tonic::Code::NotFound => {}
                 Err(status) => return Err(status.into()),
             }
@@ -527,6 +610,9 @@ impl Client {
                         media::CreateUploadRequest {
                             kind: kind as i32,
                             size: ciphertext_len(size),
+                            // Streamed through the service: resumable, and the same on every
+                            // backend.
+                            direct: false,
                         },
                     )
                     .await
@@ -541,7 +627,7 @@ impl Client {
             upload_expires_ms: created.upload_expires_ms,
         };
         self.store.write(|tx| tx.save_upload(stamp, &upload))?;
-        Ok((upload, 0))
+        Ok((upload, 0, false))
     }
 
     /// Streams the blob of `attachment` into `partial`, checking it on the way.

@@ -8,7 +8,7 @@ use crate::messaging::content::Attachment;
 use crate::records::AttachmentInfo;
 
 /// An upload started from a file and not finished.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct PendingUpload {
     pub blob_id: String,
     pub capability: Vec<u8>,
@@ -17,12 +17,29 @@ pub(crate) struct PendingUpload {
     pub upload_expires_ms: i64,
 }
 
+impl std::fmt::Debug for PendingUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key or the capability.
+        f.debug_struct("PendingUpload")
+            .field("blob_id", &self.blob_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The file an upload reads, as it was when the upload began.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FileStamp {
     pub path: String,
     pub size: u64,
     pub modified_ms: i64,
+    /// Device, inode and change time (empty where the platform has none).
+    pub file_id: String,
+}
+
+/// The key a status's attachment is filed under: `status:<id>`, which no message id can be
+/// (received ids are checked to be `[A-Za-z0-9_-]`).
+pub(crate) fn status_key(status_id: &str) -> String {
+    format!("status:{status_id}")
 }
 
 fn signed(v: u64) -> i64 {
@@ -115,8 +132,8 @@ pub(crate) fn pending_upload(conn: &Connection, file: &FileStamp) -> Result<Opti
     Ok(conn
         .query_row(
             "SELECT blob_id, capability, key, kind, upload_expires_ms FROM uploads
-             WHERE path = ?1 AND size = ?2 AND modified_ms = ?3",
-            params![file.path, signed(file.size), file.modified_ms],
+             WHERE path = ?1 AND size = ?2 AND modified_ms = ?3 AND file_id = ?4",
+            params![file.path, signed(file.size), file.modified_ms, file.file_id],
             |r| {
                 Ok(PendingUpload {
                     blob_id: r.get(0)?,
@@ -134,19 +151,29 @@ impl Tx<'_> {
     /// Remembers an upload of `file` (replacing an older one of the same file).
     pub(crate) fn save_upload(&self, file: &FileStamp, upload: &PendingUpload) -> Result<()> {
         self.conn().execute(
-            "INSERT OR REPLACE INTO uploads (path, size, modified_ms, blob_id, capability, key,
-                 kind, upload_expires_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR REPLACE INTO uploads (path, size, modified_ms, file_id, blob_id, capability,
+                 key, kind, upload_expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 file.path,
                 signed(file.size),
                 file.modified_ms,
+                file.file_id,
                 upload.blob_id,
                 upload.capability,
                 upload.key,
                 upload.kind,
                 upload.upload_expires_ms,
             ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets uploads abandoned by now (the server deletes them at that time).
+    pub(crate) fn prune_uploads(&self, now_ms: i64) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM uploads WHERE upload_expires_ms <= ?1",
+            [now_ms],
         )?;
         Ok(())
     }

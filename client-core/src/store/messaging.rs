@@ -635,6 +635,11 @@ impl Tx<'_> {
         if deleted {
             self.0
                 .execute("DELETE FROM reactions WHERE message_id = ?1", [message_id])?;
+            // Deleted for everyone: no preview, key or capability stays behind either.
+            self.0.execute(
+                "DELETE FROM attachments WHERE message_id = ?1",
+                [message_id],
+            )?;
         }
         Ok(deleted)
     }

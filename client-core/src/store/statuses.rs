@@ -57,20 +57,26 @@ impl Tx<'_> {
             .execute("DELETE FROM statuses WHERE status_id = ?1", [status_id])?;
         self.conn()
             .execute("DELETE FROM status_views WHERE status_id = ?1", [status_id])?;
-        // A status's attachment is filed under its status id.
-        self.conn()
-            .execute("DELETE FROM attachments WHERE message_id = ?1", [status_id])?;
+        self.conn().execute(
+            "DELETE FROM attachments WHERE message_id = ?1",
+            [super::media::status_key(status_id)],
+        )?;
         Ok(())
     }
 
-    /// Files a status's attachment under its status id (see `Client::download`).
+    /// Files a status's attachment (see `Client::download`).
     pub(crate) fn save_status_attachment(
         &self,
         status_id: &str,
         attachment: &crate::messaging::content::Attachment,
         local_path: Option<&str>,
     ) -> Result<()> {
-        super::media::insert_attachment(self.conn(), status_id, attachment, local_path)
+        super::media::insert_attachment(
+            self.conn(),
+            &super::media::status_key(status_id),
+            attachment,
+            local_path,
+        )
     }
 
     /// Deletes the statuses expired at `now_ms`, and those the server no longer lists (deleted
@@ -123,7 +129,8 @@ pub(crate) fn statuses(conn: &Connection, me: &str, now_ms: i64) -> Result<Vec<S
     )?;
     for status in &mut list {
         status.own = status.poster_user_id == me;
-        status.attachment = super::media::attachment_info(conn, &status.status_id)?;
+        status.attachment =
+            super::media::attachment_info(conn, &super::media::status_key(&status.status_id))?;
         if status.own {
             status.seen_by = viewers
                 .query_map([&status.status_id], |r| r.get(0))?
