@@ -49,6 +49,8 @@ cargo clippy -j"$JOBS" --workspace --all-targets -- -D warnings
 
 step "cargo test"
 cargo build -j"$JOBS" -p juntos-server --bin juntos
+# The end-to-end tests run juntos-cli too (they build it on first use; built here, that is a no-op).
+cargo build -j"$JOBS" -p juntos-client --bin juntos-cli
 cargo test -j"$JOBS" --workspace
 
 step "python bindings"

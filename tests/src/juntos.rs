@@ -16,74 +16,47 @@ use crate::twilio::{self, FakeTwilio};
 /// `JUNTOS_CLI_BIN` overrides it.
 pub fn juntos_cli_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("JUNTOS_CLI_BIN") {
-            return PathBuf::from(path);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile dir")
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "juntos-client",
-            "--bin",
-            "juntos-cli",
-        ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build
-            .status()
-            .expect("run cargo build for the juntos-cli binary");
-        assert!(status.success(), "building the juntos-cli binary failed");
-        let bin = profile_dir.join("juntos-cli");
-        assert!(
-            bin.exists(),
-            "juntos-cli binary not found at {}",
-            bin.display()
-        );
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| built_binary("JUNTOS_CLI_BIN", "juntos-client", "juntos-cli"))
+        .clone()
 }
 
 /// The path of the `juntos` binary, built once per test process (`cargo build --bin juntos`,
 /// in the profile the tests run in). `JUNTOS_BIN` overrides it.
 pub fn juntos_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("JUNTOS_BIN") {
-            return PathBuf::from(path);
-        }
-        // The test executable lives in <target>/<profile>/deps/.
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile dir")
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "juntos-server", "--bin", "juntos"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build
-            .status()
-            .expect("run cargo build for the juntos binary");
-        assert!(status.success(), "building the juntos binary failed");
-        let bin = profile_dir.join("juntos");
-        assert!(bin.exists(), "juntos binary not found at {}", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| built_binary("JUNTOS_BIN", "juntos-server", "juntos"))
+        .clone()
+}
+
+/// `$override` if set, else `cargo build -p package --bin bin` in the tests' profile.
+fn built_binary(override_var: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(override_var) {
+        return PathBuf::from(path);
+    }
+    // The test executable lives in <target>/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for the {bin} binary: {e}"));
+    assert!(status.success(), "building the {bin} binary failed");
+    let path = profile_dir.join(bin);
+    assert!(
+        path.exists(),
+        "{bin} binary not found at {}",
+        path.display()
+    );
+    path
 }
 
 /// A running `juntos` process, killed on drop.
