@@ -19,6 +19,8 @@ CREATE TABLE blobs (
 -- The sweeper, and an owner's unfinished uploads (the cap on them).
 CREATE INDEX blobs_by_expiry ON blobs (expires_ms);
 CREATE INDEX blobs_pending_by_owner ON blobs (owner_user_id) WHERE upload IS NOT NULL;
+-- An owner's uploads of the last day (the daily byte quota).
+CREATE INDEX blobs_by_owner_time ON blobs (owner_user_id, created_ms);
 
 -- One row per user with a profile photo: its two sizes' blob keys.
 CREATE TABLE profile_photos (

@@ -34,6 +34,9 @@ pub enum Error {
     /// An upload is over its kind's cap, or sent more bytes than it declared.
     #[error("the upload is over {limit} bytes")]
     MediaTooLarge { limit: u64 },
+    /// The caller uploaded its daily quota of bytes.
+    #[error("{limit} bytes were uploaded in the last 24 hours; retry later")]
+    UploadQuota { limit: u64, retry_after: Duration },
     /// The caller has its maximum of unfinished uploads.
     #[error("{limit} uploads are unfinished; finish or abort one first")]
     TooManyUploads { limit: u32 },
@@ -96,6 +99,9 @@ impl From<Error> for Status {
                 message,
                 HashMap::from([("max_bytes".to_owned(), limit.to_string())]),
             ),
+            Error::UploadQuota { retry_after, .. } => {
+                resource_exhausted(reason::MEDIA_QUOTA, message, retry_after)
+            }
             Error::TooManyUploads { .. } => {
                 status(Code::ResourceExhausted, reason::TOO_MANY_UPLOADS, message)
             }

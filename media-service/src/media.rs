@@ -51,6 +51,8 @@ const DIRECT: &str = "direct";
 /// How long a direct upload's URL works.
 pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// Upload streams one pod serves at once (on S3 each holds up to one part in memory).
 pub const MAX_UPLOAD_STREAMS: usize = 64;
 /// How long an upload stream may go without a message before it is ended.
@@ -83,6 +85,8 @@ pub struct MediaConfig {
     pub upload_grace: Duration,
     /// Most unfinished uploads per user.
     pub max_pending_uploads: u32,
+    /// Most bytes one user may upload (declare) in any rolling 24 hours.
+    pub max_bytes_per_day: u64,
     /// How often the sweeper runs (the orphan sweep every 60th time).
     pub sweep_interval: Duration,
 }
@@ -98,6 +102,7 @@ impl Default for MediaConfig {
             retention: Duration::from_secs(30 * 24 * 60 * 60),
             upload_grace: Duration::from_secs(24 * 60 * 60),
             max_pending_uploads: 20,
+            max_bytes_per_day: 2 * 1024 * MIB,
             sweep_interval: Duration::from_secs(60),
         }
     }
@@ -120,7 +125,10 @@ impl MediaConfig {
         if self.retention < Duration::from_secs(60) || self.upload_grace < Duration::from_secs(60) {
             return Err("media retention and upload grace must be at least a minute".into());
         }
-        if self.max_pending_uploads == 0 || self.sweep_interval.is_zero() {
+        if self.max_pending_uploads == 0
+            || self.sweep_interval.is_zero()
+            || self.max_bytes_per_day == 0
+        {
             return Err("pending uploads and the media sweep interval must be positive".into());
         }
         Ok(())
@@ -308,6 +316,22 @@ impl MediaService {
         if size > cap {
             return Err(Error::MediaTooLarge { limit: cap });
         }
+        // The daily quota: counted before the upload exists (concurrent creates of one user can
+        // pass it by a few uploads).
+        let now = self.clock.now_ms();
+        let (today, oldest) = self
+            .index
+            .uploaded_since(&caller.user_id, now.saturating_sub(DAY_MS))
+            .await?;
+        if today.saturating_add(size) > self.config.max_bytes_per_day {
+            let frees = oldest.map_or(DAY_MS, |t| t.saturating_add(DAY_MS) - now);
+            return Err(Error::UploadQuota {
+                limit: self.config.max_bytes_per_day,
+                retry_after: Duration::from_millis(
+                    u64::try_from(frees.max(1_000)).unwrap_or(1_000),
+                ),
+            });
+        }
         let blob_id = new_blob_id();
         let mut capability = vec![0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut capability);
@@ -321,7 +345,6 @@ impl MediaService {
         } else {
             (self.blobs.begin_upload(&blob_id).await?, None)
         };
-        let now = self.clock.now_ms();
         let record = BlobRecord {
             blob_id: blob_id.clone(),
             owner_user_id: caller.user_id.clone(),

@@ -114,6 +114,9 @@ pub mod reason {
     pub const INVALID_MEDIA: &str = "INVALID_MEDIA";
     /// An upload is over its kind's cap (metadata `max_bytes`) or past its declared size.
     pub const MEDIA_TOO_LARGE: &str = "MEDIA_TOO_LARGE";
+    /// The caller uploaded its bytes for the rolling 24 hours; RetryInfo says when the oldest
+    /// leaves the window.
+    pub const MEDIA_QUOTA: &str = "MEDIA_QUOTA";
     /// The caller has the most unfinished uploads allowed.
     pub const TOO_MANY_UPLOADS: &str = "TOO_MANY_UPLOADS";
     /// An upload resumed at another offset than its committed bytes (metadata

@@ -331,6 +331,9 @@ pub struct MediaOptions {
     /// Most unfinished uploads per user.
     #[arg(long, env = "JUNTOS_MAX_PENDING_UPLOADS", default_value_t = 20)]
     pub max_pending_uploads: u32,
+    /// Most bytes one user may upload in any rolling 24 hours.
+    #[arg(long, env = "JUNTOS_MAX_UPLOAD_BYTES_PER_DAY", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub max_upload_bytes_per_day: u64,
     /// Seconds between sweeps of expired media (unknown objects every 60th sweep).
     #[arg(long, env = "JUNTOS_MEDIA_SWEEP_SECS", default_value_t = 60)]
     pub media_sweep_secs: u64,

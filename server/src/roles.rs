@@ -454,6 +454,7 @@ fn media_config(options: &MediaOptions) -> juntos_media::MediaConfig {
         retention: Duration::from_secs(options.media_retention_days.saturating_mul(24 * HOUR)),
         upload_grace: Duration::from_secs(options.upload_grace_hours.saturating_mul(HOUR)),
         max_pending_uploads: options.max_pending_uploads,
+        max_bytes_per_day: options.max_upload_bytes_per_day,
         sweep_interval: Duration::from_secs(options.media_sweep_secs),
     }
 }

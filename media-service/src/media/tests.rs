@@ -38,6 +38,7 @@ fn config() -> MediaConfig {
         retention: Duration::from_millis(RETENTION_MS as u64),
         upload_grace: Duration::from_millis(GRACE_MS as u64),
         max_pending_uploads: 3,
+        max_bytes_per_day: 4 * MIB,
         sweep_interval: Duration::from_secs(60),
     }
 }
@@ -1220,4 +1221,36 @@ async fn one_stream_at_a_time_per_upload() {
         .await
         .expect("second stream");
     assert!(done.complete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_user_uploads_at_most_the_daily_quota() {
+    let f = Fixture::new().await;
+    // 4 MiB a day: four uploads of 1 MiB, then a fifth is refused until the first is a day old.
+    for i in 0..4 {
+        let new = f
+            .create("alice", FILE, MIB)
+            .await
+            .expect("within the quota");
+        if i < 3 {
+            // Finished, so the pending cap (3) is not what stops the fifth.
+            f.send("alice", &new.blob_id, 0, &bytes(MIB as usize), ODD_CHUNK)
+                .await
+                .expect("upload");
+        }
+        f.clock.advance_ms(60_000);
+    }
+    let refused = refused(
+        f.create("alice", FILE, 10).await,
+        Code::ResourceExhausted,
+        reason::MEDIA_QUOTA,
+    );
+    let wait = juntos_proto::error::retry_after_of(&refused).expect("retry info");
+    // The first upload leaves the window 24 h after it was made, 4 minutes ago.
+    assert_eq!(wait.as_secs(), 24 * 60 * 60 - 4 * 60);
+    // Someone else is not held up.
+    f.create("bob", FILE, MIB).await.expect("bob's own quota");
+    f.clock
+        .advance_ms(i64::try_from(wait.as_millis()).expect("ms") + 1);
+    f.create("alice", FILE, MIB).await.expect("a day later");
 }

@@ -37,6 +37,12 @@ pub(super) async fn create_indexes(db: &Database) -> Result<(), StoreError> {
                     .partial_filter_expression(doc! { "upload": { "$exists": true } })
                     .build(),
             ),
+            named(
+                doc! { "owner_user_id": 1, "created_ms": 1 },
+                IndexOptions::builder()
+                    .name("by_owner_time".to_owned())
+                    .build(),
+            ),
         ])
         .await?;
     let unique = |field: &str| {
@@ -132,6 +138,39 @@ impl BlobIndex for MongoStatusStore {
         }
         blobs(&self.db).insert_one(d).await?;
         Ok(true)
+    }
+
+    async fn uploaded_since(
+        &self,
+        owner_user_id: &str,
+        since_ms: i64,
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        let mut cursor = blobs(&self.db)
+            .aggregate([
+                doc! { "$match": {
+                    "owner_user_id": owner_user_id,
+                    "created_ms": { "$gt": since_ms },
+                } },
+                doc! { "$group": {
+                    "_id": Bson::Null,
+                    "bytes": { "$sum": "$size" },
+                    "oldest": { "$min": "$created_ms" },
+                } },
+            ])
+            .await?;
+        let Some(row) = cursor.try_next().await? else {
+            return Ok((0, None));
+        };
+        let bytes = match row.get("bytes") {
+            Some(Bson::Int64(v)) => *v,
+            Some(Bson::Int32(v)) => i64::from(*v),
+            Some(Bson::Double(v)) => *v as i64,
+            other => return Err(corrupt("bytes", format!("found {other:?}"))),
+        };
+        Ok((
+            u64::try_from(bytes).unwrap_or(0),
+            i64_field(&row, "oldest").ok(),
+        ))
     }
 
     async fn blob(&self, blob_id: &str) -> Result<Option<BlobRecord>, StoreError> {

@@ -90,6 +90,24 @@ impl BlobIndex for SqliteStatusStore {
         .await
     }
 
+    async fn uploaded_since(
+        &self,
+        owner_user_id: &str,
+        since_ms: i64,
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        let owner = owner_user_id.to_owned();
+        self.read(move |conn| {
+            let (bytes, oldest): (i64, Option<i64>) = conn.query_row(
+                "SELECT coalesce(sum(size), 0), min(created_ms) FROM blobs \
+                 WHERE owner_user_id = ?1 AND created_ms > ?2",
+                params![owner, since_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok((u64::try_from(bytes).unwrap_or(0), oldest))
+        })
+        .await
+    }
+
     async fn blob(&self, blob_id: &str) -> Result<Option<BlobRecord>, StoreError> {
         let blob_id = blob_id.to_owned();
         self.read(move |conn| {

@@ -15,6 +15,7 @@ macro_rules! all_blob_cases {
             status_blobs_expire_early,
             known_keys_covers_blobs_and_photos,
             profile_photos_replace_and_delete,
+            uploads_of_a_day_add_up,
         );
     };
 }
@@ -284,5 +285,44 @@ pub(crate) async fn profile_photos_replace_and_delete(index: &dyn BlobIndex) {
     assert_eq!(
         index.profile_photo("bob").await.expect("bob"),
         Some(photo("bob", "v1"))
+    );
+}
+
+pub(crate) async fn uploads_of_a_day_add_up(index: &dyn BlobIndex) {
+    assert_eq!(
+        index.uploaded_since("alice", T0 - 1).await.expect("none"),
+        (0, None)
+    );
+    for (id, owner, at, size) in [
+        ("old", "alice", T0 - 1_000, 7),
+        ("a1", "alice", T0 + 10, 100),
+        ("a2", "alice", T0 + 20, 50),
+        ("b1", "bob", T0 + 30, 1_000),
+    ] {
+        let mut rec = record(id, owner, T0 + 99_000);
+        rec.created_ms = at;
+        rec.size = size;
+        assert!(index.insert_blob(rec, 10).await.expect("insert"));
+    }
+    assert_eq!(
+        index.uploaded_since("alice", T0).await.expect("sum"),
+        (150, Some(T0 + 10))
+    );
+    assert!(
+        index
+            .complete_blob("a1", T0 + 99_999)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        index
+            .uploaded_since("alice", T0)
+            .await
+            .expect("complete ones count"),
+        (150, Some(T0 + 10))
+    );
+    assert_eq!(
+        index.uploaded_since("bob", T0).await.expect("bob"),
+        (1_000, Some(T0 + 30))
     );
 }

@@ -195,6 +195,14 @@ pub trait BlobIndex: Send + Sync + 'static {
     /// then nothing is stored and the answer is `false`.
     async fn insert_blob(&self, record: BlobRecord, max_pending: u32) -> Result<bool, StoreError>;
 
+    /// How many bytes `owner_user_id` declared in uploads created after `since_ms` that are
+    /// still known (complete or not), and when the oldest of them was created.
+    async fn uploaded_since(
+        &self,
+        owner_user_id: &str,
+        since_ms: i64,
+    ) -> Result<(u64, Option<i64>), StoreError>;
+
     /// The blob, complete or not.
     async fn blob(&self, blob_id: &str) -> Result<Option<BlobRecord>, StoreError>;
 
