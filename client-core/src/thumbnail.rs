@@ -8,22 +8,16 @@
 //! [`image::Limits`]. The thumbnail is re-encoded from pixels, so none of the original's metadata
 //! (EXIF with its GPS position, ICC, XMP, comments) goes along with it.
 //!
-//! The same rules as the media service's profile photos (`juntos_media::photo`); the two crates
-//! share no code, so a change to one belongs in the other.
+//! The decoding rules are the media service's for profile photos: both use `juntos_imaging`.
 //!
 //! Decoding is CPU-bound and [`thumbnail_of_file`] reads a file: async callers run both on a
 //! blocking thread.
 
-// The attachment sender that calls this is being written alongside it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::fs::File;
-use std::io::{Cursor, Read};
+use std::io::Read;
 use std::path::Path;
 
-use image::codecs::jpeg::JpegEncoder;
-use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+use image::RgbImage;
 
 /// The longest side of a thumbnail, in pixels.
 pub(crate) const THUMBNAIL_SIDE: u32 = 64;
@@ -33,15 +27,6 @@ pub(crate) const MAX_THUMBNAIL_BYTES: usize = 8 * 1024;
 
 /// The largest image file a thumbnail is made of, in bytes (the image attachment cap).
 pub(crate) const MAX_IMAGE_FILE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// The longest side decoded, in pixels.
-pub(crate) const MAX_SIDE: u32 = 8192;
-
-/// The most pixels decoded: 40 megapixels.
-pub(crate) const MAX_PIXELS: u64 = 40_000_000;
-
-/// The most the decoder may allocate, in bytes.
-pub(crate) const MAX_DECODE_ALLOC: u64 = 256 * 1024 * 1024;
 
 /// The JPEG qualities tried in turn until the thumbnail fits in [`MAX_THUMBNAIL_BYTES`]; a
 /// 64-pixel JPEG fits at the first nearly always.
@@ -72,17 +57,17 @@ impl std::fmt::Debug for Thumbnail {
 
 /// A small JPEG preview of an image file's bytes, or `None` when they are not a JPEG, PNG or WebP
 /// image, are damaged or truncated, or exceed a limit above (over [`MAX_IMAGE_FILE_BYTES`], over
-/// [`MAX_SIDE`] on a side, over [`MAX_PIXELS`]). Images already within [`THUMBNAIL_SIDE`] keep
+/// [`juntos_imaging::MAX_SIDE`] on a side, over [`juntos_imaging::MAX_PIXELS`]). Images already within [`THUMBNAIL_SIDE`] keep
 /// their size; larger ones are scaled down keeping their aspect ratio.
 pub(crate) fn thumbnail(image_bytes: &[u8]) -> Option<Thumbnail> {
     let within_cap = u64::try_from(image_bytes.len()).is_ok_and(|n| n <= MAX_IMAGE_FILE_BYTES);
     if !within_cap {
         return None;
     }
-    let image = decode(image_bytes)?;
+    let image = juntos_imaging::decode(image_bytes).ok()?;
     let (width, height) = (image.width(), image.height());
     let (thumb_width, thumb_height) = fit(width, height);
-    let small = flatten_on_white(image.thumbnail_exact(thumb_width, thumb_height));
+    let small = juntos_imaging::flatten_on_white(image.thumbnail_exact(thumb_width, thumb_height));
     drop(image);
     let jpeg = QUALITIES
         .iter()
@@ -116,15 +101,7 @@ pub(crate) fn thumbnail_of_file(path: &Path) -> Option<Thumbnail> {
 /// `"image/png"` or `"image/webp"`, and `None` for anything else, whatever the file is called.
 /// Twelve bytes are enough (a WebP shows itself at bytes 8 to 11).
 pub(crate) fn is_image_mime(bytes_prefix: &[u8]) -> Option<&'static str> {
-    sniff(bytes_prefix).map(|format| format.to_mime_type())
-}
-
-/// The format the bytes are in, if it is one of the three accepted.
-fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
-    match image::guess_format(bytes) {
-        Ok(format @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP)) => Some(format),
-        _ => None,
-    }
+    juntos_imaging::sniff(bytes_prefix).map(|format| format.to_mime_type())
 }
 
 /// The thumbnail size of a `width`×`height` image: within [`THUMBNAIL_SIDE`] on both sides,
@@ -143,113 +120,9 @@ fn fit(width: u32, height: u32) -> (u32, u32) {
     (scale(width), scale(height))
 }
 
-/// Decodes the bytes into pixels, oriented as their EXIF says, within every limit above.
-fn decode(bytes: &[u8]) -> Option<DynamicImage> {
-    let format = sniff(bytes)?;
-    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return None;
-    }
-    // The side limits go on after the header is read, as in `juntos_media::photo`.
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(MAX_DECODE_ALLOC);
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(limits.clone());
-    let mut decoder = reader.into_decoder().ok()?;
-
-    let (width, height) = decoder.dimensions();
-    let pixels = u64::from(width) * u64::from(height);
-    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE || pixels > MAX_PIXELS {
-        return None;
-    }
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    decoder.set_limits(limits.clone()).ok()?;
-    limits.reserve(decoder.total_bytes()).ok()?;
-
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).ok()?;
-    image.apply_orientation(orientation);
-    Some(image)
-}
-
-/// Whether a JPEG's segments and scans run from SOI to EOI. The JPEG decoder fills a truncated
-/// file's missing part with grey and reports success; a half-grey preview is worse than none.
-fn jpeg_is_complete(jpeg: &[u8]) -> bool {
-    let mut at = 2; // after SOI, which sniffing saw
-    loop {
-        if jpeg.get(at) != Some(&0xFF) {
-            return false;
-        }
-        // Any number of 0xFF fill bytes may come before a marker.
-        while jpeg.get(at) == Some(&0xFF) {
-            at += 1;
-        }
-        let Some(&marker) = jpeg.get(at) else {
-            return false;
-        };
-        at += 1;
-        match marker {
-            0xD9 => return true,            // EOI
-            0x01 | 0xD0..=0xD7 => continue, // TEM and RSTn stand alone
-            0x00 | 0xD8 => return false,    // a stuffed byte or a second SOI
-            _ => {}
-        }
-        let length = match jpeg.get(at..at + 2) {
-            Some(&[high, low]) => usize::from(u16::from_be_bytes([high, low])),
-            _ => return false,
-        };
-        if length < 2 {
-            return false;
-        }
-        at += length;
-        if at > jpeg.len() {
-            return false;
-        }
-        if marker == 0xDA {
-            // SOS: entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or
-            // an RSTn.
-            loop {
-                let Some(next_ff) = jpeg[at..].iter().position(|&b| b == 0xFF) else {
-                    return false;
-                };
-                at += next_ff;
-                match jpeg.get(at + 1) {
-                    None => return false,
-                    Some(0x00 | 0xD0..=0xD7) => at += 2,
-                    Some(0xFF) => at += 1,
-                    Some(_) => break,
-                }
-            }
-        }
-    }
-}
-
-/// 8-bit RGB with any transparency composited onto white.
-fn flatten_on_white(image: DynamicImage) -> RgbImage {
-    if !image.color().has_alpha() {
-        return image.into_rgb8();
-    }
-    let rgba = image.into_rgba8();
-    let mut rgb = RgbImage::new(rgba.width(), rgba.height());
-    for (out, pixel) in rgb.pixels_mut().zip(rgba.pixels()) {
-        let [r, g, b, a] = pixel.0;
-        let over_white = |c: u8| {
-            let (c, a) = (u16::from(c), u16::from(a));
-            // At most (255 · 255 + 127) / 255 = 255, so the cast keeps every value.
-            ((c * a + 255 * (255 - a) + 127) / 255) as u8
-        };
-        out.0 = [over_white(r), over_white(g), over_white(b)];
-    }
-    rgb
-}
-
 /// A baseline JPEG of `image`, carrying nothing but the JFIF header and the pixels.
 fn encode_jpeg(image: &RgbImage, quality: u8) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, quality)
-        .encode_image(image)
-        .ok()?;
-    Some(out)
+    juntos_imaging::encode_jpeg(image, quality).ok()
 }
 
 #[cfg(test)]
@@ -257,6 +130,10 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use image::{Rgb, Rgba, RgbaImage};
+
+    use std::io::Cursor;
+
+    use image::{DynamicImage, ImageFormat};
 
     use super::*;
 

@@ -11,12 +11,10 @@
 //! Decoding is CPU-bound (tens of milliseconds for a phone photo in release builds): async
 //! callers run [`process_profile_photo`] on a blocking thread.
 
-use std::io::Cursor;
-
-use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
-use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageError, RgbImage};
+use juntos_imaging::DecodeError;
+pub use juntos_imaging::{MAX_DECODE_ALLOC, MAX_PIXELS, MAX_SIDE};
 
 /// The largest upload accepted, in bytes.
 pub const MAX_PHOTO_BYTES: usize = 10 * 1024 * 1024;
@@ -26,16 +24,6 @@ pub const LARGE_SIDE: u32 = 640;
 
 /// The side of the small square, in pixels (chat lists, notifications).
 pub const SMALL_SIDE: u32 = 96;
-
-/// The longest side accepted, in pixels.
-pub const MAX_SIDE: u32 = 8192;
-
-/// The most pixels accepted: 40 megapixels, more than any phone camera takes.
-pub const MAX_PIXELS: u64 = 40_000_000;
-
-/// The most the decoder may allocate, in bytes. A 40-megapixel 8-bit RGBA image needs 160 MB;
-/// a 16-bit one over this is refused as [`PhotoError::TooMuchMemory`].
-pub const MAX_DECODE_ALLOC: u64 = 256 * 1024 * 1024;
 
 /// The JPEG quality of both outputs (1 to 100).
 pub const JPEG_QUALITY: u8 = 85;
@@ -122,27 +110,6 @@ pub fn process_profile_photo(input: &[u8]) -> Result<ProfilePhoto, PhotoError> {
     })
 }
 
-/// The format the bytes are in, if it is one of the three accepted.
-fn sniff(input: &[u8]) -> Option<ImageFormat> {
-    match image::guess_format(input) {
-        Ok(format @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP)) => Some(format),
-        _ => None,
-    }
-}
-
-/// Refuses anything over [`MAX_SIDE`] on a side or [`MAX_PIXELS`] in all.
-fn check_dimensions(width: u32, height: u32) -> Result<(), PhotoError> {
-    if width == 0 || height == 0 {
-        return Err(PhotoError::Undecodable(format!(
-            "the header declares {width}×{height} pixels"
-        )));
-    }
-    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
-        return Err(PhotoError::TooManyPixels { width, height });
-    }
-    Ok(())
-}
-
 /// Decodes the upload into pixels, oriented as its EXIF says, within every limit above.
 fn decode(input: &[u8]) -> Result<DynamicImage, PhotoError> {
     if input.is_empty() {
@@ -154,100 +121,17 @@ fn decode(input: &[u8]) -> Result<DynamicImage, PhotoError> {
             max: MAX_PHOTO_BYTES,
         });
     }
-    let format = sniff(input).ok_or(PhotoError::UnsupportedFormat)?;
-    if format == ImageFormat::Jpeg {
-        check_jpeg_structure(input)?;
-    }
-
-    // Building the decoder reads only the header. The side limits are set after it is built:
-    // the PNG decoder applies limits given up front in its constructor, which would refuse an
-    // over-wide image without saying how wide, and the refusal should name the size.
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(MAX_DECODE_ALLOC);
-    let mut reader = ImageReader::with_format(Cursor::new(input), format);
-    reader.limits(limits.clone());
-    let mut decoder = reader.into_decoder().map_err(decode_error)?;
-
-    let (width, height) = decoder.dimensions();
-    check_dimensions(width, height)?;
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    decoder.set_limits(limits.clone()).map_err(decode_error)?;
-    // The output buffer counts against the allowance too, as `ImageReader::decode` does it.
-    limits
-        .reserve(decoder.total_bytes())
-        .map_err(|_| PhotoError::TooMuchMemory)?;
-
-    // A damaged EXIF block should not cost the user their photo: it is shown unrotated.
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
-    image.apply_orientation(orientation);
-    Ok(image)
+    juntos_imaging::decode(input).map_err(photo_error)
 }
 
-/// Walks a JPEG's segments and scans from SOI to EOI, refusing one that stops short.
-///
-/// The JPEG decoder is lenient: given half a file it fills the missing half with grey and
-/// reports success. A photo cut off by a failed upload should be refused, so the structure is
-/// checked here first. Bytes after EOI are ignored, as every viewer ignores them.
-fn check_jpeg_structure(jpeg: &[u8]) -> Result<(), PhotoError> {
-    let truncated = || PhotoError::Undecodable("the JPEG ends before its EOI marker".into());
-    let damaged = |at: usize| PhotoError::Undecodable(format!("no JPEG marker at byte {at}"));
-    let mut at = 2; // after SOI, which sniffing saw
-    loop {
-        if *jpeg.get(at).ok_or_else(truncated)? != 0xFF {
-            return Err(damaged(at));
-        }
-        // Any number of 0xFF fill bytes may come before a marker.
-        while jpeg.get(at) == Some(&0xFF) {
-            at += 1;
-        }
-        let marker = *jpeg.get(at).ok_or_else(truncated)?;
-        at += 1;
-        match marker {
-            0xD9 => return Ok(()),                      // EOI
-            0x01 | 0xD0..=0xD7 => continue,             // TEM and RSTn stand alone
-            0x00 | 0xD8 => return Err(damaged(at - 2)), // a stuffed byte or a second SOI
-            _ => {}
-        }
-        let length = match jpeg.get(at..at + 2) {
-            Some(&[high, low]) => usize::from(u16::from_be_bytes([high, low])),
-            _ => return Err(truncated()),
-        };
-        if length < 2 {
-            return Err(damaged(at));
-        }
-        at += length;
-        if at > jpeg.len() {
-            return Err(truncated());
-        }
-        if marker == 0xDA {
-            // SOS: entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or
-            // an RSTn.
-            loop {
-                let next_ff = jpeg[at..]
-                    .iter()
-                    .position(|&b| b == 0xFF)
-                    .ok_or_else(truncated)?;
-                at += next_ff;
-                match jpeg.get(at + 1) {
-                    None => return Err(truncated()),
-                    Some(0x00 | 0xD0..=0xD7) => at += 2,
-                    Some(0xFF) => at += 1,
-                    Some(_) => break,
-                }
-            }
-        }
-    }
-}
-
-/// Sorts the decoder's errors into what the user is told.
-fn decode_error(error: ImageError) -> PhotoError {
-    match error {
-        ImageError::Limits(_) => PhotoError::TooMuchMemory,
-        ImageError::Unsupported(e) => PhotoError::UnsupportedEncoding(e.to_string()),
-        // Decoding errors, and the I/O error a reader over a slice gives only when it runs out.
-        other => PhotoError::Undecodable(other.to_string()),
+/// What a decoding failure tells the user.
+fn photo_error(e: DecodeError) -> PhotoError {
+    match e {
+        DecodeError::UnsupportedFormat => PhotoError::UnsupportedFormat,
+        DecodeError::UnsupportedEncoding(why) => PhotoError::UnsupportedEncoding(why),
+        DecodeError::TooManyPixels { width, height } => PhotoError::TooManyPixels { width, height },
+        DecodeError::TooMuchMemory => PhotoError::TooMuchMemory,
+        DecodeError::Undecodable(why) => PhotoError::Undecodable(why),
     }
 }
 
@@ -256,37 +140,13 @@ fn centre_square(image: &DynamicImage) -> RgbImage {
     let side = image.width().min(image.height());
     let x = (image.width() - side) / 2;
     let y = (image.height() - side) / 2;
-    flatten_on_white(image.crop_imm(x, y, side, side))
-}
-
-/// 8-bit RGB with any transparency composited onto white (JPEG has no alpha, and black, what
-/// dropping alpha would leave, looks broken on a transparent logo).
-fn flatten_on_white(image: DynamicImage) -> RgbImage {
-    if !image.color().has_alpha() {
-        return image.into_rgb8();
-    }
-    let rgba = image.into_rgba8();
-    let mut rgb = RgbImage::new(rgba.width(), rgba.height());
-    for (out, pixel) in rgb.pixels_mut().zip(rgba.pixels()) {
-        let [r, g, b, a] = pixel.0;
-        let over_white = |c: u8| {
-            let (c, a) = (u16::from(c), u16::from(a));
-            // At most (255 · 255 + 127) / 255 = 255, so the cast keeps every value.
-            ((c * a + 255 * (255 - a) + 127) / 255) as u8
-        };
-        out.0 = [over_white(r), over_white(g), over_white(b)];
-    }
-    rgb
+    juntos_imaging::flatten_on_white(image.crop_imm(x, y, side, side))
 }
 
 /// A baseline JPEG of `image` at [`JPEG_QUALITY`], carrying nothing but the JFIF header and the
 /// pixels.
 fn encode_jpeg(image: &RgbImage) -> Result<Vec<u8>, PhotoError> {
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
-        .encode_image(image)
-        .map_err(PhotoError::Encode)?;
-    Ok(out)
+    juntos_imaging::encode_jpeg(image, JPEG_QUALITY).map_err(PhotoError::Encode)
 }
 
 #[cfg(test)]
@@ -295,7 +155,15 @@ mod tests {
 
     use image::{Rgb, Rgba, RgbaImage};
 
+    use std::io::Cursor;
+
+    use image::ImageFormat;
+
     use super::*;
+
+    fn check_jpeg_structure(jpeg: &[u8]) -> Result<(), PhotoError> {
+        juntos_imaging::check_jpeg_structure(jpeg).map_err(photo_error)
+    }
 
     /// A 320×200 image with some structure, so the encoders have real work to do.
     fn pattern(width: u32, height: u32) -> RgbImage {
