@@ -282,14 +282,15 @@ impl MediaService {
     }
 
     /// Starts the sweeper (at once, then every `sweep_interval`; the orphan sweep on every 60th
-    /// run), which stops when the returned tasks are dropped.
+    /// run, the first an hour in by default), which stops when the returned tasks are dropped.
     pub fn start(self: &Arc<Self>) -> Tasks {
         let mut tasks = Tasks::default();
         let this = Arc::clone(self);
         tasks.spawn(async move {
             for run in 0u64.. {
                 this.sweep_once().await;
-                if run % 60 == 0 {
+                // Not at start-up: listing a large bucket on every pod start is wasted work.
+                if run % 60 == 59 {
                     this.sweep_orphans_once().await;
                 }
                 tokio::time::sleep(this.config.sweep_interval).await;
