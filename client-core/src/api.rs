@@ -17,6 +17,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{ClientError, Result};
+use crate::tls;
 
 /// How long to wait for a connection to the gateway.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,24 +44,41 @@ impl std::fmt::Debug for Api {
 }
 
 impl Api {
-    /// An API for the gateway at `server_url` (`http://host:port`); connects on the first call.
-    pub(crate) fn new(server_url: &str) -> Result<Self> {
+    /// An API for the gateway at `server_url`; connects on the first call.
+    ///
+    /// `https://host[:port]` is checked against the web PKI roots plus `extra_ca_pem` (PEM: a
+    /// private CA or the server's pinned self-signed certificate). `http://host:port` is refused
+    /// unless the host is this machine (`localhost`, 127.0.0.0/8, `::1`): anywhere else, phone
+    /// numbers, codes and tokens would cross the network in clear.
+    pub(crate) fn new(server_url: &str, extra_ca_pem: Option<&str>) -> Result<Self> {
         let invalid = |why: &str| ClientError::InvalidInput {
             message: format!("server URL {why}"),
         };
+        // Checked whatever the scheme, so a broken configuration shows at once.
+        let tls = tls::client_config(extra_ca_pem)?;
         let endpoint = Endpoint::from_shared(server_url.trim().to_owned())
-            .map_err(|_| invalid("is not a valid URL (expected http://host:port)"))?;
-        match endpoint.uri().scheme_str() {
-            Some("http") => {}
-            // This build has no TLS; say so rather than fail obscurely at connect time.
-            Some("https") => {
-                return Err(invalid("uses https, which this build does not support yet"));
-            }
-            _ => return Err(invalid("must start with http://")),
-        }
-        if endpoint.uri().host().is_none() {
+            .map_err(|_| invalid("is not a valid URL (expected https://host[:port])"))?;
+        let uri = endpoint.uri().clone();
+        let Some(host) = uri.host() else {
             return Err(invalid("has no host"));
-        }
+        };
+        let endpoint = match uri.scheme_str() {
+            Some("https") => endpoint
+                .tls_config(tls)
+                .map_err(|_| invalid("has a host name that TLS cannot check"))?,
+            Some("http") if tls::is_loopback(host) => endpoint,
+            Some("http") => {
+                return Err(invalid(
+                    "uses http:// for a server on another machine: use https:// \
+                     (plain http is only for localhost)",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "must start with https:// (or http:// for localhost)",
+                ));
+            }
+        };
         let transfer_endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             // Notice a dead path (network change, sleeping NAT) without waiting for TCP.
@@ -471,18 +489,47 @@ mod tests {
 
     #[test]
     fn server_url_checks() {
-        assert!(Api::new("http://127.0.0.1:7700").is_ok());
-        assert!(Api::new(" http://localhost:7700/ ").is_ok());
-        for bad in [
-            "",
-            "127.0.0.1:7700",
+        for good in [
+            "http://127.0.0.1:7700",
+            " http://localhost:7700/ ",
+            "http://LOCALHOST:1",
+            "http://localhost.:1",
+            "http://127.0.0.1:1",
+            "http://127.1.2.3:1",
+            "http://[::1]:1",
+            "http://[::ffff:127.0.0.1]:1",
             "https://example.org",
-            "ftp://x",
-            "http://",
+            "https://juntos.example.org:8443",
+            "https://127.0.0.1:7700",
+            "https://[2001:db8::1]:443",
         ] {
-            let err = Api::new(bad).expect_err(bad);
+            if let Err(e) = Api::new(good, None) {
+                panic!("{good}: {e}");
+            }
+        }
+        for bad in ["", "127.0.0.1:7700", "ftp://x", "http://", "https://"] {
+            let err = Api::new(bad, None).expect_err(bad);
             assert!(
                 matches!(err, ClientError::InvalidInput { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for bad in [
+            "http://example.com",
+            "http://example.com:7700",
+            "http://10.0.0.1:7700",
+            "http://192.168.1.2:7700",
+            "http://0.0.0.0:7700",
+            "http://[2001:db8::1]:7700",
+            "http://localhost.example.com:7700",
+        ] {
+            let err = Api::new(bad, None).expect_err(bad);
+            assert!(
+                matches!(&err, ClientError::InvalidInput { message } if message.contains("https://")),
                 "{bad}: {err}"
             );
         }

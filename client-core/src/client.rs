@@ -19,6 +19,7 @@ use rand::rngs::OsRng;
 use tonic::{Code, Status};
 
 use crate::api::Api;
+use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::identity::IdentityKeys;
 use crate::records::{Account, CodeRequest, Me, SessionInfo};
@@ -56,11 +57,20 @@ impl std::fmt::Debug for Client {
 
 #[uniffi::export(async_runtime = "tokio")]
 impl Client {
-    /// A client for the gateway at `server_url` (`http://host:port`) keeping its state in
+    /// A client for the gateway at `server_url` (`https://host[:port]`, trusting the web PKI
+    /// roots; or `http://host:port` for a server on this machine) keeping its state in
     /// `home_dir` (created if missing). Does not touch the network: it connects on first use.
     #[uniffi::constructor]
     pub fn new(server_url: String, home_dir: String) -> Result<Arc<Self>> {
         Self::with_clock(&server_url, home_dir, Arc::new(SystemClock))
+    }
+
+    /// A client as `config` says: [`Client::new`] plus the settings a self-hosted server needs
+    /// (an extra CA or pinned certificate). A PEM that holds no valid certificate is
+    /// [`ClientError::InvalidInput`]. Does not touch the network.
+    #[uniffi::constructor]
+    pub fn with_config(config: ClientConfig) -> Result<Arc<Self>> {
+        Self::with_config_and_clock(config, Arc::new(SystemClock))
     }
 
     /// Asks the server to text a sign-in code to `phone` (E.164, e.g. "+12015550123").
@@ -190,13 +200,31 @@ impl Client {
         home_dir: impl Into<PathBuf>,
         clock: SharedClock,
     ) -> Result<Arc<Self>> {
-        let home_dir = home_dir.into();
+        Self::open(server_url, None, home_dir.into(), clock)
+    }
+
+    /// [`Client::with_config`] with a given clock.
+    pub fn with_config_and_clock(config: ClientConfig, clock: SharedClock) -> Result<Arc<Self>> {
+        Self::open(
+            &config.server_url,
+            config.extra_ca_pem.as_deref(),
+            config.home_dir.into(),
+            clock,
+        )
+    }
+
+    fn open(
+        server_url: &str,
+        extra_ca_pem: Option<&str>,
+        home_dir: PathBuf,
+        clock: SharedClock,
+    ) -> Result<Arc<Self>> {
         if home_dir.as_os_str().is_empty() {
             return Err(ClientError::InvalidInput {
                 message: "home directory is empty".to_owned(),
             });
         }
-        let api = Api::new(server_url)?;
+        let api = Api::new(server_url, extra_ca_pem)?;
         create_private_dir(&home_dir)?;
         let store = Store::open(&home_dir.join(DATABASE_FILE))?;
         Ok(Arc::new(Self {

@@ -1,6 +1,9 @@
 //! The one error type the client library hands to apps, and how server statuses map onto it.
 
+use std::error::Error as StdError;
+
 use juntos_proto::error::{metadata_of, reason, reason_of, retry_after_of};
+use rustls::CertificateError;
 use tonic::{Code, Status};
 
 /// What went wrong, in terms an app can act on. Every message is one line and free of phone
@@ -38,6 +41,12 @@ pub enum ClientError {
     /// The server could not be reached, or did not answer in time.
     #[error("network error: {message}")]
     Network { message: String },
+    /// The TLS handshake refused the server's certificate (not trusted, not valid for the
+    /// server's name, expired, ...), so nothing was sent. Retrying will not help: the server's
+    /// certificate or this client's trusted CAs (`ClientConfig::extra_ca_pem`) must change, or
+    /// someone is in the middle.
+    #[error("certificate error: {message}")]
+    Certificate { message: String },
     /// An argument was refused (by this library or the server).
     #[error("invalid input: {message}")]
     InvalidInput { message: String },
@@ -85,8 +94,126 @@ impl ClientError {
     }
 }
 
+/// The TLS error behind a failed call, if the call failed in the TLS handshake.
+///
+/// Tonic reports a failed handshake as UNAVAILABLE whose `source()` chain runs through the
+/// channel's layers to the `std::io::Error` that tokio-rustls returned, which wraps the
+/// `rustls::Error`. `io::Error::source()` skips the error it wraps, so each `io::Error` on the
+/// way is opened with `get_ref()`.
+pub(crate) fn tls_error_of(status: &Status) -> Option<&rustls::Error> {
+    let mut next: Option<&(dyn StdError + 'static)> = StdError::source(status);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+        {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                return Some(tls);
+            }
+            next = Some(inner);
+            continue;
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// How many of the names a certificate is for a message lists.
+const MAX_NAMES_SHOWN: usize = 5;
+
+/// A name as rustls-webpki presents it (`DnsName("a.example")`, `IpAddress(192.0.2.1)`),
+/// without the wrapping, on one line and no longer than a DNS name can be (the server chose it).
+fn presented_name(name: &str) -> String {
+    let bare = name
+        .strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .or_else(|| {
+            name.strip_prefix("IpAddress(")
+                .and_then(|n| n.strip_suffix(')'))
+        })
+        .unwrap_or(name);
+    one_line(&bare.chars().take(253).collect::<String>())
+}
+
+/// What is wrong with the server's certificate, in one line, if `error` is about it.
+fn certificate_problem(error: &rustls::Error) -> Option<String> {
+    let problem = match error {
+        rustls::Error::InvalidCertificate(problem) => problem,
+        rustls::Error::NoCertificatesPresented => {
+            return Some("the server presented no certificate".to_owned());
+        }
+        _ => return None,
+    };
+    let message = match problem {
+        CertificateError::UnknownIssuer => {
+            "the server's certificate is not trusted (unknown issuer): if the server uses a \
+             private CA or a self-signed certificate, add it as an extra CA"
+                .to_owned()
+        }
+        CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let shown: Vec<String> = presented
+                .iter()
+                .take(MAX_NAMES_SHOWN)
+                .map(|name| presented_name(name))
+                .collect();
+            let names = match presented.len() {
+                0 => "no names".to_owned(),
+                n if n > MAX_NAMES_SHOWN => {
+                    format!("{} and {} more", shown.join(", "), n - MAX_NAMES_SHOWN)
+                }
+                _ => shown.join(", "),
+            };
+            format!(
+                "the server's certificate is not valid for {} (it is for {names})",
+                expected.to_str()
+            )
+        }
+        CertificateError::NotValidForName => {
+            "the server's certificate is not valid for the server's host name".to_owned()
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "the server's certificate has expired (or this device's clock is wrong)".to_owned()
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet (or this device's clock is wrong)".to_owned()
+        }
+        CertificateError::Revoked => "the server's certificate has been revoked".to_owned(),
+        CertificateError::BadSignature => "the server's certificate has a bad signature".to_owned(),
+        CertificateError::BadEncoding => "the server's certificate is malformed".to_owned(),
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            "the server's certificate is not meant for TLS servers".to_owned()
+        }
+        other => format!(
+            "the server's certificate was refused ({})",
+            one_line(&other.to_string())
+        ),
+    };
+    Some(message)
+}
+
 impl From<&Status> for ClientError {
     fn from(status: &Status) -> Self {
+        // Before the codes: a refused certificate is UNAVAILABLE like any failed connection,
+        // but retrying it would only fail again.
+        if let Some(tls) = tls_error_of(status) {
+            if let Some(message) = certificate_problem(tls) {
+                return Self::Certificate { message };
+            }
+            let why = match tls {
+                rustls::Error::InvalidMessage(_) => {
+                    "the server does not speak TLS on this port".to_owned()
+                }
+                other => one_line(&other.to_string()),
+            };
+            return Self::Network {
+                message: format!("TLS handshake with the server failed: {why}"),
+            };
+        }
         let reason = reason_of(status);
         let message = one_line(status.message());
         match (status.code(), reason.as_deref()) {
@@ -301,6 +428,132 @@ mod tests {
             "SMS provider down",
         ));
         assert!(matches!(&e, ClientError::Network { message } if message == "SMS provider down"));
+    }
+
+    /// A status as tonic makes it for a failed TLS handshake: UNAVAILABLE, the rustls error
+    /// inside an `io::Error` inside a wrapper (the real chain is pinned in `tls::tests`).
+    fn handshake_failure(error: rustls::Error) -> Status {
+        #[derive(Debug)]
+        struct Layer(std::io::Error);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+        impl StdError for Layer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let mut status = Status::unavailable(format!("tcp connect error: {error}"));
+        status.set_source(std::sync::Arc::new(Layer(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            error,
+        ))));
+        status
+    }
+
+    fn certificate_message(error: impl Into<rustls::Error>) -> String {
+        match ClientError::from(handshake_failure(error.into())) {
+            ClientError::Certificate { message } => message,
+            other => panic!("expected a certificate error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refused_certificates_are_certificate_errors() {
+        use rustls::pki_types::{ServerName, UnixTime};
+
+        assert!(certificate_message(CertificateError::UnknownIssuer).contains("(unknown issuer)"));
+        let e = ClientError::from(handshake_failure(CertificateError::UnknownIssuer.into()));
+        assert!(
+            e.to_string()
+                .starts_with("certificate error: the server's certificate is not trusted")
+        );
+        assert_eq!(
+            certificate_message(CertificateError::NotValidForNameContext {
+                expected: ServerName::try_from("juntos.example.org").expect("name"),
+                presented: vec![
+                    "DnsName(\"a.example\")".to_owned(),
+                    "IpAddress(192.0.2.1)".to_owned(),
+                    "UniformResourceIdentifier(\"https://a.example\")".to_owned(),
+                ],
+            }),
+            "the server's certificate is not valid for juntos.example.org (it is for a.example, \
+             192.0.2.1, UniformResourceIdentifier(\"https://a.example\"))"
+        );
+        let many = (1..=7)
+            .map(|i| format!("DnsName(\"n{i}.example\")"))
+            .collect();
+        assert_eq!(
+            certificate_message(CertificateError::NotValidForNameContext {
+                expected: ServerName::try_from("juntos.example.org").expect("name"),
+                presented: many,
+            }),
+            "the server's certificate is not valid for juntos.example.org (it is for n1.example, \
+             n2.example, n3.example, n4.example, n5.example and 2 more)"
+        );
+        assert!(
+            certificate_message(CertificateError::NotValidForNameContext {
+                expected: ServerName::try_from("juntos.example.org").expect("name"),
+                presented: Vec::new(),
+            })
+            .ends_with("(it is for no names)")
+        );
+        // The names come from the server: one line, and not a novel.
+        let odd = certificate_message(CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("juntos.example.org").expect("name"),
+            presented: vec![format!("DnsName(\"a\nb{}\")", "x".repeat(10_000))],
+        });
+        assert!(!odd.contains('\n') && odd.len() < 400, "{odd}");
+        assert_eq!(
+            certificate_message(CertificateError::NotValidForName),
+            "the server's certificate is not valid for the server's host name"
+        );
+        for expired in [
+            CertificateError::Expired,
+            CertificateError::ExpiredContext {
+                time: UnixTime::since_unix_epoch(Duration::from_secs(2_000_000_000)),
+                not_after: UnixTime::since_unix_epoch(Duration::from_secs(1_000_000_000)),
+            },
+        ] {
+            assert!(certificate_message(expired).contains("has expired"));
+        }
+        assert!(certificate_message(CertificateError::NotValidYet).contains("not valid yet"));
+        assert!(certificate_message(CertificateError::Revoked).contains("revoked"));
+        assert!(certificate_message(CertificateError::BadSignature).contains("bad signature"));
+        assert!(certificate_message(CertificateError::BadEncoding).contains("malformed"));
+        assert!(
+            certificate_message(CertificateError::UnhandledCriticalExtension)
+                .starts_with("the server's certificate was refused (")
+        );
+        assert_eq!(
+            certificate_message(rustls::Error::NoCertificatesPresented),
+            "the server presented no certificate"
+        );
+    }
+
+    #[test]
+    fn other_tls_failures_stay_network_errors() {
+        let e = ClientError::from(handshake_failure(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        )));
+        assert!(
+            matches!(&e, ClientError::Network { message }
+                if message == "TLS handshake with the server failed: the server does not speak TLS on this port"),
+            "{e:?}"
+        );
+        let e = ClientError::from(handshake_failure(rustls::Error::AlertReceived(
+            rustls::AlertDescription::ProtocolVersion,
+        )));
+        assert!(
+            matches!(&e, ClientError::Network { message }
+                if message == "TLS handshake with the server failed: received fatal alert: ProtocolVersion"),
+            "{e:?}"
+        );
+        // A status with no TLS error inside is untouched.
+        let e = ClientError::from(Status::unavailable("connection refused"));
+        assert!(matches!(e, ClientError::Network { .. }), "{e:?}");
     }
 
     #[test]

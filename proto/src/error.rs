@@ -140,6 +140,12 @@ pub mod reason {
     pub const INTERNAL: &str = "INTERNAL";
     /// No upstream for the service answered.
     pub const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
+    /// A call to an internal role without a valid internal client certificate.
+    pub const INTERNAL_CALLER: &str = "INTERNAL_CALLER";
+    /// A buffered request did not arrive within the gateway's read deadline.
+    pub const REQUEST_TOO_SLOW: &str = "REQUEST_TOO_SLOW";
+    /// A unary call carried more than one request message.
+    pub const TOO_MANY_MESSAGES: &str = "TOO_MANY_MESSAGES";
 }
 
 /// A status with an `ErrorInfo` of `reason`.

@@ -2,9 +2,10 @@
 //!
 //! The gateway strips every client-sent header starting with [`PREFIX`] (and the usual
 //! forwarding headers), verifies the access token, and then sets these headers from what it
-//! verified. Services trust them because only the gateway can reach them (the Kubernetes
-//! NetworkPolicy in `deploy/k8s`, loopback in `juntos all`); they never trust a field a client
-//! put in a request body for identity.
+//! verified. Services trust them because only the gateway can call the methods that read them:
+//! every role accepts calls only from connections that present an internal client certificate,
+//! and only the gateway's certificate may call public methods (`juntos-server`'s `tls::internal`).
+//! They never trust a field a client put in a request body for identity.
 
 /// Every header with this prefix is reserved for the gateway.
 pub const PREFIX: &str = "x-juntos-";

@@ -29,6 +29,36 @@ pub enum Role {
     Chat(ChatArgs),
     /// The media service: 24-hour statuses, media blobs, profile photos.
     Media(MediaArgs),
+    /// Make the internal CA and a certificate per role, for mutual TLS between roles.
+    Certs(CertsArgs),
+}
+
+/// The internal certificates of a role that runs alone.
+#[derive(Debug, Args)]
+pub struct InternalTlsArgs {
+    /// Folder with this role's internal certificate `tls.crt`, its key `tls.key` and the
+    /// internal CA `ca.crt` (a cert-manager Secret mounted as a folder, or `<out>/<role>` from
+    /// `juntos certs`). Roles accept calls only from each other, over mutual TLS.
+    #[arg(long, env = "JUNTOS_INTERNAL_TLS_DIR")]
+    pub internal_tls_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Where to write `ca.crt`, `ca.key` and `<role>/{tls.crt,tls.key,ca.crt}` for gateway, otp,
+    /// login, chat and media.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Days the certificates are valid.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Another DNS name or IP address to put in every role's certificate besides
+    /// `<role>.juntos.internal` (repeatable).
+    #[arg(long)]
+    pub name: Vec<String>,
+    /// Replace the certificates (and CA) already in `--out`.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Options every role has.
@@ -60,16 +90,23 @@ pub struct AllArgs {
     pub media: MediaOptions,
     #[command(flatten)]
     pub gateway: GatewayOptions,
+    /// Serve TLS with a certificate for localhost made here, signed by a local CA kept in
+    /// `<data-dir>/tls` (its fingerprint is printed; clients trust `<data-dir>/tls/ca.crt`).
+    #[arg(long, env = "JUNTOS_TLS_SELF_SIGNED", conflicts_with_all = ["tls_cert", "insecure_plaintext"])]
+    pub tls_self_signed: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
+    /// Address of the public endpoint. Plaintext is served only on a loopback address (unless
+    /// `--insecure-plaintext`); anywhere else give `--tls-cert` and `--tls-key`.
     #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7700")]
     pub listen: SocketAddr,
-    /// otp-service endpoints: comma-separated `http://host:port` or `dns:///name:port` (every
-    /// address of the name is an endpoint, re-resolved every discovery interval).
+    /// otp-service endpoints: comma-separated `https://host:port` or `dns:///name:port` (every
+    /// address of the name is an endpoint, re-resolved every discovery interval). Always mutual
+    /// TLS with the internal certificates.
     #[arg(long, env = "JUNTOS_OTP")]
     pub otp: String,
     /// login-service endpoints, as for `--otp`.
@@ -82,6 +119,8 @@ pub struct GatewayArgs {
     #[arg(long, env = "JUNTOS_MEDIA")]
     pub media: Option<String>,
     #[command(flatten)]
+    pub tls: InternalTlsArgs,
+    #[command(flatten)]
     pub gateway: GatewayOptions,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -89,7 +128,7 @@ pub struct GatewayArgs {
 
 #[derive(Debug, Args)]
 pub struct OtpArgs {
-    #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7701")]
+    #[arg(long, env = "JUNTOS_LISTEN", default_value = "127.0.0.1:7701")]
     pub listen: SocketAddr,
     /// Where the code secret and the console SMS outbox live.
     #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
@@ -97,19 +136,23 @@ pub struct OtpArgs {
     #[command(flatten)]
     pub otp: OtpOptions,
     #[command(flatten)]
+    pub tls: InternalTlsArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7702")]
+    #[arg(long, env = "JUNTOS_LISTEN", default_value = "127.0.0.1:7702")]
     pub listen: SocketAddr,
     /// Where the database and the token signing key live.
     #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
     pub data_dir: PathBuf,
-    /// otp-service endpoints: comma-separated `http://host:port` or `dns:///name:port`.
+    /// otp-service endpoints: comma-separated `https://host:port` or `dns:///name:port`.
     #[arg(long, env = "JUNTOS_OTP")]
     pub otp: String,
+    #[command(flatten)]
+    pub tls: InternalTlsArgs,
     #[command(flatten)]
     pub login: LoginOptions,
     #[command(flatten)]
@@ -118,12 +161,12 @@ pub struct LoginArgs {
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7703")]
+    #[arg(long, env = "JUNTOS_LISTEN", default_value = "127.0.0.1:7703")]
     pub listen: SocketAddr,
     /// Where the mailbox database (`chat.db`) lives.
     #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
     pub data_dir: PathBuf,
-    /// login-service endpoints (for device lists): comma-separated `http://host:port` or
+    /// login-service endpoints (for device lists): comma-separated `https://host:port` or
     /// `dns:///name:port`.
     #[arg(long, env = "JUNTOS_LOGIN")]
     pub login: String,
@@ -139,18 +182,20 @@ pub struct ChatArgs {
     #[command(flatten)]
     pub chat: ChatOptions,
     #[command(flatten)]
+    pub tls: InternalTlsArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct MediaArgs {
-    #[arg(long, env = "JUNTOS_LISTEN", default_value = "0.0.0.0:7704")]
+    #[arg(long, env = "JUNTOS_LISTEN", default_value = "127.0.0.1:7704")]
     pub listen: SocketAddr,
     /// Where the media database (`media.db`) and, without S3, the blob folder (`blobs`) live.
     #[arg(long, env = "JUNTOS_DATA_DIR", default_value = "./juntos-data")]
     pub data_dir: PathBuf,
     /// login-service endpoints (for who may see a profile photo): comma-separated
-    /// `http://host:port` or `dns:///name:port`.
+    /// `https://host:port` or `dns:///name:port`.
     #[arg(long, env = "JUNTOS_LOGIN")]
     pub login: String,
     /// MongoDB for statuses (shared by every media pod), e.g.
@@ -160,6 +205,8 @@ pub struct MediaArgs {
     pub mongodb_uri: Option<String>,
     #[command(flatten)]
     pub media: MediaOptions,
+    #[command(flatten)]
+    pub tls: InternalTlsArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -364,4 +411,19 @@ pub struct GatewayOptions {
     /// Seconds between DNS resolutions of `dns:///` upstream endpoints.
     #[arg(long, env = "JUNTOS_DISCOVERY_INTERVAL_SECS", default_value_t = 5)]
     pub discovery_interval_secs: u64,
+    /// Seconds a retryable call's request (buffered, at most one message) may take to arrive;
+    /// slower ones answer DEADLINE_EXCEEDED.
+    #[arg(long, env = "JUNTOS_BUFFERED_READ_TIMEOUT_SECS", default_value_t = 60)]
+    pub buffered_read_timeout_secs: u64,
+    /// The public endpoint's certificate chain (PEM), re-read when the file changes (as
+    /// cert-manager rotates it); open streams keep going.
+    #[arg(long, env = "JUNTOS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, env = "JUNTOS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plaintext HTTP/2 on a non-loopback address, for a deployment whose load balancer
+    /// terminates TLS in front of the gateway.
+    #[arg(long, env = "JUNTOS_INSECURE_PLAINTEXT", conflicts_with = "tls_cert")]
+    pub insecure_plaintext: bool,
 }

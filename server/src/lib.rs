@@ -10,3 +10,4 @@ pub mod roles;
 pub mod serve;
 pub mod shutdown;
 pub mod tasks;
+pub mod tls;

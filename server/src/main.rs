@@ -15,6 +15,15 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Role::Certs(args) = &cli.role {
+        return match roles::run_certs(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("juntos: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let (trigger, shutdown) = shutdown::channel();
     let started = match cli.role {
         Role::All(args) => roles::run_all(args, shutdown).await,
@@ -23,6 +32,7 @@ async fn main() -> std::process::ExitCode {
         Role::Login(args) => roles::run_login(args, shutdown).await,
         Role::Chat(args) => roles::run_chat(args, shutdown).await,
         Role::Media(args) => roles::run_media(args, shutdown).await,
+        Role::Certs(_) => unreachable!("handled before the runtime's roles start"),
     };
     let tasks = match started {
         Ok(tasks) => tasks,

@@ -15,12 +15,16 @@ use crate::chat::{
     RoutesConfig, SqliteChatStore,
 };
 use crate::cli::{
-    AllArgs, ChatArgs, ChatOptions, CommonArgs, GatewayArgs, GatewayOptions, LoginArgs,
-    LoginOptions, MediaArgs, MediaOptions, OtpArgs, OtpOptions, SmsKind,
+    AllArgs, CertsArgs, ChatArgs, ChatOptions, CommonArgs, GatewayArgs, GatewayOptions,
+    InternalTlsArgs, LoginArgs, LoginOptions, MediaArgs, MediaOptions, OtpArgs, OtpOptions,
+    SmsKind,
 };
 use crate::gateway::{Gateway, GatewayConfig, PoolSettings, Rate, parse_endpoints};
 use crate::serve::{local_routes, serve};
 use crate::shutdown::Shutdown;
+use crate::tasks::Tasks;
+use crate::tls::internal::InternalTls;
+use crate::tls::{ReloadingCert, Role};
 
 /// A role's server task.
 type RoleTask = JoinHandle<Result<(), String>>;
@@ -70,6 +74,20 @@ fn secret_or_file(
     }
 }
 
+/// A role's internal credentials from `--internal-tls-dir`.
+fn internal_tls(args: &InternalTlsArgs, role: Role) -> Result<Arc<InternalTls>, String> {
+    let dir = args.internal_tls_dir.as_deref().ok_or_else(|| {
+        format!(
+            "{}: --internal-tls-dir is required: roles accept calls only from each other, over \
+             mutual TLS; make the certificates with `juntos certs --out DIR` and give this role \
+             DIR/{}",
+            role.name(),
+            role.name()
+        )
+    })?;
+    InternalTls::from_dir(dir, role).map_err(|e| format!("{}: {e}", role.name()))
+}
+
 fn ensure_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))
@@ -80,6 +98,7 @@ fn ensure_dir(dir: &Path) -> Result<(), String> {
 /// Starts otp-service on `listener`.
 pub async fn start_otp(
     listener: TcpListener,
+    tls: Arc<InternalTls>,
     options: &OtpOptions,
     data_dir: &Path,
     clock: SharedClock,
@@ -144,17 +163,19 @@ pub async fn start_otp(
         .await?
         .add_service(juntos_otp::server(service));
     Ok(tokio::spawn(serve(
-        "otp", listener, routes, shutdown, drain,
+        "otp", listener, routes, tls, shutdown, drain,
     )))
 }
 
 /// `juntos otp`.
 pub async fn run_otp(args: OtpArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let tls = internal_tls(&args.tls, Role::Otp)?;
     let listener = bind("otp", args.listen).await?;
     let clock = clock(&args.common);
     Ok(vec![
         start_otp(
             listener,
+            tls,
             &args.otp,
             &args.data_dir,
             clock,
@@ -168,8 +189,10 @@ pub async fn run_otp(args: OtpArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
 // === login ===
 
 /// Starts login-service on `listener`, verifying codes with the otp pool at `otp`.
+#[allow(clippy::too_many_arguments)]
 pub async fn start_login(
     listener: TcpListener,
+    tls: Arc<InternalTls>,
     options: &LoginOptions,
     otp: &str,
     data_dir: &Path,
@@ -200,7 +223,7 @@ pub async fn start_login(
                 .map_err(|e| format!("login: database: {e}"))?,
         ),
     };
-    let otp_channel = channel(otp)?;
+    let otp_channel = channel(otp, &tls, Role::Otp)?;
     let config = juntos_login::LoginConfig {
         max_devices_per_account: options.max_devices,
         ..juntos_login::LoginConfig::default()
@@ -223,29 +246,41 @@ pub async fn start_login(
     .add_service(internal)
     .add_service(directory);
     Ok(tokio::spawn(serve(
-        "login", listener, routes, shutdown, drain,
+        "login", listener, routes, tls, shutdown, drain,
     )))
 }
 
-/// A load-balanced channel over a comma-separated endpoint list (a `dns:///` name is resolved
-/// on each connection, not followed like the gateway's pools do).
-fn channel(endpoints: &str) -> Result<tonic::transport::Channel, String> {
-    let endpoints = parse_endpoints(endpoints)?;
-    Ok(tonic::transport::Channel::balance_list(
-        endpoints.into_iter().map(|source| {
-            tonic::transport::Endpoint::from(source.uri())
+/// A load-balanced channel to `peer` over a comma-separated endpoint list (a `dns:///` name is
+/// resolved on each connection, not followed like the gateway's pools do), authenticated both
+/// ways with the internal certificates.
+fn channel(
+    endpoints: &str,
+    tls: &InternalTls,
+    peer: Role,
+) -> Result<tonic::transport::Channel, String> {
+    let endpoints = parse_endpoints(endpoints)?
+        .into_iter()
+        .map(|source| {
+            Ok(tonic::transport::Endpoint::from(source.uri())
+                .tls_config(tls.client_config(peer))
+                .map_err(|e| format!("{}: TLS: {e}", peer.name()))?
                 .connect_timeout(Duration::from_secs(3))
-                .timeout(Duration::from_secs(30))
-        }),
+                .timeout(Duration::from_secs(30)))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(tonic::transport::Channel::balance_list(
+        endpoints.into_iter(),
     ))
 }
 
 /// `juntos login`.
 pub async fn run_login(args: LoginArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let tls = internal_tls(&args.tls, Role::Login)?;
     let listener = bind("login", args.listen).await?;
     let clock = clock(&args.common);
     let task = start_login(
         listener,
+        tls,
         &args.login,
         &args.otp,
         &args.data_dir,
@@ -265,6 +300,7 @@ pub async fn run_login(args: LoginArgs, shutdown: Shutdown) -> Result<Vec<RoleTa
 #[allow(clippy::too_many_arguments)]
 pub async fn start_chat(
     listener: TcpListener,
+    tls: Arc<InternalTls>,
     options: &ChatOptions,
     login: &str,
     redis_url: Option<&str>,
@@ -297,7 +333,7 @@ pub async fn start_chat(
         ),
     };
     let directory = LoginDirectory::new(
-        channel(login)?,
+        channel(login, &tls, Role::Login)?,
         Duration::from_millis(options.chat_directory_cache_ms),
     );
     let heartbeat = config.heartbeat;
@@ -339,7 +375,7 @@ pub async fn start_chat(
         .add_service(crate::chat::server(Arc::clone(&service)))
         .add_service(crate::chat::groups_server(service));
     Ok(tokio::spawn(async move {
-        let served = serve("chat", listener, routes, shutdown, drain).await;
+        let served = serve("chat", listener, routes, tls, shutdown, drain).await;
         drop(tasks);
         served
     }))
@@ -361,10 +397,12 @@ fn notice_seed(options: &ChatOptions, data_dir: &Path) -> Result<NoticeSeed, Str
 
 /// `juntos chat`.
 pub async fn run_chat(args: ChatArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let tls = internal_tls(&args.tls, Role::Chat)?;
     let listener = bind("chat", args.listen).await?;
     let clock = clock(&args.common);
     let task = start_chat(
         listener,
+        tls,
         &args.chat,
         &args.login,
         args.redis_url.as_deref(),
@@ -387,6 +425,7 @@ pub async fn run_chat(args: ChatArgs, shutdown: Shutdown) -> Result<Vec<RoleTask
 #[allow(clippy::too_many_arguments)]
 pub async fn start_media(
     listener: TcpListener,
+    tls: Arc<InternalTls>,
     options: &MediaOptions,
     login: &str,
     mongodb_uri: Option<&str>,
@@ -428,7 +467,11 @@ pub async fn start_media(
         media_config,
         index,
         blobs,
-        Arc::new(juntos_media::LoginVisibility::new(channel(login)?)),
+        Arc::new(juntos_media::LoginVisibility::new(channel(
+            login,
+            &tls,
+            Role::Login,
+        )?)),
         clock,
     );
     let sweeper = service.start();
@@ -438,7 +481,7 @@ pub async fn start_media(
         .add_service(juntos_media::server(service, Arc::clone(&media)))
         .add_service(juntos_media::media_server(media));
     Ok(tokio::spawn(async move {
-        let served = serve("media", listener, routes, shutdown, drain).await;
+        let served = serve("media", listener, routes, tls, shutdown, drain).await;
         drop((sweeper, media_sweeper));
         served
     }))
@@ -493,10 +536,12 @@ async fn blob_store(
 
 /// `juntos media`.
 pub async fn run_media(args: MediaArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let tls = internal_tls(&args.tls, Role::Media)?;
     let listener = bind("media", args.listen).await?;
     let clock = clock(&args.common);
     let task = start_media(
         listener,
+        tls,
         &args.media,
         &args.login,
         args.mongodb_uri.as_deref(),
@@ -521,11 +566,93 @@ pub struct Upstreams<'a> {
     pub media: Option<&'a str>,
 }
 
+/// How the gateway serves its public endpoint.
+pub struct PublicTls {
+    /// `None`: plaintext HTTP/2 (loopback, or `--insecure-plaintext`).
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// Re-reads the certificate files.
+    tasks: Tasks,
+}
+
+impl PublicTls {
+    /// Plaintext HTTP/2.
+    pub fn plaintext() -> Self {
+        Self {
+            acceptor: None,
+            tasks: Tasks::default(),
+        }
+    }
+
+    /// Decides from the flags: `--tls-cert`/`--tls-key` (re-read when they change); else the
+    /// self-signed certificate `juntos all --tls-self-signed` keeps in `self_signed_dir`; else
+    /// plaintext, which is refused on anything but a loopback address unless
+    /// `--insecure-plaintext` says a TLS-terminating proxy is in front.
+    pub fn from_options(
+        options: &GatewayOptions,
+        listen: SocketAddr,
+        self_signed_dir: Option<&Path>,
+    ) -> Result<Self, String> {
+        match (&options.tls_cert, &options.tls_key) {
+            (Some(cert), Some(key)) => {
+                let cert = ReloadingCert::load(cert.clone(), key.clone())
+                    .map_err(|e| format!("gateway: {e}"))?;
+                let tasks = cert.watch();
+                let resolver: Arc<dyn rustls::server::ResolvesServerCert> = cert;
+                return Ok(Self {
+                    acceptor: Some(crate::tls::server_config(resolver, None).into()),
+                    tasks,
+                });
+            }
+            (None, None) => {}
+            _ => return Err("gateway: give both --tls-cert and --tls-key, or neither".into()),
+        }
+        if let Some(dir) = self_signed_dir {
+            let mut names = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
+            if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+                names.push(listen.ip().to_string());
+            }
+            let (leaf, fingerprint) = crate::tls::certs::self_signed(dir, &names)
+                .map_err(|e| format!("gateway: --tls-self-signed: {e}"))?;
+            let certified =
+                crate::tls::certified_key(leaf.cert.as_bytes(), leaf.key.as_bytes(), "self-signed")
+                    .map_err(|e| format!("gateway: {e}"))?;
+            println!(
+                "juntos: self-signed TLS certificate for {}; clients trust the CA {} (SHA-256 fingerprint {fingerprint}), e.g. juntos-cli --ca-file {}",
+                names.join(", "),
+                dir.join("ca.crt").display(),
+                dir.join("ca.crt").display()
+            );
+            let resolver = Arc::new(rustls::sign::SingleCertAndKey::from(certified));
+            return Ok(Self {
+                acceptor: Some(crate::tls::server_config(resolver, None).into()),
+                tasks: Tasks::default(),
+            });
+        }
+        if !listen.ip().is_loopback() && !options.insecure_plaintext {
+            return Err(format!(
+                "gateway: refusing to serve plaintext on {listen}: sign-in codes and tokens would \
+                 cross the network in clear. Give --tls-cert and --tls-key (PEM), listen on a \
+                 loopback address, or pass --insecure-plaintext when a TLS-terminating load \
+                 balancer sits in front"
+            ));
+        }
+        if options.insecure_plaintext && !listen.ip().is_loopback() {
+            tracing::warn!(%listen, "serving plaintext on a non-loopback address (--insecure-plaintext): put TLS in front");
+        }
+        Ok(Self::plaintext())
+    }
+}
+
 /// Starts the gateway on `listener` in front of otp, login and (optionally) chat, without
-/// media: [`start_gateway_with`] with no media endpoints.
+/// media: [`start_gateway_with`] with no media endpoints, in plaintext.
 #[allow(clippy::too_many_arguments)]
 pub async fn start_gateway(
     listener: TcpListener,
+    tls: Arc<InternalTls>,
     options: &GatewayOptions,
     otp: &str,
     login: &str,
@@ -540,12 +667,26 @@ pub async fn start_gateway(
         chat,
         media: None,
     };
-    start_gateway_with(listener, options, upstreams, clock, shutdown, drain).await
+    start_gateway_with(
+        listener,
+        PublicTls::plaintext(),
+        tls,
+        options,
+        upstreams,
+        clock,
+        shutdown,
+        drain,
+    )
+    .await
 }
 
-/// Starts the gateway on `listener`, in front of `upstreams`.
+/// Starts the gateway on `listener` (served as `public` says), in front of `upstreams`, which
+/// it reaches with the internal credentials `tls`.
+#[allow(clippy::too_many_arguments)]
 pub async fn start_gateway_with(
     listener: TcpListener,
+    public: PublicTls,
+    tls: Arc<InternalTls>,
     options: &GatewayOptions,
     upstreams: Upstreams<'_>,
     clock: SharedClock,
@@ -564,6 +705,7 @@ pub async fn start_gateway_with(
         login: parse_endpoints(upstreams.login).map_err(|e| format!("--login: {e}"))?,
         chat: optional(upstreams.chat, "--chat")?,
         media: optional(upstreams.media, "--media")?,
+        internal_tls: tls,
         pools: PoolSettings {
             health_interval: Duration::from_secs(options.health_interval_secs.max(1)),
             health_timeout: Duration::from_secs(1),
@@ -578,18 +720,21 @@ pub async fn start_gateway_with(
             burst: options.user_burst,
         },
         max_message_bytes: options.max_message_bytes,
+        buffered_read_timeout: Duration::from_secs(options.buffered_read_timeout_secs.max(1)),
         drain,
     };
     let (gateway, tasks) = Gateway::new(config, clock).await?;
     Ok(tokio::spawn(async move {
-        gateway.serve(listener, shutdown).await;
-        drop(tasks);
+        gateway.serve(listener, public.acceptor, shutdown).await;
+        drop((tasks, public.tasks));
         Ok(())
     }))
 }
 
 /// `juntos gateway`.
 pub async fn run_gateway(args: GatewayArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let tls = internal_tls(&args.tls, Role::Gateway)?;
+    let public = PublicTls::from_options(&args.gateway, args.listen, None)?;
     let listener = bind("gateway", args.listen).await?;
     let clock = clock(&args.common);
     let upstreams = Upstreams {
@@ -600,6 +745,8 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: Shutdown) -> Result<Vec<Ro
     };
     let task = start_gateway_with(
         listener,
+        public,
+        tls,
         &args.gateway,
         upstreams,
         clock,
@@ -612,33 +759,42 @@ pub async fn run_gateway(args: GatewayArgs, shutdown: Shutdown) -> Result<Vec<Ro
 
 // === all ===
 
-/// `juntos all`: otp, login, chat and media on loopback ports, the gateway on `--listen`.
+/// `juntos all`: otp, login, chat and media on loopback ports, the gateway on `--listen`; the
+/// roles authenticate each other with certificates made in memory at every start.
 pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
+    let self_signed_dir = args.tls_self_signed.then(|| args.data_dir.join("tls"));
+    if self_signed_dir.is_some() {
+        ensure_dir(&args.data_dir)?;
+    }
+    let public = PublicTls::from_options(&args.gateway, args.listen, self_signed_dir.as_deref())?;
     let clock = clock(&args.common);
     let drain = drain(&args.common);
+    let mut credentials = InternalTls::ephemeral()?;
+    let mut take = |role: Role| {
+        let at = credentials
+            .iter()
+            .position(|(r, _)| *r == role)
+            .expect("a certificate per role");
+        credentials.swap_remove(at).1
+    };
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let otp_listener = bind("otp", loopback).await?;
     let login_listener = bind("login", loopback).await?;
     let chat_listener = bind("chat", loopback).await?;
     let media_listener = bind("media", loopback).await?;
-    let otp_url = format!(
-        "http://{}",
-        otp_listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let login_url = format!(
-        "http://{}",
-        login_listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let chat_url = format!(
-        "http://{}",
-        chat_listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let media_url = format!(
-        "http://{}",
-        media_listener.local_addr().map_err(|e| e.to_string())?
-    );
+    let url = |listener: &TcpListener| {
+        listener
+            .local_addr()
+            .map(|addr| format!("https://{addr}"))
+            .map_err(|e| e.to_string())
+    };
+    let otp_url = url(&otp_listener)?;
+    let login_url = url(&login_listener)?;
+    let chat_url = url(&chat_listener)?;
+    let media_url = url(&media_listener)?;
     let otp = start_otp(
         otp_listener,
+        take(Role::Otp),
         &args.otp,
         &args.data_dir,
         Arc::clone(&clock),
@@ -648,6 +804,7 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     .await?;
     let login = start_login(
         login_listener,
+        take(Role::Login),
         &args.login,
         &otp_url,
         &args.data_dir,
@@ -658,6 +815,7 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     .await?;
     let chat = start_chat(
         chat_listener,
+        take(Role::Chat),
         &args.chat,
         &login_url,
         args.otp.redis_url.as_deref(),
@@ -670,6 +828,7 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     .await?;
     let media = start_media(
         media_listener,
+        take(Role::Media),
         &args.media,
         &login_url,
         args.login.mongodb_uri.as_deref(),
@@ -689,6 +848,8 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     };
     let gateway = start_gateway_with(
         gateway_listener,
+        public,
+        take(Role::Gateway),
         &args.gateway,
         upstreams,
         clock,
@@ -697,4 +858,26 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     )
     .await?;
     Ok(vec![otp, login, chat, media, gateway])
+}
+
+// === certs ===
+
+/// `juntos certs`: the internal CA and a certificate per role, written under `--out`.
+pub fn run_certs(args: &CertsArgs) -> Result<(), String> {
+    if args.out.join("ca.key").exists() && !args.force {
+        return Err(format!(
+            "{} already holds a CA; pass --force to replace every certificate in it",
+            args.out.display()
+        ));
+    }
+    let set = crate::tls::certs::RoleCerts::generate(args.days, &args.name)?;
+    set.write(&args.out)?;
+    let fingerprint = crate::tls::certs::fingerprint(&set.ca.pem().cert)?;
+    println!(
+        "juntos: internal CA and certificates for {} written to {} (CA SHA-256 fingerprint {fingerprint}); give each role --internal-tls-dir {}/<role>",
+        Role::ALL.map(Role::name).join(", "),
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Serving a role: its gRPC services plus `grpc.health.v1` and gRPC reflection, on a listener,
-//! until shutdown.
+//! behind mutual TLS with the other roles, until shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -8,6 +9,7 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
 use crate::shutdown::Shutdown;
+use crate::tls::internal::{InternalAuthLayer, InternalTls};
 
 /// Health (reporting `services` and the server as a whole as serving) and reflection over every
 /// Juntos service.
@@ -32,17 +34,20 @@ pub async fn local_routes(services: &[&str]) -> Result<Routes, String> {
     Ok(Routes::new(health).add_service(v1).add_service(v1alpha))
 }
 
-/// Serves `routes` on `listener` until `shutdown`, then waits at most `drain` for open calls.
+/// Serves `routes` on `listener` to callers with an internal certificate from `tls`'s CA
+/// ([`crate::tls::internal`]) until `shutdown`, then waits at most `drain` for open calls.
 pub async fn serve(
     role: &str,
     listener: TcpListener,
     routes: Routes,
+    tls: Arc<InternalTls>,
     shutdown: Shutdown,
     drain: Duration,
 ) -> Result<(), String> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = tls.incoming(listener);
     let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+        // Every call is checked against the caller's certificate before any service sees it.
+        .layer(InternalAuthLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().wait_owned());
     let mut server = std::pin::pin!(server);

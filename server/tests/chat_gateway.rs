@@ -16,6 +16,8 @@ use juntos_proto::login::v1::{DeviceInfo, Platform, SignInRequest};
 use juntos_proto::otp::v1::RequestCodeRequest;
 use juntos_proto::otp::v1::otp_client::OtpClient;
 use juntos_server::cli::{Cli, Role};
+use juntos_server::tls::Role as TlsRole;
+use juntos_server::tls::internal::InternalTls;
 use juntos_server::{roles, shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -108,11 +110,27 @@ async fn chat_through_the_gateway() {
         listen().await.expect("bind"),
     );
     let url = |l: &TcpListener| format!("http://{}", l.local_addr().expect("addr"));
-    let (otp_url, login_url, chat_url, gateway_url) =
-        (url(&otp), url(&login), url(&chat), url(&gateway));
+    // Roles reach each other over mutual TLS.
+    let internal = |l: &TcpListener| format!("https://{}", l.local_addr().expect("addr"));
+    let (otp_url, login_url, chat_url, gateway_url) = (
+        internal(&otp),
+        internal(&login),
+        internal(&chat),
+        url(&gateway),
+    );
+    let credentials = InternalTls::ephemeral().expect("internal certificates");
+    let tls = |role: TlsRole| {
+        credentials
+            .iter()
+            .find(|(r, _)| *r == role)
+            .expect("a certificate per role")
+            .1
+            .clone()
+    };
     let mut tasks = vec![
         roles::start_otp(
             otp,
+            tls(TlsRole::Otp),
             &args.otp,
             dir.path(),
             clock.clone(),
@@ -125,6 +143,7 @@ async fn chat_through_the_gateway() {
     tasks.push(
         roles::start_login(
             login,
+            tls(TlsRole::Login),
             &args.login,
             &otp_url,
             dir.path(),
@@ -138,6 +157,7 @@ async fn chat_through_the_gateway() {
     tasks.push(
         roles::start_chat(
             chat,
+            tls(TlsRole::Chat),
             &args.chat,
             &login_url,
             None,
@@ -153,6 +173,7 @@ async fn chat_through_the_gateway() {
     tasks.push(
         roles::start_gateway(
             gateway,
+            tls(TlsRole::Gateway),
             &args.gateway,
             &otp_url,
             &login_url,
@@ -319,6 +340,7 @@ async fn chat_through_the_gateway() {
     };
     let small_task = roles::start_gateway(
         small_gateway,
+        tls(TlsRole::Gateway),
         &small.gateway,
         &otp_url,
         &login_url,

@@ -217,7 +217,7 @@ impl SystemBuilder {
         self
     }
 
-    /// The gateway finds each process as `dns:///localhost:PORT` instead of `http://`.
+    /// The gateway finds each process as `dns:///localhost:PORT` instead of `https://`.
     pub fn dns_endpoints(mut self) -> Self {
         self.split_roles = true;
         self.dns = true;
@@ -328,8 +328,23 @@ impl SystemBuilder {
 
         let mut processes = Vec::new();
         let mut restart_args = None;
+        let internal_tls_dir = dir.path().join("internal-tls");
         let gateway_addr = if self.split_roles {
+            // Roles call each other over mutual TLS with certificates `juntos certs` makes.
+            let made = Command::new(juntos_bin())
+                .args(["certs", "--out", &path_arg(&internal_tls_dir)])
+                .stdout(Stdio::null())
+                .status()
+                .expect("run juntos certs");
+            assert!(made.success(), "juntos certs failed");
+            let tls = |role: &str| {
+                [
+                    "--internal-tls-dir".to_owned(),
+                    path_arg(&internal_tls_dir.join(role)),
+                ]
+            };
             otp_args.extend(otp_flags.concat());
+            otp_args.extend(tls("otp"));
             let urls = |processes: &[Process], scheme: &str| {
                 processes
                     .iter()
@@ -337,7 +352,7 @@ impl SystemBuilder {
                         let port = p.addr.rsplit_once(':').expect("host:port").1;
                         match scheme {
                             "dns" => format!("dns:///localhost:{port}"),
-                            _ => format!("http://{}", p.addr),
+                            _ => format!("https://{}", p.addr),
                         }
                     })
                     .collect::<Vec<_>>()
@@ -351,8 +366,9 @@ impl SystemBuilder {
                 "--data-dir".to_owned(),
                 path_arg(&data_dir),
                 "--otp".to_owned(),
-                urls(&otps, "http"),
+                urls(&otps, "https"),
             ]);
+            login_args.extend(tls("login"));
             if let Some(uri) = &mongodb_uri {
                 login_args.extend(["--mongodb-uri".to_owned(), uri.clone()]);
             }
@@ -364,8 +380,9 @@ impl SystemBuilder {
                 "--data-dir".to_owned(),
                 path_arg(&data_dir),
                 "--login".to_owned(),
-                urls(&logins, "http"),
+                urls(&logins, "https"),
             ]);
+            chat_args.extend(tls("chat"));
             if let Some(redis) = &redis {
                 chat_args.extend(["--redis-url".to_owned(), redis.url()]);
             }
@@ -381,16 +398,18 @@ impl SystemBuilder {
                 "--data-dir".to_owned(),
                 path_arg(&data_dir),
                 "--login".to_owned(),
-                urls(&logins, "http"),
+                urls(&logins, "https"),
             ]);
+            media_args.extend(tls("media"));
             if let Some(uri) = &mongodb_uri {
                 media_args.extend(["--mongodb-uri".to_owned(), uri.clone()]);
             }
             media_args.extend(media_flags.concat());
             media_args.extend(s3_flags.iter().cloned());
             let media = Process::start("media", &media_args, "media");
-            let scheme = if self.dns { "dns" } else { "http" };
+            let scheme = if self.dns { "dns" } else { "https" };
             let mut gateway_args = self.common(&clock_file);
+            gateway_args.extend(tls("gateway"));
             gateway_args.extend([
                 "--otp".to_owned(),
                 urls(&otps, scheme),
@@ -444,6 +463,7 @@ impl SystemBuilder {
             addr
         };
         let system = System {
+            internal_tls_dir,
             dir,
             data_dir,
             clock_file,
@@ -492,6 +512,8 @@ fn path_arg(path: &Path) -> String {
 
 /// A running system.
 pub struct System {
+    /// With split roles, what `juntos certs` made: `ca.crt` and `<role>/{tls.crt,tls.key,ca.crt}`.
+    internal_tls_dir: PathBuf,
     dir: tempfile::TempDir,
     data_dir: PathBuf,
     clock_file: PathBuf,
@@ -529,6 +551,27 @@ impl System {
         let next = now + i64::try_from(by.as_millis()).expect("duration fits");
         juntos_proto::clock::OffsetFileClock::set_offset(&self.clock_file, next)
             .expect("write clock offset");
+    }
+
+    /// With split roles, the internal certificates the roles use (`juntos certs --out`):
+    /// `ca.crt` and one folder per role with `tls.crt`, `tls.key` and `ca.crt`.
+    pub fn internal_tls_dir(&self) -> PathBuf {
+        assert!(
+            self.internal_tls_dir.exists(),
+            "internal certificates exist only with split_roles()"
+        );
+        self.internal_tls_dir.clone()
+    }
+
+    /// `127.0.0.1:PORT` of the `index`-th process started as `role`.
+    pub fn process_addr(&self, role: &str, index: usize) -> String {
+        self.processes
+            .iter()
+            .filter(|p| p.role == role)
+            .nth(index)
+            .unwrap_or_else(|| panic!("no {role} process {index}"))
+            .addr
+            .clone()
     }
 
     /// The data directory shared by the roles.

@@ -180,6 +180,31 @@ async fn the_gateway_serves_health_and_reflection() {
             "{wanted} missing from {names:?}"
         );
     }
+    // Only what a client may call: internal services are not even described.
+    assert!(
+        !names.iter().any(|n| n.ends_with("Internal")),
+        "internal services listed: {names:?}"
+    );
+
+    // Health answers for public services only.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(sys.channel().await);
+    let check = |service: &str| tonic_health::pb::HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let chat = health
+        .check(check("juntos.chat.v1.Chat"))
+        .await
+        .expect("chat health")
+        .into_inner();
+    assert_eq!(
+        chat.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let internal = health
+        .check(check("juntos.login.v1.LoginInternal"))
+        .await
+        .expect_err("not a public service");
+    assert_eq!(internal.code(), Code::NotFound);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! juntos-cli --server http://127.0.0.1:7700 --home DIR request-code +15551234567
+//! juntos-cli --server https://chat.example.org --ca-file ca.pem ... (a self-hosted server's CA)
 //! juntos-cli ... sign-in +15551234567 123456 [--device-name NAME]
 //! juntos-cli ... whoami
 //! juntos-cli ... sign-out
@@ -47,8 +48,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use juntos_client::{
-    Client, ClientError, Event, EventListener, GroupAction, GroupInfo, Message, PresenceInfo,
-    Settings, StatusAudience, StatusInfo, TransferListener, Visibility,
+    Client, ClientConfig, ClientError, Event, EventListener, GroupAction, GroupInfo, Message,
+    PresenceInfo, Settings, StatusAudience, StatusInfo, TransferListener, Visibility,
 };
 use juntos_proto::clock::{OffsetFileClock, SharedClock, SystemClock};
 
@@ -59,7 +60,8 @@ const MAX_DEVICE_NAME_CHARS: usize = 64;
 #[derive(Debug, Parser)]
 #[command(name = "juntos-cli", version)]
 struct Cli {
-    /// The server (gateway) URL.
+    /// The server (gateway) URL: https://host[:port], or http://host:port for a server on this
+    /// machine only (localhost, 127.0.0.0/8, [::1]).
     #[arg(
         long,
         global = true,
@@ -67,6 +69,10 @@ struct Cli {
         default_value = "http://127.0.0.1:7700"
     )]
     server: String,
+    /// Also trust the certificates in this PEM file for https: a self-hosted server's private
+    /// CA, or its self-signed certificate (the web PKI roots stay trusted).
+    #[arg(long, global = true, env = "JUNTOS_CA_FILE", value_name = "PATH")]
+    ca_file: Option<PathBuf>,
     /// Where this device's keys and session are kept [default: ~/.juntos-cli].
     #[arg(long, global = true, env = "JUNTOS_HOME")]
     home: Option<PathBuf>,
@@ -345,7 +351,22 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         None => Arc::new(SystemClock),
     };
     let home = cli.home.unwrap_or_else(default_home);
-    let client = Client::with_clock(&cli.server, home, clock)?;
+    let extra_ca_pem = match &cli.ca_file {
+        Some(path) => Some(read_ca_file(path)?),
+        None => None,
+    };
+    let home_dir = home
+        .into_os_string()
+        .into_string()
+        .map_err(|_| ClientError::InvalidInput {
+            message: "the home directory must be a UTF-8 path".to_owned(),
+        })?;
+    let config = ClientConfig {
+        server_url: cli.server,
+        home_dir,
+        extra_ca_pem,
+    };
+    let client = Client::with_config_and_clock(config, clock)?;
     match cli.command {
         Command::RequestCode { phone } => {
             let sent = client.request_code(phone).await?;
@@ -931,6 +952,13 @@ fn event_json(event: &Event) -> String {
         }),
     };
     value.to_string()
+}
+
+/// The PEM in `--ca-file` (checked by the client, which says what is wrong with it).
+fn read_ca_file(path: &std::path::Path) -> Result<String, ClientError> {
+    std::fs::read_to_string(path).map_err(|e| ClientError::InvalidInput {
+        message: format!("cannot read the CA file {}: {e}", path.display()),
+    })
 }
 
 /// `~/.juntos-cli`, or `./.juntos-cli` without a home directory.

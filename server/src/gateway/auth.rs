@@ -18,7 +18,7 @@ use juntos_proto::clock::SharedClock;
 use juntos_proto::error::{reason, status};
 use juntos_proto::login::v1::login_internal_client::LoginInternalClient;
 use juntos_proto::login::v1::{GetVerificationKeysRequest, ListRevocationsRequest};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -49,7 +49,16 @@ pub struct Auth {
     revocations_loaded: AtomicBool,
     /// Tokens whose signature already verified, with their claims.
     verified: Mutex<HashMap<String, AccessClaims>>,
+    /// Bumped whenever sessions are newly revoked, so open streams look again.
+    revocation_generation: watch::Sender<u64>,
+    /// Session id → the latest expiry of any access token of it seen here: a stream opened
+    /// with an older token lives on while its device keeps refreshing.
+    session_expiry: Mutex<HashMap<String, i64>>,
 }
+
+/// The longest an open stream goes between looks at its session (a revocation wakes it at
+/// once; this bounds how late an expiry on a test clock is noticed).
+const SESSION_LOOK: Duration = Duration::from_secs(5);
 
 impl Auth {
     /// An `Auth` with no keys yet; [`Auth::start`] loads them.
@@ -63,6 +72,8 @@ impl Auth {
             revocations_since: AtomicI64::new(0),
             revocations_loaded: AtomicBool::new(false),
             verified: Mutex::default(),
+            revocation_generation: watch::channel(0).0,
+            session_expiry: Mutex::default(),
         })
     }
 
@@ -127,15 +138,16 @@ impl Auth {
                     ),
                 })?;
                 self.remember(token, &claims);
+                let mut expiry = self
+                    .session_expiry
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let latest = expiry.entry(claims.session_id.clone()).or_default();
+                *latest = (*latest).max(claims.expires_at_ms);
                 claims
             }
         };
-        if self
-            .revoked
-            .read()
-            .expect("revocation lock poisoned")
-            .contains_key(&claims.session_id)
-        {
+        if self.is_revoked(&claims.session_id) {
             return Err(status(
                 Code::Unauthenticated,
                 reason::SESSION_REVOKED,
@@ -143,6 +155,75 @@ impl Auth {
             ));
         }
         Ok(claims)
+    }
+
+    /// Completes, with the status to end a stream with, when `session_id` is revoked or when
+    /// `expires_at_ms` has passed and no later token of the session has been seen.
+    pub fn session_end(
+        self: &Arc<Self>,
+        session_id: String,
+        expires_at_ms: i64,
+        clock: SharedClock,
+    ) -> super::stream_guard::Stop {
+        let this = Arc::clone(self);
+        let mut revocations = self.revocation_generation.subscribe();
+        Box::pin(async move {
+            let mut expires_at_ms = expires_at_ms;
+            loop {
+                if this.is_revoked(&session_id) {
+                    return status(
+                        Code::Unauthenticated,
+                        reason::SESSION_REVOKED,
+                        "this session was signed out",
+                    );
+                }
+                let now = clock.now_ms();
+                if now >= expires_at_ms {
+                    let latest = this
+                        .session_expiry
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&session_id)
+                        .copied()
+                        .unwrap_or(0);
+                    if latest <= now {
+                        return status(
+                            Code::Unauthenticated,
+                            reason::TOKEN_EXPIRED,
+                            "access token expired; refresh it and reconnect",
+                        );
+                    }
+                    expires_at_ms = latest;
+                    continue;
+                }
+                let until_expiry =
+                    Duration::from_millis(u64::try_from(expires_at_ms - now).unwrap_or(u64::MAX));
+                tokio::select! {
+                    changed = revocations.changed() => {
+                        if changed.is_err() {
+                            tokio::time::sleep(SESSION_LOOK).await;
+                        }
+                    }
+                    () = tokio::time::sleep(until_expiry.min(SESSION_LOOK)) => {}
+                }
+            }
+        })
+    }
+
+    fn is_revoked(&self, session_id: &str) -> bool {
+        self.revoked
+            .read()
+            .expect("revocation lock poisoned")
+            .contains_key(session_id)
+    }
+
+    /// Forgets the expiry of sessions whose latest token has expired.
+    pub fn forget_expired_sessions(&self) {
+        let now = self.clock.now_ms();
+        self.session_expiry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, expires| *expires > now);
     }
 
     /// The claims of a token verified before, if it has not expired since. Verifying an Ed25519
@@ -236,12 +317,16 @@ impl Auth {
             .await?
             .into_inner();
         let now = self.clock.now_ms();
+        let mut newly_revoked = false;
         {
             let mut revoked = self.revoked.write().expect("revocation lock poisoned");
             for r in answer.revocations {
-                revoked.insert(r.session_id, r.forget_after_ms);
+                newly_revoked |= revoked.insert(r.session_id, r.forget_after_ms).is_none();
             }
             revoked.retain(|_, forget_after| *forget_after > now);
+        }
+        if newly_revoked {
+            self.revocation_generation.send_modify(|g| *g += 1);
         }
         self.revocations_since.store(
             (answer.server_time_ms - REVOCATION_OVERLAP_MS).max(0),

@@ -3,15 +3,18 @@
 //! gRPC frames each message as a 1-byte compression flag, a 4-byte big-endian length, then the
 //! payload. [`FrameLimit`] follows those headers as bytes pass through and fails the body as soon
 //! as a header announces a message above the cap, so an oversized message is never buffered or
-//! forwarded whole, whether the call is unary or a long-lived stream.
+//! forwarded whole, whether the call is unary or a long-lived stream. [`OneMessage`] reads the
+//! body of a call the gateway may have to send twice, refusing a second message, so what it
+//! holds is bounded by the cap.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 
 /// The body error when a message exceeds the cap.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,53 @@ where
     }
 }
 
+/// Why a buffered request body could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// More than one gRPC message arrived.
+    TooMany,
+    /// The body failed (the client went away, or a message was over the cap).
+    Body(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Reads a request body that must hold at most one gRPC message (a unary call).
+pub struct OneMessage<B> {
+    body: B,
+}
+
+impl<B> OneMessage<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// `body` should be a [`FrameLimit`], which refuses a message over the cap from its
+    /// header, so what this holds is bounded by the cap.
+    pub fn new(body: B) -> Self {
+        Self { body }
+    }
+
+    /// The whole body: at most one message (5 header bytes and its payload).
+    pub async fn read(mut self) -> Result<Bytes, ReadError> {
+        let mut buf = BytesMut::new();
+        while let Some(frame) = self.body.frame().await {
+            let frame = frame.map_err(|e| ReadError::Body(e.into()))?;
+            // Request trailers mean nothing in gRPC; only data counts.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.extend_from_slice(&data);
+            if buf.len() > 5 {
+                let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+                let whole = usize::try_from(len).map_or(usize::MAX, |l| l.saturating_add(5));
+                if buf.len() > whole {
+                    return Err(ReadError::TooMany);
+                }
+            }
+        }
+        Ok(buf.freeze())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +189,35 @@ mod tests {
 
     fn limit(cap: usize) -> FrameLimit<http_body_util::Empty<Bytes>> {
         FrameLimit::new(http_body_util::Empty::new(), cap, Arc::default())
+    }
+
+    fn body_of(chunks: Vec<Vec<u8>>) -> impl Body<Data = Bytes, Error = std::io::Error> + Unpin {
+        let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = chunks
+            .into_iter()
+            .map(|c| Ok(Frame::data(Bytes::from(c))))
+            .collect();
+        http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn one_message_is_read_whole_and_a_second_is_refused() {
+        let one = framed(10);
+        let read = OneMessage::new(body_of(one.chunks(3).map(<[u8]>::to_vec).collect()))
+            .read()
+            .await
+            .expect("one message");
+        assert_eq!(read.as_ref(), one.as_slice());
+        let two = [framed(3), framed(3)].concat();
+        let err = OneMessage::new(body_of(vec![two]))
+            .read()
+            .await
+            .expect_err("two messages");
+        assert!(matches!(err, ReadError::TooMany));
+        let empty = OneMessage::new(body_of(Vec::new()))
+            .read()
+            .await
+            .expect("no message");
+        assert!(empty.is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Upstream endpoint lists: comma-separated `http://host:port` (one fixed endpoint) or
+//! Upstream endpoint lists: comma-separated `https://host:port` (one fixed endpoint) or
 //! `dns:///name:port` (every address the name resolves to, re-resolved periodically, as a
-//! Kubernetes headless Service publishes its ready pods).
+//! Kubernetes headless Service publishes its ready pods). Every internal call is mutual TLS, so
+//! `http://` is refused rather than quietly upgraded.
 
 use http::Uri;
 
@@ -19,7 +20,7 @@ impl Source {
     pub fn uri(&self) -> Uri {
         match self {
             Self::Static(uri) => uri.clone(),
-            Self::Dns { host, port } => format!("http://{}", host_port(host, *port))
+            Self::Dns { host, port } => format!("https://{}", host_port(host, *port))
                 .parse()
                 .expect("a validated host and port form a URI"),
         }
@@ -45,7 +46,7 @@ pub fn parse_endpoints(list: &str) -> Result<Vec<Source>, String> {
         .collect::<Result<Vec<_>, _>>()?;
     if sources.is_empty() {
         return Err(
-            "no endpoints given (expected http://host:port or dns:///name:port)".to_owned(),
+            "no endpoints given (expected https://host:port or dns:///name:port)".to_owned(),
         );
     }
     Ok(sources)
@@ -78,8 +79,12 @@ fn parse_one(s: &str) -> Result<Source, String> {
     }
     let uri: Uri = s.parse().map_err(|e| format!("{e}"))?;
     match (uri.scheme_str(), uri.authority(), uri.path()) {
-        (Some("http"), Some(_), "/" | "") => Ok(Source::Static(uri)),
-        _ => Err("expected http://host:port or dns:///name:port".to_owned()),
+        (Some("https"), Some(_), "/" | "") => Ok(Source::Static(uri)),
+        (Some("http"), ..) => Err(
+            "internal calls always use mutual TLS: write https://host:port or dns:///name:port"
+                .to_owned(),
+        ),
+        _ => Err("expected https://host:port or dns:///name:port".to_owned()),
     }
 }
 
@@ -89,12 +94,12 @@ mod tests {
 
     #[test]
     fn static_and_dns_endpoints_parse() {
-        let parsed = parse_endpoints(" http://a:1, dns:///chat.juntos.svc:7703 ,dns:///[::1]:9,")
+        let parsed = parse_endpoints(" https://a:1, dns:///chat.juntos.svc:7703 ,dns:///[::1]:9,")
             .expect("ok");
         assert_eq!(
             parsed,
             [
-                Source::Static("http://a:1".parse().expect("uri")),
+                Source::Static("https://a:1".parse().expect("uri")),
                 Source::Dns {
                     host: "chat.juntos.svc".to_owned(),
                     port: 7703
@@ -105,8 +110,8 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(parsed[1].uri().to_string(), "http://chat.juntos.svc:7703/");
-        assert_eq!(parsed[2].uri().to_string(), "http://[::1]:9/");
+        assert_eq!(parsed[1].uri().to_string(), "https://chat.juntos.svc:7703/");
+        assert_eq!(parsed[2].uri().to_string(), "https://[::1]:9/");
     }
 
     #[test]
@@ -114,15 +119,15 @@ mod tests {
         for (list, says) in [
             ("", "no endpoints given"),
             (" , ", "no endpoints given"),
-            ("a:1", "expected http://host:port"),
-            ("https://a:1", "expected http://host:port"),
-            ("http://a:1/path", "expected http://host:port"),
+            ("a:1", "expected https://host:port"),
+            ("http://a:1", "always use mutual TLS"),
+            ("https://a:1/path", "expected https://host:port"),
             ("dns://8.8.8.8/name:1", "three slashes"),
             ("dns:///name", "the port is required"),
             ("dns:///name:0", "bad port"),
             ("dns:///name:x", "bad port"),
             ("dns:///:80", "bad name"),
-            ("http://a:1,dns:name:1", "\"dns:name:1\""),
+            ("https://a:1,dns:name:1", "\"dns:name:1\""),
         ] {
             let err = parse_endpoints(list).expect_err(list);
             assert!(err.contains(says), "{list:?}: {err}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::Uri;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -59,12 +59,20 @@ impl Health {
 /// publishes the endpoint's health on `healthy`. Runs until aborted.
 pub async fn watch_endpoint(
     role: &'static str,
+    tls: ClientTlsConfig,
     uri: Uri,
     healthy: watch::Sender<bool>,
     interval: Duration,
     timeout: Duration,
 ) {
-    let channel = Endpoint::from(uri.clone())
+    let endpoint = match Endpoint::from(uri.clone()).tls_config(tls) {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            tracing::error!(role, endpoint = %uri, error = %e, "cannot set up TLS to the endpoint");
+            return;
+        }
+    };
+    let channel = endpoint
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect_lazy();

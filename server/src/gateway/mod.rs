@@ -7,9 +7,12 @@
 //! while the body streams to the upstream pool. Responses, trailers included, stream back as
 //! they come, so long-lived bidirectional streams pass through unchanged.
 //!
-//! Each upstream role is a pool ([`pool`]) of health-checked endpoints; idempotent unary calls
-//! are buffered and retried once on another endpoint, and a stream whose endpoint goes
-//! unhealthy or breaks ends with UNAVAILABLE ([`stream_guard`]) so the client reconnects.
+//! Each upstream role is a pool ([`pool`]) of health-checked endpoints reached over mutual TLS;
+//! idempotent unary calls are buffered (one message, within a read deadline) and retried once
+//! on another endpoint; a stream whose endpoint goes unhealthy or breaks ends with UNAVAILABLE,
+//! and one whose session is revoked or whose token runs out ends with UNAUTHENTICATED
+//! ([`stream_guard`]), so the client reconnects (or signs in again). Upstream answers, statuses
+//! and trailers included, reach the client exactly as the service sent them.
 
 mod auth;
 mod body;
@@ -17,6 +20,7 @@ mod endpoints;
 mod health;
 mod limits;
 mod pool;
+mod reflection;
 mod routes;
 mod stream_guard;
 
@@ -42,18 +46,22 @@ use tonic::Code;
 use tower::ServiceExt;
 
 pub use self::auth::Auth;
-use self::body::FrameLimit;
+use self::body::{FrameLimit, OneMessage};
 pub use self::endpoints::{Source, parse_endpoints};
 use self::limits::Limits;
 pub use self::limits::Rate;
 pub use self::pool::PoolSettings;
 use self::pool::{ForwardBody, Member, Pool};
 use self::routes::{Access, Retry, Route, Upstream};
-use self::stream_guard::StreamGuard;
+use self::stream_guard::{Cut, StreamGuard};
 use crate::shutdown::Shutdown;
 use crate::tasks::Tasks;
+use crate::tls::Role;
+use crate::tls::internal::InternalTls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// How the gateway is set up.
@@ -67,6 +75,8 @@ pub struct GatewayConfig {
     pub chat: Vec<Source>,
     /// media endpoints; when empty, status calls answer UNAVAILABLE.
     pub media: Vec<Source>,
+    /// The gateway's internal certificate, for mutual TLS with every upstream.
+    pub internal_tls: Arc<InternalTls>,
     /// Health checking and discovery of every pool.
     pub pools: PoolSettings,
     /// Rate per client address.
@@ -75,6 +85,8 @@ pub struct GatewayConfig {
     pub per_user: Rate,
     /// Largest single gRPC request message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// How long a buffered (retryable) request may take to arrive.
+    pub buffered_read_timeout: Duration,
     /// How long SIGTERM waits for open connections to finish.
     pub drain: Duration,
 }
@@ -86,6 +98,8 @@ pub struct Gateway {
     limits: Limits,
     local: tonic::service::Routes,
     max_message_bytes: usize,
+    buffered_read_timeout: Duration,
+    clock: SharedClock,
     drain: Duration,
 }
 
@@ -97,31 +111,47 @@ impl Gateway {
         config: GatewayConfig,
         clock: SharedClock,
     ) -> Result<(Arc<Self>, Tasks), String> {
-        let login_channel =
-            tonic::transport::Channel::balance_list(config.login.iter().map(|source| {
+        let tls = &config.internal_tls;
+        let login_endpoints = config
+            .login
+            .iter()
+            .map(|source| {
                 // A stuck login pod must not stall key refresh or revocation polling.
                 tonic::transport::Endpoint::from(source.uri())
-                    .connect_timeout(Duration::from_secs(3))
-                    .timeout(Duration::from_secs(2))
-                    .http2_keep_alive_interval(Duration::from_secs(10))
-                    .keep_alive_timeout(Duration::from_secs(5))
-            }));
-        let auth = Auth::new(login_channel, clock);
+                    .tls_config(tls.client_config(Role::Login))
+                    .map(|endpoint| {
+                        endpoint
+                            .connect_timeout(Duration::from_secs(3))
+                            .timeout(Duration::from_secs(2))
+                            .http2_keep_alive_interval(Duration::from_secs(10))
+                            .keep_alive_timeout(Duration::from_secs(5))
+                    })
+                    .map_err(|e| format!("login: TLS: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let login_channel = tonic::transport::Channel::balance_list(login_endpoints.into_iter());
+        let auth = Auth::new(login_channel, Arc::clone(&clock));
         let mut tasks = auth.start();
         let mut pools = HashMap::from([
-            (Upstream::Otp, Pool::new("otp", config.otp, config.pools)),
+            (
+                Upstream::Otp,
+                Pool::new(Role::Otp, config.otp, config.pools, tls),
+            ),
             (
                 Upstream::Login,
-                Pool::new("login", config.login, config.pools),
+                Pool::new(Role::Login, config.login, config.pools, tls),
             ),
         ]);
         if !config.chat.is_empty() {
-            pools.insert(Upstream::Chat, Pool::new("chat", config.chat, config.pools));
+            pools.insert(
+                Upstream::Chat,
+                Pool::new(Role::Chat, config.chat, config.pools, tls),
+            );
         }
         if !config.media.is_empty() {
             pools.insert(
                 Upstream::Media,
-                Pool::new("media", config.media, config.pools),
+                Pool::new(Role::Media, config.media, config.pools, tls),
             );
         }
         for pool in pools.values() {
@@ -131,8 +161,10 @@ impl Gateway {
             pools,
             auth,
             limits: Limits::new(config.per_ip, config.per_user),
-            local: crate::serve::local_routes(&[]).await?,
+            local: reflection::public_routes().await?,
             max_message_bytes: config.max_message_bytes,
+            buffered_read_timeout: config.buffered_read_timeout,
+            clock,
             drain: config.drain,
         });
         let this = Arc::clone(&gateway);
@@ -140,14 +172,20 @@ impl Gateway {
             loop {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 this.limits.forget_idle();
+                this.auth.forget_expired_sessions();
             }
         });
         Ok((gateway, tasks))
     }
 
-    /// Accepts HTTP/2 connections on `listener` until `shutdown`, then lets open ones finish
-    /// for at most the configured drain time.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: Shutdown) {
+    /// Accepts HTTP/2 connections on `listener` (over TLS with `tls`, else plaintext) until
+    /// `shutdown`, then lets open ones finish for at most the configured drain time.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        mut shutdown: Shutdown,
+    ) {
         let mut connections = JoinSet::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -163,28 +201,24 @@ impl Gateway {
             };
             let _ = stream.set_nodelay(true);
             let gateway = Arc::clone(&self);
-            let mut conn_shutdown = shutdown.clone();
+            let conn_shutdown = shutdown.clone();
+            let tls = tls.clone();
             connections.spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let gateway = Arc::clone(&gateway);
-                    async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }
-                });
-                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                builder
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(Some(Duration::from_secs(30)))
-                    .keep_alive_timeout(Duration::from_secs(20));
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let mut conn = std::pin::pin!(conn);
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                match tls {
+                    None => gateway.serve_connection(stream, peer, conn_shutdown).await,
+                    Some(acceptor) => {
+                        // A client that stalls its handshake holds nothing for long.
+                        let handshake =
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                        match handshake {
+                            Ok(Ok(stream)) => {
+                                gateway.serve_connection(stream, peer, conn_shutdown).await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
-                    }
-                    () = conn_shutdown.wait() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
                     }
                 }
             });
@@ -201,6 +235,35 @@ impl Gateway {
                 "drain time over; closing remaining connections"
             );
             connections.abort_all();
+        }
+    }
+
+    /// Serves HTTP/2 on one accepted connection until it ends or `shutdown` (then gracefully).
+    async fn serve_connection<I>(self: Arc<Self>, io: I, peer: SocketAddr, mut shutdown: Shutdown)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = hyper::service::service_fn(move |req| {
+            let gateway = Arc::clone(&self);
+            async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }
+        });
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            }
+            () = shutdown.wait() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
         }
     }
 
@@ -264,19 +327,55 @@ impl Gateway {
 
         let tripped = Arc::new(AtomicBool::new(false));
         let body = FrameLimit::new(body, self.max_message_bytes, Arc::clone(&tripped));
-        // A retry sends the request again, so an idempotent call's (capped) body is kept.
+        // A stream ends when its session does: revoked, or its token expired unrefreshed.
+        let session = match (&claims, retry) {
+            (Some(claims), Retry::Never) => Some(self.auth.session_end(
+                claims.session_id.clone(),
+                claims.expires_at_ms,
+                Arc::clone(&self.clock),
+            )),
+            _ => None,
+        };
+        // Only a call that can outlive its session needs a way to cut its request short.
+        let session = session.map(|stop| (stop, Cut::new()));
+        // A retry sends the request again, so an idempotent call's body is kept: one message of
+        // at most the size cap, read within the deadline, so no caller can make the gateway
+        // hold more than that or wait on it for long.
         let (body, replay) = match retry {
-            Retry::Never => (body.boxed_unsync(), None),
-            Retry::Idempotent => match body.collect().await {
-                Ok(collected) => {
-                    let bytes = collected.to_bytes();
-                    (full(bytes.clone()), Some(bytes))
-                }
-                Err(_) if tripped.load(Ordering::SeqCst) => {
-                    return Err(too_large(self.max_message_bytes));
-                }
-                Err(_) => return Err(tonic::Status::cancelled("request body not received")),
+            Retry::Never => match &session {
+                Some((_, cut)) => (cut.wrap(body.boxed_unsync()), None),
+                None => (body.boxed_unsync(), None),
             },
+            Retry::Idempotent => {
+                let read = OneMessage::new(body).read();
+                match tokio::time::timeout(self.buffered_read_timeout, read).await {
+                    Ok(Ok(bytes)) => (full(bytes.clone()), Some(bytes)),
+                    Ok(Err(body::ReadError::TooMany)) => {
+                        return Err(status(
+                            Code::ResourceExhausted,
+                            reason::TOO_MANY_MESSAGES,
+                            "this call takes one request message",
+                        ));
+                    }
+                    Ok(Err(_)) if tripped.load(Ordering::SeqCst) => {
+                        return Err(too_large(self.max_message_bytes));
+                    }
+                    Ok(Err(body::ReadError::Body(e))) => {
+                        tracing::debug!(error = %e, "request body broke off");
+                        return Err(tonic::Status::cancelled("request body not received"));
+                    }
+                    Err(_) => {
+                        return Err(status(
+                            Code::DeadlineExceeded,
+                            reason::REQUEST_TOO_SLOW,
+                            format!(
+                                "the request did not arrive within {} s",
+                                self.buffered_read_timeout.as_secs()
+                            ),
+                        ));
+                    }
+                }
+            }
         };
 
         let unavailable = || {
@@ -292,8 +391,22 @@ impl Gateway {
             upstream,
             tripped: &tripped,
         };
+        if let Some(session) = session {
+            // Not retryable: exactly one attempt, whose response ends with the session.
+            let member = pool.pick(None).ok_or_else(unavailable)?;
+            return match self
+                .attempt(&call, &member, body, false, Some(session))
+                .await?
+            {
+                Attempt::Answered(response) => Ok(response),
+                Attempt::Failed(failure) => failure.map_or_else(|| Err(unavailable()), Ok),
+            };
+        }
         let first = pool.pick(None).ok_or_else(unavailable)?;
-        let failure = match self.attempt(&call, &first, body, replay.is_some()).await? {
+        let failure = match self
+            .attempt(&call, &first, body, replay.is_some(), None)
+            .await?
+        {
             Attempt::Answered(response) => return Ok(response),
             Attempt::Failed(failure) => failure,
         };
@@ -301,7 +414,10 @@ impl Gateway {
             return failure.map_or_else(|| Err(unavailable()), Ok);
         };
         tracing::debug!(?upstream, from = %first.uri(), to = %second.uri(), "retrying");
-        match self.attempt(&call, &second, full(bytes), false).await? {
+        match self
+            .attempt(&call, &second, full(bytes), false, None)
+            .await?
+        {
             Attempt::Answered(response) => Ok(response),
             Attempt::Failed(failure) => failure.map_or_else(|| Err(unavailable()), Ok),
         }
@@ -309,12 +425,15 @@ impl Gateway {
 
     /// Sends the request to one endpoint. With `retryable`, a trailers-only UNAVAILABLE
     /// answer counts as a failure (kept, in case no retry is possible) rather than an answer.
+    /// With `session`, the response also ends when that future does (with its status), and
+    /// the request body is cut then too, so the upstream call ends.
     async fn attempt(
         &self,
         call: &Call<'_>,
         member: &Member,
         body: ForwardBody,
         retryable: bool,
+        session: Option<(stream_guard::Stop, Cut)>,
     ) -> Result<Attempt, tonic::Status> {
         let Call {
             pool,
@@ -332,7 +451,7 @@ impl Gateway {
         match pool.client().request(request).await {
             Ok(response) => {
                 let response = response.map(|b| {
-                    StreamGuard::new(b.map_err(BoxError::from).boxed_unsync(), health)
+                    StreamGuard::new(b.map_err(BoxError::from).boxed_unsync(), health, session)
                         .boxed_unsync()
                 });
                 let unavailable = response

@@ -1,5 +1,6 @@
-//! A pool of upstream endpoints for one role, reached over HTTP/2 (h2c), chosen round-robin
-//! among the healthy ones.
+//! A pool of upstream endpoints for one role, reached over HTTP/2 with mutual TLS (the
+//! gateway's internal certificate; the peer must present its role's), chosen round-robin among
+//! the healthy ones.
 //!
 //! Endpoints come from fixed URIs and from DNS names re-resolved every discovery interval (an
 //! address that disappears leaves the pool). Each endpoint has its own health checker
@@ -14,16 +15,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Uri;
 use http_body_util::combinators::UnsyncBoxBody;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::transport::ClientTlsConfig;
 
 use super::BoxError;
 use super::endpoints::Source;
 use super::health;
 use crate::tasks::Tasks;
+use crate::tls::Role;
+use crate::tls::internal::InternalTls;
 
 /// The request body the gateway forwards.
 pub type ForwardBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -47,10 +52,11 @@ pub struct Member {
 }
 
 impl Member {
-    fn new(role: &'static str, uri: Uri, settings: PoolSettings) -> Self {
+    fn new(role: Role, tls: ClientTlsConfig, uri: Uri, settings: PoolSettings) -> Self {
         let (healthy, _) = watch::channel(false);
         let checker = tokio::spawn(health::watch_endpoint(
-            role,
+            role.name(),
+            tls,
             uri.clone(),
             healthy.clone(),
             settings.health_interval,
@@ -63,7 +69,7 @@ impl Member {
         }
     }
 
-    /// `http://host:port` of the endpoint.
+    /// `https://host:port` of the endpoint.
     pub fn uri(&self) -> &Uri {
         &self.uri
     }
@@ -86,26 +92,31 @@ impl Drop for Member {
 
 /// Endpoints of one upstream role.
 pub struct Pool {
-    role: &'static str,
+    role: Role,
+    /// How health probes reach the endpoints.
+    tls: ClientTlsConfig,
     settings: PoolSettings,
     sources: Vec<Source>,
     members: RwLock<Vec<Arc<Member>>>,
     next: AtomicUsize,
-    client: Client<HttpConnector, ForwardBody>,
+    client: Client<HttpsConnector<HttpConnector>, ForwardBody>,
 }
 
 impl Pool {
     /// A pool over `sources`; its fixed endpoints are members at once, its DNS names after the
     /// first resolution (run by [`Pool::start_discovery`]).
-    pub fn new(role: &'static str, sources: Vec<Source>, settings: PoolSettings) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+    pub fn new(
+        role: Role,
+        sources: Vec<Source>,
+        settings: PoolSettings,
+        tls: &InternalTls,
+    ) -> Arc<Self> {
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
-            .build(connector);
+            .build(tls.connector(role));
         let pool = Arc::new(Self {
             role,
+            tls: tls.client_config(role),
             settings,
             sources,
             members: RwLock::default(),
@@ -155,14 +166,14 @@ impl Pool {
             match tokio::net::lookup_host((host.as_str(), *port)).await {
                 Ok(addrs) => {
                     let mut resolved: Vec<Uri> = addrs
-                        .filter_map(|addr| format!("http://{addr}").parse().ok())
+                        .filter_map(|addr| format!("https://{addr}").parse().ok())
                         .collect();
                     resolved.sort_by_key(ToString::to_string);
                     resolved.dedup();
                     known.insert(key.clone(), resolved);
                 }
                 Err(e) => {
-                    tracing::warn!(role = self.role, name = %host, error = %e,
+                    tracing::warn!(role = self.role.name(), name = %host, error = %e,
                         "DNS resolution failed; keeping the last known endpoints");
                 }
             }
@@ -184,8 +195,13 @@ impl Pool {
             match members.iter().find(|m| m.uri == uri) {
                 Some(member) => kept.push(Arc::clone(member)),
                 None => {
-                    tracing::info!(role = self.role, endpoint = %uri, "upstream endpoint added");
-                    kept.push(Arc::new(Member::new(self.role, uri, self.settings)));
+                    tracing::info!(role = self.role.name(), endpoint = %uri, "upstream endpoint added");
+                    kept.push(Arc::new(Member::new(
+                        self.role,
+                        self.tls.clone(),
+                        uri,
+                        self.settings,
+                    )));
                 }
             }
         }
@@ -193,7 +209,7 @@ impl Pool {
             .iter()
             .filter(|m| !kept.iter().any(|k| k.uri == m.uri))
         {
-            tracing::info!(role = self.role, endpoint = %gone.uri, "upstream endpoint removed");
+            tracing::info!(role = self.role.name(), endpoint = %gone.uri, "upstream endpoint removed");
         }
         *members = kept;
     }
@@ -214,7 +230,7 @@ impl Pool {
     }
 
     /// The HTTP/2 client shared by the pool's endpoints.
-    pub fn client(&self) -> &Client<HttpConnector, ForwardBody> {
+    pub fn client(&self) -> &Client<HttpsConnector<HttpConnector>, ForwardBody> {
         &self.client
     }
 }
@@ -231,6 +247,16 @@ mod tests {
         }
     }
 
+    fn pool(sources: Vec<Source>) -> Arc<Pool> {
+        let tls = InternalTls::ephemeral()
+            .expect("certs")
+            .into_iter()
+            .find(|(role, _)| *role == Role::Gateway)
+            .expect("gateway")
+            .1;
+        Pool::new(Role::Chat, sources, settings(), &tls)
+    }
+
     fn picks(pool: &Pool, avoid: Option<&Uri>) -> Vec<String> {
         (0..4)
             .map(|_| pool.pick(avoid).expect("a member").uri().to_string())
@@ -240,9 +266,9 @@ mod tests {
     #[tokio::test]
     async fn picks_rotate_over_healthy_endpoints_or_all_when_none_is() {
         let sources =
-            super::super::endpoints::parse_endpoints("http://a:1, http://b:2, http://c:3")
+            super::super::endpoints::parse_endpoints("https://a:1, https://b:2, https://c:3")
                 .expect("valid");
-        let pool = Pool::new("test", sources, settings());
+        let pool = pool(sources);
         // Nothing probed healthy yet: every endpoint is tried.
         let mut all = picks(&pool, None);
         all.sort();
@@ -255,21 +281,21 @@ mod tests {
         let mut healthy = picks(&pool, None);
         healthy.sort();
         healthy.dedup();
-        assert_eq!(healthy, ["http://a:1/", "http://c:3/"]);
+        assert_eq!(healthy, ["https://a:1/", "https://c:3/"]);
         // A retry avoids the first choice.
-        let avoid: Uri = "http://a:1".parse().expect("uri");
+        let avoid: Uri = "https://a:1".parse().expect("uri");
         assert!(
             picks(&pool, Some(&avoid))
                 .iter()
-                .all(|u| u == "http://c:3/")
+                .all(|u| u == "https://c:3/")
         );
     }
 
     #[tokio::test]
     async fn members_keep_their_health_across_updates_and_leave_when_gone() {
-        let pool = Pool::new("test", Vec::new(), settings());
-        let a: Uri = "http://10.0.0.1:1".parse().expect("uri");
-        let b: Uri = "http://10.0.0.2:1".parse().expect("uri");
+        let pool = pool(Vec::new());
+        let a: Uri = "https://10.0.0.1:1".parse().expect("uri");
+        let b: Uri = "https://10.0.0.2:1".parse().expect("uri");
         pool.set_members(vec![a.clone(), b.clone()]);
         let first = pool.pick(Some(&b)).expect("a");
         first.healthy.send_replace(true);
@@ -286,12 +312,12 @@ mod tests {
     async fn dns_names_resolve_into_endpoints() {
         let sources =
             super::super::endpoints::parse_endpoints("dns:///localhost:4321").expect("valid");
-        let pool = Pool::new("test", sources, settings());
+        let pool = pool(sources);
         assert!(pool.pick(None).is_none(), "nothing before resolution");
         let _tasks = pool.start_discovery().await;
         let uri = pool.pick(None).expect("resolved").uri().to_string();
         assert!(
-            uri == "http://127.0.0.1:4321/" || uri == "http://[::1]:4321/",
+            uri == "https://127.0.0.1:4321/" || uri == "https://[::1]:4321/",
             "{uri}"
         );
     }

@@ -1,0 +1,370 @@
+//! TLS on the public endpoint, end to end: `juntos all --tls-cert/--tls-key` with a certificate
+//! from a private CA made here, and client-core (and juntos-cli) connecting over `https://` as
+//! an app would: trusting the CA it signs in; without the CA, or under a name the certificate
+//! does not hold, it gets a certificate error.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use juntos_client::{Client, ClientConfig, ClientError};
+use juntos_proto::login::v1::{MeRequest, login_client::LoginClient};
+use juntos_tests::{ALICE, BOB, extract_code, juntos_bin, juntos_cli_bin};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+/// How long a refused handshake may take on a loaded CI machine (it takes milliseconds).
+const PROMPT: Duration = Duration::from_secs(10);
+
+/// A private certificate authority.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let pem = params.self_signed(&key).expect("CA certificate").pem();
+        Self {
+            issuer: Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// A server certificate for `names` and its key, both PEM.
+    fn leaf(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().expect("leaf key");
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .expect("leaf params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// `juntos all` serving the gateway over TLS on a free loopback port; killed on drop.
+struct TlsGateway {
+    child: Child,
+    port: u16,
+    data_dir: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TlsGateway {
+    /// Starts `juntos all --tls-cert --tls-key` presenting `cert_pem` and waits until it
+    /// listens and has its token keys.
+    async fn start(ca: &Ca, cert_pem: &str, key_pem: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let cert = dir.path().join("gateway.crt");
+        let key = dir.path().join("gateway.key");
+        std::fs::write(&cert, cert_pem).expect("write certificate");
+        std::fs::write(&key, key_pem).expect("write key");
+        let mut child = Command::new(juntos_bin())
+            .arg("all")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start juntos all");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Owned from here on, so a panic below still kills the child.
+        let mut gateway = Self {
+            child,
+            port: 0,
+            data_dir,
+            dir,
+        };
+        let marker = "juntos: gateway listening on ";
+        let deadline = Instant::now() + Duration::from_secs(60);
+        gateway.port = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix(marker) {
+                        let port = addr.trim().rsplit_once(':').expect("host:port").1;
+                        break port.parse().expect("port");
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = gateway.child.wait().expect("wait for juntos");
+                    panic!(
+                        "juntos all --tls-cert/--tls-key exited ({status}) before `{marker}`; \
+                         its stderr is above"
+                    );
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("juntos all did not report `{marker}`"),
+            }
+        };
+        gateway.wait_until_ready(&ca.pem).await;
+        gateway
+    }
+
+    /// `https://localhost:PORT`.
+    fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    /// Waits until the gateway has its token keys (an authenticated call is refused as
+    /// UNAUTHENTICATED, not UNAVAILABLE), over TLS trusting `ca_pem`.
+    async fn wait_until_ready(&self, ca_pem: &str) {
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+        let channel = Endpoint::from_shared(self.url())
+            .expect("gateway url")
+            .tls_config(tls)
+            .expect("client TLS config")
+            .connect()
+            .await
+            .expect("TLS connection to the gateway");
+        let mut login = LoginClient::new(channel);
+        for _ in 0..200 {
+            match login.me(MeRequest {}).await {
+                Err(s) if s.code() == tonic::Code::Unavailable => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                _ => return,
+            }
+        }
+        panic!("the gateway never loaded its token keys");
+    }
+
+    /// A client for `url` trusting `extra_ca_pem`, with a fresh home.
+    fn client(&self, name: &str, url: &str, extra_ca_pem: Option<&str>) -> Arc<Client> {
+        let home = self.dir.path().join("clients").join(name);
+        Client::with_config(ClientConfig {
+            server_url: url.to_owned(),
+            home_dir: path_arg(&home),
+            extra_ca_pem: extra_ca_pem.map(str::to_owned),
+        })
+        .expect("client")
+    }
+
+    /// The newest code texted to `phone` (the console sender's outbox).
+    fn last_code(&self, phone: &str) -> String {
+        let outbox =
+            std::fs::read_to_string(self.data_dir.join("sms-outbox.jsonl")).expect("an SMS outbox");
+        let body = outbox
+            .lines()
+            .rev()
+            .find_map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).expect("outbox line is JSON");
+                (v["to"] == phone).then(|| v["body"].as_str().expect("body").to_owned())
+            })
+            .expect("an SMS to the test number");
+        extract_code(&body).expect("the SMS holds a 6-digit code")
+    }
+}
+
+impl Drop for TlsGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_str().expect("utf-8 temp path").to_owned()
+}
+
+/// The certificate error a code request to `url` answers, checked to come promptly.
+async fn certificate_error(client: &Client) -> String {
+    let started = Instant::now();
+    let answer = client.request_code(BOB.to_owned()).await;
+    let elapsed = started.elapsed();
+    eprintln!("{answer:?} after {elapsed:?}");
+    assert!(elapsed < PROMPT, "a refused handshake took {elapsed:?}");
+    match answer {
+        Err(ClientError::Certificate { message }) => message,
+        other => panic!("expected a certificate error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn client_trusting_the_private_ca_signs_in_over_https() {
+    let ca = Ca::new("Juntos e2e CA");
+    let (cert, key) = ca.leaf(&["localhost"]);
+    let gateway = TlsGateway::start(&ca, &cert, &key).await;
+    let phone = gateway.client("phone", &gateway.url(), Some(&ca.pem));
+    let sent = phone
+        .request_code(ALICE.to_owned())
+        .await
+        .expect("code requested over https");
+    assert_eq!(sent.code_length, 6);
+    let account = phone
+        .sign_in(
+            ALICE.to_owned(),
+            gateway.last_code(ALICE),
+            "phone".to_owned(),
+        )
+        .await
+        .expect("signed in over https");
+    let me = phone.me().await.expect("me over https");
+    assert_eq!(me.user_id, account.user_id);
+    assert_eq!(me.phone, ALICE);
+}
+
+#[tokio::test]
+async fn untrusted_or_misnamed_certificates_are_refused() {
+    let ca = Ca::new("Juntos e2e CA");
+    let (cert, key) = ca.leaf(&["localhost"]);
+    let gateway = TlsGateway::start(&ca, &cert, &key).await;
+
+    // The web PKI roots alone do not know a private CA.
+    let stranger = gateway.client("stranger", &gateway.url(), None);
+    let message = certificate_error(&stranger).await;
+    assert!(message.contains("unknown issuer"), "{message}");
+
+    // The certificate is for localhost, not for the address.
+    let by_address = format!("https://127.0.0.1:{}", gateway.port);
+    let misnamed = gateway.client("misnamed", &by_address, Some(&ca.pem));
+    let message = certificate_error(&misnamed).await;
+    assert!(
+        message.contains("not valid for 127.0.0.1") && message.contains("localhost"),
+        "{message}"
+    );
+
+    // Neither reached the server: no code was sent.
+    let outbox =
+        std::fs::read_to_string(gateway.data_dir.join("sms-outbox.jsonl")).unwrap_or_default();
+    assert!(
+        !outbox.contains(BOB),
+        "a refused client's request got through"
+    );
+}
+
+#[tokio::test]
+async fn juntos_cli_takes_a_ca_file() {
+    let ca = Ca::new("Juntos e2e CA");
+    let (cert, key) = ca.leaf(&["localhost"]);
+    let gateway = TlsGateway::start(&ca, &cert, &key).await;
+    let ca_file = gateway.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).expect("write CA");
+    let cli = |home: &str, ca_file: Option<&Path>| {
+        let mut command = Command::new(juntos_cli_bin());
+        command
+            .args(["--server", &gateway.url(), "--home"])
+            .arg(gateway.dir.path().join(home))
+            .env_remove("JUNTOS_CA_FILE");
+        if let Some(path) = ca_file {
+            command.arg("--ca-file").arg(path);
+        }
+        command
+            .args(["request-code", ALICE])
+            .output()
+            .expect("run juntos-cli")
+    };
+
+    let trusted = cli("cli-trusted", Some(&ca_file));
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(String::from_utf8_lossy(&trusted.stdout).starts_with("code sent"));
+
+    let refused = cli("cli-refused", None);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with("error: certificate error: ") && stderr.contains("unknown issuer"),
+        "{stderr}"
+    );
+}
+
+/// A TLS channel to `url` that trusts only `ca_pem`.
+async fn channel_trusting(url: &str, ca_pem: &str) -> Result<tonic::transport::Channel, String> {
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+    let channel = Endpoint::from_shared(url.to_owned())
+        .expect("gateway url")
+        .tls_config(tls)
+        .expect("client TLS config")
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    // TLS 1.3 can complete on the client before the server has checked anything: a call proves
+    // the handshake.
+    tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(channel)
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_dropping_open_streams() {
+    let (old_ca, new_ca) = (Ca::new("old CA"), Ca::new("new CA"));
+    let (cert, key) = old_ca.leaf(&["localhost"]);
+    let gateway = TlsGateway::start(&old_ca, &cert, &key).await;
+    let url = gateway.url();
+
+    // A long-lived stream on the old certificate.
+    let old = channel_trusting(&url, &old_ca.pem)
+        .await
+        .expect("the first certificate is served");
+    let mut watch = tonic_health::pb::health_client::HealthClient::new(old)
+        .watch(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    watch.message().await.expect("first status").expect("one");
+
+    // cert-manager writes the new pair in place; the gateway picks it up within its interval.
+    let (cert, key) = new_ca.leaf(&["localhost"]);
+    std::fs::write(gateway.dir.path().join("gateway.key"), key).expect("write key");
+    std::fs::write(gateway.dir.path().join("gateway.crt"), cert).expect("write certificate");
+    let started = Instant::now();
+    loop {
+        match channel_trusting(&url, &new_ca.pem).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the new certificate was never served: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    eprintln!("new certificate served after {:?}", started.elapsed());
+    assert!(
+        channel_trusting(&url, &old_ca.pem).await.is_err(),
+        "new connections no longer get the old certificate"
+    );
+
+    // The stream opened before the rotation is still open.
+    let still_open = tokio::time::timeout(Duration::from_millis(500), watch.message()).await;
+    assert!(
+        still_open.is_err(),
+        "the open stream was not touched: {still_open:?}"
+    );
+}
