@@ -7,6 +7,10 @@
 //! a refresh token is never presented twice: not by two concurrent calls, and not by a caller
 //! that gave up mid-refresh (which would otherwise lose the rotated token and later present
 //! the old one, tripping the server's reuse detection).
+//!
+//! One exception to refreshing lazily: the live connection (`messaging::receive`) refreshes
+//! ahead of expiry and makes one call with the new token on its channel, because the gateway
+//! ends a stream whose token expired unless it has seen a newer token of the session.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -42,9 +42,10 @@ pub enum ClientError {
     #[error("network error: {message}")]
     Network { message: String },
     /// The TLS handshake refused the server's certificate (not trusted, not valid for the
-    /// server's name, expired, ...), so nothing was sent. Retrying will not help: the server's
-    /// certificate or this client's trusted CAs (`ClientConfig::extra_ca_pem`) must change, or
-    /// someone is in the middle.
+    /// server's name, expired, ...), so nothing was sent. Retrying at once will not help: the
+    /// server's certificate or this client's trusted CAs (`ClientConfig::extra_ca_pem`) must
+    /// change, or someone is in the middle (a captive portal, a TLS proxy). Queued messages wait
+    /// for that as they wait for the network; they are not given up.
     #[error("certificate error: {message}")]
     Certificate { message: String },
     /// An argument was refused (by this library or the server).

@@ -11,6 +11,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use juntos_client::{Client, ClientConfig, ClientError};
+use juntos_proto::error::{reason, reason_of};
 use juntos_proto::login::v1::{MeRequest, login_client::LoginClient};
 use juntos_tests::{ALICE, BOB, extract_code, juntos_bin, juntos_cli_bin};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -135,8 +136,9 @@ impl TlsGateway {
         format!("https://localhost:{}", self.port)
     }
 
-    /// Waits until the gateway has its token keys (an authenticated call is refused as
-    /// UNAUTHENTICATED, not UNAVAILABLE), over TLS trusting `ca_pem`.
+    /// Waits until the gateway has its token keys (a call with a bogus token is refused as
+    /// UNAUTHENTICATED INVALID_TOKEN, not UNAVAILABLE), over TLS trusting `ca_pem`. A call
+    /// without a token would not do: MISSING_TOKEN is answered before the keys are looked at.
     async fn wait_until_ready(&self, ca_pem: &str) {
         let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
         let channel = Endpoint::from_shared(self.url())
@@ -147,12 +149,19 @@ impl TlsGateway {
             .await
             .expect("TLS connection to the gateway");
         let mut login = LoginClient::new(channel);
-        for _ in 0..200 {
-            match login.me(MeRequest {}).await {
+        // As long as the listening line may take: on a loaded machine the keys come later.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let mut request = tonic::Request::new(MeRequest {});
+            request
+                .metadata_mut()
+                .insert("authorization", "Bearer x".parse().expect("header value"));
+            match login.me(request).await {
                 Err(s) if s.code() == tonic::Code::Unavailable => {
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
-                _ => return,
+                Err(s) if reason_of(&s).as_deref() == Some(reason::INVALID_TOKEN) => return,
+                other => panic!("a bogus token answered {other:?}"),
             }
         }
         panic!("the gateway never loaded its token keys");
@@ -274,7 +283,9 @@ async fn juntos_cli_takes_a_ca_file() {
         command
             .args(["--server", &gateway.url(), "--home"])
             .arg(gateway.dir.path().join(home))
-            .env_remove("JUNTOS_CA_FILE");
+            .env_remove("JUNTOS_CA_FILE")
+            // Log lines on stderr would come before the one `error:` line checked below.
+            .env_remove("RUST_LOG");
         if let Some(path) = ca_file {
             command.arg("--ca-file").arg(path);
         }

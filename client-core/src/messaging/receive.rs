@@ -13,6 +13,7 @@ use super::content::{Body, Content, Receipt, ReceiptKind, Text};
 use super::e2e;
 use super::groups::Applied;
 use crate::Client;
+use crate::client::REFRESH_MARGIN_MS;
 use crate::error::{ClientError, Result};
 use crate::records::{Event, Message, MessageStatus};
 use crate::store::messaging::{self as db, NewMessage, Tx};
@@ -29,6 +30,26 @@ const SILENCE: Duration = Duration::from_secs(75);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Envelopes per page when polling.
 const SYNC_PAGE: u32 = 500;
+/// The live connection looks at its access token's expiry at least this often, by the client's
+/// clock (which can jump ahead of tokio's timers: a device that slept, a test clock); a failed
+/// keep-alive call is retried at this pace.
+const TOKEN_LOOK: Duration = Duration::from_secs(10);
+/// The pause after a keep-alive call that worked: the token shown is fresh, and a clock so far
+/// ahead that even a fresh token looks due costs one refresh a minute, not one per look.
+const TOKEN_SHOWN_PAUSE: Duration = Duration::from_secs(60);
+/// Longest a keep-alive call (refresh and `Login.Me`) may hold up the connection's loop.
+const TOKEN_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long the live connection waits before showing the gateway a fresh access token, when
+/// the token the gateway knows for it expires at `expires_at_ms` and it is `now_ms`: until
+/// [`REFRESH_MARGIN_MS`] before that expiry (zero: due now), but at most [`TOKEN_LOOK`], after
+/// which the clock is read again.
+fn token_keepalive_wait(expires_at_ms: i64, now_ms: i64) -> Duration {
+    let due_in_ms = expires_at_ms
+        .saturating_sub(REFRESH_MARGIN_MS)
+        .saturating_sub(now_ms);
+    Duration::from_millis(u64::try_from(due_in_ms).unwrap_or(0)).min(TOKEN_LOOK)
+}
 
 /// What processing one envelope came to.
 enum Processed {
@@ -121,6 +142,14 @@ impl Client {
             return Ok(End::Closed("connection closed".to_owned()));
         }
 
+        // The gateway ends this stream when the access token it was opened with expires, unless
+        // it has meanwhile verified a newer token of this session. Refreshing lazily would let an
+        // idle connection drop (and presence flap) every token lifetime, so shortly before the
+        // token the gateway knows expires, a fresh one is shown to it (`show_fresh_token`).
+        let mut shown_expires_at_ms = self.stored_access_expiry();
+        let mut token_look = tokio::time::Instant::now()
+            + token_keepalive_wait(shown_expires_at_ms, self.clock.now_ms());
+
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         // The server speaks at least every heartbeat; silence this long means a dead path.
         let mut silent_since = tokio::time::Instant::now();
@@ -153,6 +182,24 @@ impl Client {
                     }
                     continue;
                 }
+                () = tokio::time::sleep_until(token_look) => {
+                    let mut wait = token_keepalive_wait(shown_expires_at_ms, self.clock.now_ms());
+                    if wait.is_zero() {
+                        // Only logged: at worst the gateway ends the stream and it reconnects.
+                        wait = match self.show_fresh_token().await {
+                            Ok(expires_at_ms) => {
+                                shown_expires_at_ms = expires_at_ms;
+                                TOKEN_SHOWN_PAUSE
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "token keep-alive failed");
+                                TOKEN_LOOK
+                            }
+                        };
+                    }
+                    token_look = tokio::time::Instant::now() + wait;
+                    continue;
+                }
             };
             match next {
                 Ok(Some(chat::ServerFrame {
@@ -180,6 +227,38 @@ impl Client {
                 Err(status) => return Ok(End::Closed(ClientError::from(&status).to_string())),
             }
         }
+    }
+
+    /// When the stored access token expires (Unix ms); 0 (so: now) when it cannot be read.
+    fn stored_access_expiry(&self) -> i64 {
+        match self.store.session() {
+            Ok(Some(session)) => session.tokens.access_expires_at_ms,
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the session");
+                0
+            }
+        }
+    }
+
+    /// Refreshes the access token if it is about to expire (through the serialized refresh in
+    /// `authorized`) and makes one cheap call with it on the channel the live stream uses, so
+    /// the gateway holding the stream learns the session's new expiry. The expiry of the token
+    /// now shown.
+    async fn show_fresh_token(&self) -> Result<i64> {
+        let api = self.api.clone();
+        let call = self.authorized(|token| {
+            let api = api.clone();
+            async move { api.me(&token).await }
+        });
+        // Dropping a call mid-refresh is safe: the refresh finishes in its own task.
+        tokio::time::timeout(TOKEN_CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| ClientError::Network {
+                message: "the token keep-alive call timed out".to_owned(),
+            })??;
+        let session = self.store.session()?.ok_or(ClientError::NotSignedIn)?;
+        Ok(session.tokens.access_expires_at_ms)
     }
 
     /// Sends the pending acknowledgement and queues the receipts owed so far.
@@ -568,5 +647,35 @@ pub(super) fn apply_content(
         }
         // Handled before the history (see `apply_direct`).
         Some(Body::SenderKey(_) | Body::StatusKey(_)) | None => Ok((Vec::new(), false)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn keepalive_is_due_within_the_refresh_margin() {
+        // Fifteen minutes left: look again after TOKEN_LOOK, not before.
+        assert_eq!(token_keepalive_wait(NOW + 15 * 60_000, NOW), TOKEN_LOOK);
+        // Just outside the margin: wait exactly until it is reached.
+        assert_eq!(
+            token_keepalive_wait(NOW + REFRESH_MARGIN_MS + 3_000, NOW),
+            Duration::from_secs(3)
+        );
+        // Inside the margin, at expiry, or long past it (a clock that jumped): due now.
+        for expires_at_ms in [NOW + REFRESH_MARGIN_MS, NOW + 1, NOW, NOW - 3_600_000] {
+            assert_eq!(
+                token_keepalive_wait(expires_at_ms, NOW),
+                Duration::ZERO,
+                "{expires_at_ms}"
+            );
+        }
+        // No stored token (0) is due now; extremes do not overflow.
+        assert_eq!(token_keepalive_wait(0, NOW), Duration::ZERO);
+        assert_eq!(token_keepalive_wait(i64::MAX, i64::MIN), TOKEN_LOOK);
+        assert_eq!(token_keepalive_wait(i64::MIN, i64::MAX), Duration::ZERO);
     }
 }

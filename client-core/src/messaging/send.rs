@@ -19,7 +19,8 @@ use crate::store::messaging::{self as db, DeviceRecord, OutboxItem};
 
 /// Rounds of device-list correction before a send waits for the next drain.
 pub(super) const STALE_ROUNDS: usize = 4;
-/// Failed tries (other than network failures) before a send is given up.
+/// Failed tries (other than network and certificate failures, rate limits and sign-outs)
+/// before a send is given up.
 const MAX_STUCK_ATTEMPTS: i64 = 20;
 /// Prekey bundle fetches in flight at once.
 const BUNDLE_FETCHES: usize = 16;
@@ -47,8 +48,9 @@ pub(super) enum Outcome {
     Refused(String),
 }
 
-/// The outbox worker: drains whenever woken, backing off while the network is down. Holds the
-/// client only while draining, and ends once it is gone or signed out.
+/// The outbox worker: drains whenever woken, backing off while the network is down (or the
+/// server's certificate is refused). Holds the client only while draining, and ends once it is
+/// gone or signed out.
 pub(super) async fn run_outbox(client: Weak<Client>, wake: Arc<Notify>) {
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -83,9 +85,12 @@ impl Client {
         while let Some(item) = self.store.read(db::outbox_head)? {
             let outcome = match self.send_item(&item).await {
                 Ok(outcome) => outcome,
-                // Offline, throttled or signed out: the item waits, however long that takes.
+                // Offline, throttled or signed out: the item waits, however long that takes. A
+                // refused certificate (captive portal, TLS proxy, a server certificate that
+                // expired before its renewal) is a path problem too: nothing reached the server.
                 Err(
                     e @ (ClientError::Network { .. }
+                    | ClientError::Certificate { .. }
                     | ClientError::RateLimited { .. }
                     | ClientError::NotSignedIn
                     | ClientError::SessionEnded),

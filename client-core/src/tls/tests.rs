@@ -206,6 +206,51 @@ async fn unknown_issuer_is_a_certificate_error() {
 }
 
 #[tokio::test]
+async fn a_refused_certificate_keeps_queued_sends_waiting() {
+    use crate::session::{Session, Tokens};
+    use crate::store::messaging::outbox_head;
+
+    // A captive portal, a TLS proxy, or a server certificate that expired before its renewal:
+    // the outbox waits as it does for the network, and never gives a send up.
+    let ca = Ca::new("Juntos test CA");
+    let (cert, key) = ca.leaf(&["localhost"]);
+    let port = serve_tls(&cert, &key).await;
+    let (client, _home) = client(&format!("https://localhost:{port}"), None);
+    client
+        .store
+        .save_session(&Session {
+            user_id: "u-me".to_owned(),
+            device_id: "d-me".to_owned(),
+            phone: "+12015550123".to_owned(),
+            tokens: Tokens {
+                access_token: "access".to_owned(),
+                access_expires_at_ms: i64::MAX,
+                refresh_token: "refresh".to_owned(),
+                refresh_expires_at_ms: i64::MAX,
+            },
+        })
+        .expect("session");
+    client
+        .store
+        .write(|tx| tx.enqueue("m-1", "u-peer", b"content", 0))
+        .expect("queued");
+    // More drains than the tries a send failing for any other reason gets.
+    for _ in 0..25 {
+        let answer = client.drain_outbox().await;
+        assert!(
+            matches!(&answer, Err(ClientError::Certificate { .. })),
+            "{answer:?}"
+        );
+    }
+    let head = client
+        .store
+        .read(outbox_head)
+        .expect("outbox")
+        .expect("the send is still queued");
+    assert_eq!((head.client_msg_id.as_str(), head.attempts), ("m-1", 0));
+}
+
+#[tokio::test]
 async fn host_name_not_in_the_certificate_is_a_certificate_error() {
     let ca = Ca::new("Juntos test CA");
     let (cert, key) = ca.leaf(&["other.example"]);
