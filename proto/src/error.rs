@@ -146,6 +146,8 @@ pub mod reason {
     pub const REQUEST_TOO_SLOW: &str = "REQUEST_TOO_SLOW";
     /// A unary call carried more than one request message.
     pub const TOO_MANY_MESSAGES: &str = "TOO_MANY_MESSAGES";
+    /// The gateway holds as many buffered requests as it may; retry shortly.
+    pub const GATEWAY_BUSY: &str = "GATEWAY_BUSY";
 }
 
 /// A status with an `ErrorInfo` of `reason`.

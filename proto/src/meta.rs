@@ -55,8 +55,9 @@ impl Caller {
     }
 }
 
-/// The client's IP address: the gateway's header when present, else the peer address of the
-/// connection (a direct call inside the cluster).
+/// The client's IP address: the gateway's header when present (every public call goes through
+/// the gateway, the only role allowed to make them), else the peer address of the connection
+/// where the transport reports one (a service called in process, in tests).
 pub fn client_ip<T>(request: &tonic::Request<T>) -> Option<String> {
     request
         .metadata()

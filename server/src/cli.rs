@@ -50,7 +50,7 @@ pub struct CertsArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Days the certificates are valid.
-    #[arg(long, default_value_t = 365)]
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
     /// Another DNS name or IP address to put in every role's certificate besides
     /// `<role>.juntos.internal` (repeatable).
@@ -415,6 +415,10 @@ pub struct GatewayOptions {
     /// slower ones answer DEADLINE_EXCEEDED.
     #[arg(long, env = "JUNTOS_BUFFERED_READ_TIMEOUT_SECS", default_value_t = 60)]
     pub buffered_read_timeout_secs: u64,
+    /// Bytes all buffered (retryable) requests together may hold; more answer
+    /// RESOURCE_EXHAUSTED GATEWAY_BUSY. Raised to `--max-message-bytes` if below it.
+    #[arg(long, env = "JUNTOS_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_buffered_bytes: usize,
     /// The public endpoint's certificate chain (PEM), re-read when the file changes (as
     /// cert-manager rotates it); open streams keep going.
     #[arg(long, env = "JUNTOS_TLS_CERT", requires = "tls_key")]

@@ -721,6 +721,9 @@ pub async fn start_gateway_with(
         },
         max_message_bytes: options.max_message_bytes,
         buffered_read_timeout: Duration::from_secs(options.buffered_read_timeout_secs.max(1)),
+        max_buffered_bytes: options
+            .max_buffered_bytes
+            .max(options.max_message_bytes.saturating_add(5)),
         drain,
     };
     let (gateway, tasks) = Gateway::new(config, clock).await?;

@@ -609,6 +609,15 @@ impl System {
         juntos_client::Client::new(self.gateway_url.clone(), path_arg(&home)).expect("client")
     }
 
+    /// A `juntos_client::Client` with its own home whose clock follows the system's test clock
+    /// ([`System::advance_clock`] moves both).
+    pub fn client_on_test_clock(&self, name: &str) -> std::sync::Arc<juntos_client::Client> {
+        let home = self.client_home(name);
+        let clock =
+            std::sync::Arc::new(juntos_proto::clock::OffsetFileClock::new(&self.clock_file));
+        juntos_client::Client::with_clock(&self.gateway_url, home, clock).expect("client")
+    }
+
     /// A `juntos_client::Client` with its own home, talking to the gateway at `url` (e.g. a
     /// [`System::chat_pod_gateway_url`]).
     pub fn client_at(&self, name: &str, url: &str) -> std::sync::Arc<juntos_client::Client> {
@@ -709,8 +718,12 @@ impl System {
     async fn wait_until_ready(&self) {
         use juntos_proto::login::v1::{MeRequest, login_client::LoginClient};
         let mut client = LoginClient::new(self.channel().await);
-        for _ in 0..200 {
-            match client.me(MeRequest {}).await {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // A made-up token: the gateway answers UNAVAILABLE until its keys are in, then
+        // INVALID_TOKEN (without a token it would answer MISSING_TOKEN at once).
+        while std::time::Instant::now() < deadline {
+            let request = crate::raw::authed(MeRequest {}, "x");
+            match client.me(request).await {
                 Err(s) if s.code() == tonic::Code::Unavailable => {
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }

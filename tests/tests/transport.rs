@@ -17,6 +17,7 @@ use juntos_proto::otp::v1::RequestCodeRequest;
 use juntos_proto::otp::v1::otp_client::OtpClient;
 use juntos_tests::raw::{self, authed, reason};
 use juntos_tests::{ALICE, BOB, System, juntos_bin};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -96,11 +97,25 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
     let anonymous = internal_channel(&login, &ca, "login.juntos.internal", None)
         .await
         .expect("TLS without a client certificate connects");
-    let refused = LoginClient::new(anonymous)
+    let refused = LoginClient::new(anonymous.clone())
         .me(me_as(&alice))
         .await
         .expect_err("no certificate");
-    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert_eq!(
+        (refused.code(), reason(&refused)),
+        (Code::Unauthenticated, "INTERNAL_CALLER".to_owned()),
+        "{refused:?}"
+    );
+    // Health alone is open (Kubernetes' gRPC probes carry no certificate).
+    let health = tonic_health::pb::health_client::HealthClient::new(anonymous)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health answers anyone")
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     // A certificate from another CA does not even get through the handshake.
     let other = tempfile::tempdir().expect("dir");
@@ -124,7 +139,8 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
         Err(e) => Some(tonic::Status::unavailable(e.to_string())),
     };
     let stranger = stranger.expect("a foreign certificate is refused");
-    assert_ne!(stranger.code(), Code::Ok);
+    // Refused by the handshake, not answered by login (which would carry a reason).
+    assert_eq!(reason(&stranger), "", "{stranger:?}");
 
     // A role's certificate reaches only what that role needs: chat may not ask otp for codes.
     let otp = sys.process_addr("otp", 0);
@@ -143,6 +159,25 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
         .await
         .expect_err("chat may not send codes");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // Nor may chat speak for a user: its certificate cannot call public methods.
+    let chat_to_login = internal_channel(
+        &login,
+        &ca,
+        "login.juntos.internal",
+        Some(identity_of(&certs, "chat")),
+    )
+    .await
+    .expect("chat's certificate is valid");
+    let refused = LoginClient::new(chat_to_login)
+        .me(me_as(&alice))
+        .await
+        .expect_err("chat is not the gateway");
+    assert_eq!(
+        (refused.code(), reason(&refused)),
+        (Code::PermissionDenied, "NOT_PUBLIC".to_owned()),
+        "{refused:?}"
+    );
 
     // The gateway's certificate is trusted with the identity headers (login then checks the
     // session they name: this one is made up, so it answers as for a signed-out session).
@@ -164,20 +199,40 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
         "login itself answered: {answered:?}"
     );
 
-    // And a role checks that it is talking to the role it wanted: otp's certificate does not
-    // pass for login.
-    let wrong_peer = internal_channel(
+    // And a caller checks that it reached the role it wanted: otp's certificate does not pass
+    // for login (health, open to all, would answer if the name were not checked).
+    let wrong_peer = match internal_channel(
         &otp,
         &ca,
         "login.juntos.internal",
         Some(identity_of(&certs, "gateway")),
     )
-    .await;
-    let wrong_peer = match wrong_peer {
-        Ok(channel) => LoginClient::new(channel).me(me_as(&alice)).await.err(),
+    .await
+    {
+        Ok(channel) => tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .err(),
         Err(e) => Some(tonic::Status::unavailable(e.to_string())),
     };
-    assert!(wrong_peer.is_some(), "otp is not login");
+    assert!(wrong_peer.is_some(), "otp passed for login");
+
+    // A connection without a certificate is closed after a few seconds.
+    let mut tcp = tokio::net::TcpStream::connect(&login).await.expect("tcp");
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    let opened = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 1024];
+        while let Ok(1..) = tcp.read(&mut buf).await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "an unauthenticated connection stays open");
+    eprintln!(
+        "unauthenticated connection closed after {:?}",
+        opened.elapsed()
+    );
 }
 
 #[test]
@@ -436,9 +491,9 @@ async fn wait_for_presence(viewer: &Signed, channel: &Channel, of: &Signed, want
 
 #[tokio::test]
 async fn a_revoked_session_ends_its_stream_and_the_device_goes_offline() {
-    const HEARTBEAT: Duration = Duration::from_secs(3);
+    const HEARTBEAT: Duration = Duration::from_secs(5);
     let sys = System::builder()
-        .arg("--chat-heartbeat-secs", "3")
+        .arg("--chat-heartbeat-secs", "5")
         .start()
         .await;
     let channel = sys.channel().await;
@@ -515,4 +570,40 @@ async fn a_stream_ends_when_its_token_expires_unless_the_session_refreshed() {
         still_open.is_err(),
         "a refreshed session's stream stays open"
     );
+}
+
+#[tokio::test]
+async fn a_connected_device_keeps_its_stream_across_token_expiry() {
+    let sys = System::start().await;
+    let client = sys.client_on_test_clock("alice");
+    client.request_code(ALICE.to_owned()).await.expect("code");
+    client
+        .sign_in(ALICE.to_owned(), sys.last_code(ALICE), "a".to_owned())
+        .await
+        .expect("signed in");
+    let events = Arc::new(juntos_tests::clients::Recorder::default());
+    let listener: Arc<dyn juntos_client::EventListener> = events.clone();
+    Arc::clone(&client)
+        .start(Some(listener))
+        .await
+        .expect("started");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Within a minute of the 15-minute token's expiry the client refreshes and shows the
+    // gateway its new token; then past the first token's expiry the stream is still the same.
+    sys.advance_clock(Duration::from_secs(14 * 60 + 30));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    sys.advance_clock(Duration::from_secs(2 * 60));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let connections: Vec<String> = events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            juntos_client::Event::Connected => Some("connected".to_owned()),
+            juntos_client::Event::Disconnected { reason } => Some(format!("lost: {reason}")),
+            _ => None,
+        })
+        .collect();
+    client.stop();
+    assert_eq!(connections, ["connected"], "the stream was never cut");
 }

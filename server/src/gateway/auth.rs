@@ -56,6 +56,15 @@ pub struct Auth {
     session_expiry: Mutex<HashMap<String, i64>>,
 }
 
+/// The answer to a call of a signed-out or revoked session.
+fn revoked() -> tonic::Status {
+    status(
+        Code::Unauthenticated,
+        reason::SESSION_REVOKED,
+        "this session was signed out",
+    )
+}
+
 /// The longest an open stream goes between looks at its session (a revocation wakes it at
 /// once; this bounds how late an expiry on a test clock is noticed).
 const SESSION_LOOK: Duration = Duration::from_secs(5);
@@ -148,34 +157,27 @@ impl Auth {
             }
         };
         if self.is_revoked(&claims.session_id) {
-            return Err(status(
-                Code::Unauthenticated,
-                reason::SESSION_REVOKED,
-                "this session was signed out",
-            ));
+            return Err(revoked());
         }
         Ok(claims)
     }
 
-    /// Completes, with the status to end a stream with, when `session_id` is revoked or when
-    /// `expires_at_ms` has passed and no later token of the session has been seen.
+    /// Completes, with the status to end a call with, when `session_id` is revoked or, given
+    /// `expires_at_ms`, when that has passed and no later token of the session has been seen.
     pub fn session_end(
         self: &Arc<Self>,
         session_id: String,
-        expires_at_ms: i64,
+        expires_at_ms: Option<i64>,
         clock: SharedClock,
     ) -> super::stream_guard::Stop {
         let this = Arc::clone(self);
         let mut revocations = self.revocation_generation.subscribe();
         Box::pin(async move {
-            let mut expires_at_ms = expires_at_ms;
+            // Without an expiry to enforce, only a revocation ends the call.
+            let mut expires_at_ms = expires_at_ms.unwrap_or(i64::MAX);
             loop {
                 if this.is_revoked(&session_id) {
-                    return status(
-                        Code::Unauthenticated,
-                        reason::SESSION_REVOKED,
-                        "this session was signed out",
-                    );
+                    return revoked();
                 }
                 let now = clock.now_ms();
                 if now >= expires_at_ms {

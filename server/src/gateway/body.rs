@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The body error when a message exceeds the cap.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +135,8 @@ where
 pub enum ReadError {
     /// More than one gRPC message arrived.
     TooMany,
+    /// Buffered requests already hold all the memory set aside for them.
+    Busy,
     /// The body failed (the client went away, or a message was over the cap).
     Body(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -154,9 +157,12 @@ where
         Self { body }
     }
 
-    /// The whole body: at most one message (5 header bytes and its payload).
-    pub async fn read(mut self) -> Result<Bytes, ReadError> {
+    /// The whole body: at most one message (5 header bytes and its payload), its size taken
+    /// from `budget` (shared by every buffered request) as soon as its header announces it, so
+    /// all buffered requests together never hold more than the budget.
+    pub async fn read(mut self, budget: &Arc<Semaphore>) -> Result<Buffered, ReadError> {
         let mut buf = BytesMut::new();
+        let mut permit = None;
         while let Some(frame) = self.body.frame().await {
             let frame = frame.map_err(|e| ReadError::Body(e.into()))?;
             // Request trailers mean nothing in gRPC; only data counts.
@@ -164,16 +170,34 @@ where
                 continue;
             };
             buf.extend_from_slice(&data);
-            if buf.len() > 5 {
+            if buf.len() >= 5 {
                 let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+                if permit.is_none() {
+                    let bytes = len.saturating_add(5);
+                    permit = Some(
+                        Arc::clone(budget)
+                            .try_acquire_many_owned(bytes)
+                            .map_err(|_| ReadError::Busy)?,
+                    );
+                }
                 let whole = usize::try_from(len).map_or(usize::MAX, |l| l.saturating_add(5));
                 if buf.len() > whole {
                     return Err(ReadError::TooMany);
                 }
             }
         }
-        Ok(buf.freeze())
+        Ok(Buffered {
+            bytes: buf.freeze(),
+            _permit: permit,
+        })
     }
+}
+
+/// A buffered request and its share of the buffering budget (given back on drop).
+#[derive(Debug)]
+pub struct Buffered {
+    pub bytes: Bytes,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 #[cfg(test)]
@@ -201,23 +225,34 @@ mod tests {
 
     #[tokio::test]
     async fn one_message_is_read_whole_and_a_second_is_refused() {
+        let budget = Arc::new(Semaphore::new(1000));
         let one = framed(10);
         let read = OneMessage::new(body_of(one.chunks(3).map(<[u8]>::to_vec).collect()))
-            .read()
+            .read(&budget)
             .await
             .expect("one message");
-        assert_eq!(read.as_ref(), one.as_slice());
+        assert_eq!(read.bytes.as_ref(), one.as_slice());
+        assert_eq!(budget.available_permits(), 1000 - 15, "held while buffered");
+        drop(read);
+        assert_eq!(budget.available_permits(), 1000, "given back");
         let two = [framed(3), framed(3)].concat();
         let err = OneMessage::new(body_of(vec![two]))
-            .read()
+            .read(&budget)
             .await
             .expect_err("two messages");
         assert!(matches!(err, ReadError::TooMany));
         let empty = OneMessage::new(body_of(Vec::new()))
-            .read()
+            .read(&budget)
             .await
             .expect("no message");
-        assert!(empty.is_empty());
+        assert!(empty.bytes.is_empty());
+        // More than the budget has left: refused before it is read.
+        let small = Arc::new(Semaphore::new(10));
+        let err = OneMessage::new(body_of(vec![framed(10)]))
+            .read(&small)
+            .await
+            .expect_err("over budget");
+        assert!(matches!(err, ReadError::Busy));
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct GatewayConfig {
     pub max_message_bytes: usize,
     /// How long a buffered (retryable) request may take to arrive.
     pub buffered_read_timeout: Duration,
+    /// Bytes all buffered requests together may hold (at least one largest message).
+    pub max_buffered_bytes: usize,
     /// How long SIGTERM waits for open connections to finish.
     pub drain: Duration,
 }
@@ -99,6 +101,8 @@ pub struct Gateway {
     local: tonic::service::Routes,
     max_message_bytes: usize,
     buffered_read_timeout: Duration,
+    /// Bytes every buffered request together may hold.
+    buffer_budget: Arc<tokio::sync::Semaphore>,
     clock: SharedClock,
     drain: Duration,
 }
@@ -164,6 +168,7 @@ impl Gateway {
             local: reflection::public_routes().await?,
             max_message_bytes: config.max_message_bytes,
             buffered_read_timeout: config.buffered_read_timeout,
+            buffer_budget: Arc::new(tokio::sync::Semaphore::new(config.max_buffered_bytes)),
             clock,
             drain: config.drain,
         });
@@ -327,11 +332,12 @@ impl Gateway {
 
         let tripped = Arc::new(AtomicBool::new(false));
         let body = FrameLimit::new(body, self.max_message_bytes, Arc::clone(&tripped));
-        // A stream ends when its session does: revoked, or its token expired unrefreshed.
+        // A call that may run long ends when its session does: revoked, or (a live stream) its
+        // token expired unrefreshed.
         let session = match (&claims, retry) {
             (Some(claims), Retry::Never) => Some(self.auth.session_end(
                 claims.session_id.clone(),
-                claims.expires_at_ms,
+                routes::is_live_stream(parts.uri.path()).then_some(claims.expires_at_ms),
                 Arc::clone(&self.clock),
             )),
             _ => None,
@@ -339,17 +345,28 @@ impl Gateway {
         // Only a call that can outlive its session needs a way to cut its request short.
         let session = session.map(|stop| (stop, Cut::new()));
         // A retry sends the request again, so an idempotent call's body is kept: one message of
-        // at most the size cap, read within the deadline, so no caller can make the gateway
-        // hold more than that or wait on it for long.
-        let (body, replay) = match retry {
+        // at most the size cap, read within the deadline and counted against the budget all
+        // buffered requests share, so no caller can make the gateway hold much or wait long.
+        // `_held` keeps the buffered bytes' share of the budget until the call is answered.
+        let (body, replay, _held) = match retry {
             Retry::Never => match &session {
-                Some((_, cut)) => (cut.wrap(body.boxed_unsync()), None),
-                None => (body.boxed_unsync(), None),
+                Some((_, cut)) => (cut.wrap(body.boxed_unsync()), None, None),
+                None => (body.boxed_unsync(), None, None),
             },
             Retry::Idempotent => {
-                let read = OneMessage::new(body).read();
+                let read = OneMessage::new(body).read(&self.buffer_budget);
                 match tokio::time::timeout(self.buffered_read_timeout, read).await {
-                    Ok(Ok(bytes)) => (full(bytes.clone()), Some(bytes)),
+                    Ok(Ok(buffered)) => {
+                        let bytes = buffered.bytes.clone();
+                        (full(bytes.clone()), Some(bytes), Some(buffered))
+                    }
+                    Ok(Err(body::ReadError::Busy)) => {
+                        return Err(juntos_proto::error::resource_exhausted(
+                            reason::GATEWAY_BUSY,
+                            "the gateway is holding too many requests; retry shortly",
+                            Duration::from_secs(1),
+                        ));
+                    }
                     Ok(Err(body::ReadError::TooMany)) => {
                         return Err(status(
                             Code::ResourceExhausted,

@@ -15,9 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Uri;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,7 +26,7 @@ use super::endpoints::Source;
 use super::health;
 use crate::tasks::Tasks;
 use crate::tls::Role;
-use crate::tls::internal::InternalTls;
+use crate::tls::internal::{InternalTls, TimedConnector};
 
 /// The request body the gateway forwards.
 pub type ForwardBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -99,7 +97,7 @@ pub struct Pool {
     sources: Vec<Source>,
     members: RwLock<Vec<Arc<Member>>>,
     next: AtomicUsize,
-    client: Client<HttpsConnector<HttpConnector>, ForwardBody>,
+    client: Client<TimedConnector, ForwardBody>,
 }
 
 impl Pool {
@@ -230,7 +228,7 @@ impl Pool {
     }
 
     /// The HTTP/2 client shared by the pool's endpoints.
-    pub fn client(&self) -> &Client<HttpsConnector<HttpConnector>, ForwardBody> {
+    pub fn client(&self) -> &Client<TimedConnector, ForwardBody> {
         &self.client
     }
 }

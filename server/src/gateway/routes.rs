@@ -163,6 +163,16 @@ const IDEMPOTENT: &[&str] = &[
     "/juntos.media.v1.Media/DeleteProfilePhoto",
 ];
 
+/// Streams that live as long as the device is online; they end when the access token they were
+/// opened with expires, unless the session has shown the gateway a newer one. Other calls end
+/// only when their session is revoked (an upload may outlast a token).
+const LIVE_STREAMS: &[&str] = &["/juntos.chat.v1.Chat/Connect"];
+
+/// Whether `path` is a [`LIVE_STREAMS`] method.
+pub fn is_live_stream(path: &str) -> bool {
+    LIVE_STREAMS.contains(&path)
+}
+
 fn retry(path: &str) -> Retry {
     if IDEMPOTENT.contains(&path) {
         Retry::Idempotent

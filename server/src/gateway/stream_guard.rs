@@ -102,10 +102,14 @@ impl Body for StreamGuard {
         if this.ended {
             return Poll::Ready(None);
         }
+        // The stop first: an upstream that always has a frame ready must not delay it.
+        if let Poll::Ready(status) = this.stop.as_mut().poll(cx) {
+            return Poll::Ready(Some(Ok(this.end_with(&status))));
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.ended = frame.is_trailers();
-                return Poll::Ready(Some(Ok(frame)));
+                Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
                 tracing::debug!(error = %e, "upstream response broke off");
@@ -114,18 +118,14 @@ impl Body for StreamGuard {
                     juntos_proto::error::reason::UPSTREAM_UNAVAILABLE,
                     "lost the connection to the service; reconnect",
                 );
-                return Poll::Ready(Some(Ok(this.end_with(&status))));
+                Poll::Ready(Some(Ok(this.end_with(&status))))
             }
             Poll::Ready(None) => {
                 this.ended = true;
-                return Poll::Ready(None);
+                Poll::Ready(None)
             }
-            Poll::Pending => {}
+            Poll::Pending => Poll::Pending,
         }
-        if let Poll::Ready(status) = this.stop.as_mut().poll(cx) {
-            return Poll::Ready(Some(Ok(this.end_with(&status))));
-        }
-        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {

@@ -176,7 +176,8 @@ pub fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), Strin
     use std::io::Write;
     let dir = path.parent().ok_or("a file needs a folder")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
+    let name = path.file_name().ok_or("a file needs a name")?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -187,6 +188,17 @@ pub fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), Strin
     let mut file = options
         .open(&tmp)
         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    // `mode` applies only to a file it creates: a leftover temp file keeps its own, so set it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(if secret {
+            0o600
+        } else {
+            0o644
+        }))
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    }
     file.write_all(contents.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;

@@ -1,13 +1,15 @@
 //! Mutual TLS between roles: who may call what inside the cluster.
 //!
-//! Every role listens with [`InternalTls::incoming`]: a connection that starts a TLS handshake
-//! must present a client certificate issued by the internal CA (one that does not is cut off
-//! by the handshake); a connection that presents none, or speaks plaintext HTTP/2, is served
-//! but every call on it answers UNAUTHENTICATED. The calling role is read once per connection
+//! Every role listens with [`InternalTls::incoming`]. A TLS client that presents a certificate
+//! the internal CA did not issue fails the handshake. A connection that presents none, or
+//! speaks plaintext HTTP/2, is served for a few seconds, and every call on it but a health check
+//! answers UNAUTHENTICATED (so Kubernetes' plaintext gRPC probes work and a scanner learns
+//! why it is refused). The calling role is read once per connection
 //! from its certificate's name (`<role>.juntos.internal`), and [`InternalAuthLayer`] lets it
 //! call only the methods that role needs ([`allowed`]); a refused call is logged with the
 //! peer's address and the method (never any user data).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
@@ -34,6 +36,14 @@ use super::{Role, provider};
 
 /// How long a new connection may take to send its first byte and finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection without an internal certificate is kept: long enough to answer a
+/// probe or explain a refusal, too short to hold a file descriptor for anyone who can connect.
+const UNAUTHENTICATED_LIFETIME: Duration = Duration::from_secs(10);
+/// Most handshakes in progress at once; connections beyond it are closed at once.
+const MAX_HANDSHAKES: usize = 256;
+/// How long connecting to another role (TCP and TLS handshake) may take: a frozen pod that
+/// still accepts TCP must not hold calls.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Certificates `juntos all` makes for itself live this long (it makes new ones every start).
 const EPHEMERAL_DAYS: u32 = 3650;
 
@@ -146,19 +156,22 @@ impl InternalTls {
     }
 
     /// An HTTP/2-over-TLS connector to `peer` for a hyper client (the gateway's pools), with the
-    /// same checks as [`InternalTls::client_config`].
-    pub fn connector(&self, peer: Role) -> HttpsConnector<HttpConnector> {
+    /// same checks as [`InternalTls::client_config`], that gives up on a connection (TCP and
+    /// TLS) after [`CONNECT_TIMEOUT`].
+    pub fn connector(&self, peer: Role) -> TimedConnector {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(3)));
         http.enforce_http(false);
         let name = ServerName::try_from(peer.dns_name()).expect("role names are valid DNS names");
-        HttpsConnectorBuilder::new()
-            .with_tls_config(self.client.clone())
-            .https_only()
-            .with_server_name_resolver(FixedServerNameResolver::new(name))
-            .enable_http2()
-            .wrap_connector(http)
+        TimedConnector(
+            HttpsConnectorBuilder::new()
+                .with_tls_config(self.client.clone())
+                .https_only()
+                .with_server_name_resolver(FixedServerNameResolver::new(name))
+                .enable_http2()
+                .wrap_connector(http),
+        )
     }
 
     /// The connections `listener` accepts: TLS handshakes run in their own tasks (a slow
@@ -169,6 +182,7 @@ impl InternalTls {
     ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<InternalIo>> {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let acceptor = TlsAcceptor::from(Arc::clone(&self.server));
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 let (stream, addr) = tokio::select! {
@@ -182,13 +196,21 @@ impl InternalTls {
                         }
                     },
                 };
+                let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+                    throttled_warn(|suppressed| {
+                        tracing::warn!(peer = %addr, suppressed, "too many internal handshakes at once; connection closed");
+                    });
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(acceptor, stream, addr))
-                        .await
-                    {
+                    let accepted =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(acceptor, stream, addr))
+                            .await;
+                    drop(permit);
+                    match accepted {
                         Ok(Ok(io)) => {
                             let _ = tx.send(Ok(io)).await;
                         }
@@ -206,6 +228,32 @@ impl InternalTls {
     }
 }
 
+/// [`HttpsConnector`] with a deadline on the whole connection set-up.
+#[derive(Clone)]
+pub struct TimedConnector(HttpsConnector<HttpConnector>);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Connection = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<TcpStream>>;
+
+impl tower::Service<http::Uri> for TimedConnector {
+    type Response = Connection;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Connection, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                .await
+                .map_err(|_| BoxError::from("connecting to the role timed out"))?
+        })
+    }
+}
+
 /// Peeks at the first byte: a TLS record (0x16, handshake) is a TLS connection, anything else
 /// plaintext.
 async fn accept(
@@ -216,7 +264,10 @@ async fn accept(
     let mut first = [0u8; 1];
     let n = stream.peek(&mut first).await?;
     if n == 0 || first[0] != 0x16 {
-        return Ok(InternalIo::Plain(stream, Peer { addr, role: None }));
+        return Ok(InternalIo::new(
+            Stream::Plain(stream),
+            Peer { addr, role: None },
+        ));
     }
     let tls = acceptor.accept(stream).await?;
     let role = tls
@@ -225,7 +276,10 @@ async fn accept(
         .peer_certificates()
         .and_then(<[CertificateDer<'_>]>::first)
         .and_then(role_of);
-    Ok(InternalIo::Tls(Box::new(tls), Peer { addr, role }))
+    Ok(InternalIo::new(
+        Stream::Tls(Box::new(tls)),
+        Peer { addr, role },
+    ))
 }
 
 /// The role a (CA-verified) certificate names, if exactly one.
@@ -250,18 +304,48 @@ pub struct Peer {
 }
 
 /// An accepted internal connection.
-pub enum InternalIo {
-    Plain(TcpStream, Peer),
-    Tls(Box<TlsStream<TcpStream>>, Peer),
+pub struct InternalIo {
+    stream: Stream,
+    peer: Peer,
+    /// For a connection without an internal certificate: when it is closed.
+    closes: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl InternalIo {
+    fn new(stream: Stream, peer: Peer) -> Self {
+        let closes = peer
+            .role
+            .is_none()
+            .then(|| Box::pin(tokio::time::sleep(UNAUTHENTICATED_LIFETIME)));
+        Self {
+            stream,
+            peer,
+            closes,
+        }
+    }
+
+    /// An error once an unauthenticated connection has had its time.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
+        let closes = self.closes.as_mut()?;
+        closes.as_mut().poll(cx).is_ready().then(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection without an internal certificate closed",
+            )
+        })
+    }
 }
 
 impl Connected for InternalIo {
     type ConnectInfo = Peer;
 
     fn connect_info(&self) -> Peer {
-        match self {
-            Self::Plain(_, peer) | Self::Tls(_, peer) => *peer,
-        }
+        self.peer
     }
 }
 
@@ -271,9 +355,13 @@ impl AsyncRead for InternalIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s, _) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        let this = self.get_mut();
+        if let Some(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut this.stream {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -284,23 +372,27 @@ impl AsyncWrite for InternalIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s, _) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        let this = self.get_mut();
+        if let Some(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut this.stream {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s, _) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s, _) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 
@@ -309,39 +401,60 @@ impl AsyncWrite for InternalIo {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s, _) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        let this = self.get_mut();
+        if let Some(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut this.stream {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(s, _) => s.is_write_vectored(),
-            Self::Tls(s, _) => s.is_write_vectored(),
+        match &self.stream {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
         }
     }
 }
 
 /// Whether `caller` may call the gRPC method at `path`. The gateway reaches the public
-/// services (and login's internal service, for token keys and revocations); login verifies
-/// codes with otp; chat and media ask login's internal service. Health and reflection are open
-/// to every role.
+/// services, and login's token keys and revocations; login verifies codes with otp; chat asks
+/// login for device lists and who may see whom; media asks who may see a profile photo.
+/// Reflection is open to every role. (Health is open to anyone: [`open_to_all`].)
 pub fn allowed(path: &str, caller: Role) -> bool {
     let service = path
         .strip_prefix('/')
         .and_then(|p| p.split_once('/'))
         .map_or("", |(service, _)| service);
-    match service {
-        "grpc.health.v1.Health"
-        | "grpc.reflection.v1.ServerReflection"
-        | "grpc.reflection.v1alpha.ServerReflection" => true,
-        "juntos.login.v1.LoginInternal" => {
-            matches!(caller, Role::Gateway | Role::Chat | Role::Media)
+    match (service, caller) {
+        ("grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection", _) => {
+            true
         }
+        ("juntos.login.v1.LoginInternal", Role::Gateway) => matches!(
+            path,
+            "/juntos.login.v1.LoginInternal/GetVerificationKeys"
+                | "/juntos.login.v1.LoginInternal/ListRevocations"
+        ),
+        ("juntos.login.v1.LoginInternal", Role::Chat) => matches!(
+            path,
+            "/juntos.login.v1.LoginInternal/ActiveDevices"
+                | "/juntos.login.v1.LoginInternal/VisibleTo"
+        ),
+        ("juntos.login.v1.LoginInternal", Role::Media) => {
+            path == "/juntos.login.v1.LoginInternal/VisibleTo"
+        }
+        ("juntos.login.v1.LoginInternal", _) => false,
         _ if path == "/juntos.otp.v1.Otp/VerifyCode" => caller == Role::Login,
         _ => caller == Role::Gateway,
     }
+}
+
+/// Methods anyone who reaches the port may call: health, which tells nothing but whether the
+/// role serves, so that Kubernetes' gRPC probes (plaintext, no client certificate) work.
+pub fn open_to_all(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
 }
 
 /// Refuses calls from connections without a valid internal certificate, and calls the
@@ -378,11 +491,14 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let peer = request.extensions().get::<Peer>().copied();
         let path = request.uri().path();
+        let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
         let refusal = match peer.and_then(|p| p.role) {
+            _ if open_to_all(path) => None,
             Some(role) if allowed(path, role) => None,
             Some(role) => {
                 throttled_warn(|suppressed| {
                     tracing::warn!(
+                        peer = %addr,
                         caller = role.name(),
                         method = path,
                         suppressed,
@@ -396,7 +512,6 @@ where
                 ))
             }
             None => {
-                let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
                 throttled_warn(|suppressed| {
                     tracing::warn!(peer = %addr, method = path, suppressed, "refused an internal call without a valid client certificate");
                 });
@@ -441,17 +556,19 @@ mod tests {
         assert!(!allowed("/juntos.otp.v1.Otp/VerifyCode", Role::Gateway));
         assert!(allowed("/juntos.otp.v1.Otp/RequestCode", Role::Gateway));
         assert!(!allowed("/juntos.otp.v1.Otp/RequestCode", Role::Chat));
-        for caller in [Role::Gateway, Role::Chat, Role::Media] {
-            assert!(allowed(
-                "/juntos.login.v1.LoginInternal/ActiveDevices",
-                caller
-            ));
-        }
-        assert!(!allowed(
-            "/juntos.login.v1.LoginInternal/ActiveDevices",
-            Role::Otp
+        let internal = |method: &str| format!("/juntos.login.v1.LoginInternal/{method}");
+        assert!(allowed(&internal("ActiveDevices"), Role::Chat));
+        assert!(allowed(&internal("VisibleTo"), Role::Chat));
+        assert!(allowed(&internal("VisibleTo"), Role::Media));
+        assert!(!allowed(&internal("ActiveDevices"), Role::Media));
+        assert!(allowed(&internal("ListRevocations"), Role::Gateway));
+        assert!(!allowed(&internal("ActiveDevices"), Role::Gateway));
+        assert!(!allowed(&internal("VisibleTo"), Role::Otp));
+        assert!(open_to_all("/grpc.health.v1.Health/Check"));
+        assert!(!open_to_all(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
         ));
-        assert!(allowed("/grpc.health.v1.Health/Check", Role::Otp));
+        assert!(!open_to_all("/juntos.login.v1.Login/Me"));
     }
 
     #[test]
