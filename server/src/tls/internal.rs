@@ -212,7 +212,9 @@ impl InternalTls {
                     drop(permit);
                     match accepted {
                         Ok(Ok(io)) => {
-                            let _ = tx.send(Ok(io)).await;
+                            // A server that stopped taking connections (draining) does not
+                            // hold this one for ever.
+                            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, tx.send(Ok(io))).await;
                         }
                         Ok(Err(e)) => {
                             throttled_warn(|suppressed| {
