@@ -14,15 +14,24 @@ use crate::tls::internal::{InternalAuthLayer, InternalTls};
 /// Health (reporting `services` and the server as a whole as serving) and reflection over every
 /// Juntos service.
 pub async fn local_routes(services: &[&str]) -> Result<Routes, String> {
+    health_and_reflection(services, juntos_proto::FILE_DESCRIPTOR_SET).await
+}
+
+/// Health (reporting `services` and the server as a whole as serving) and reflection over the
+/// services the encoded `descriptors` set describes.
+pub async fn health_and_reflection(
+    services: &[impl AsRef<str>],
+    descriptors: &[u8],
+) -> Result<Routes, String> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in services {
         reporter
-            .set_service_status(*name, ServingStatus::Serving)
+            .set_service_status(name.as_ref(), ServingStatus::Serving)
             .await;
     }
     let reflection = || {
         tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(juntos_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(descriptors)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let v1 = reflection()

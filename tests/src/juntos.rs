@@ -70,8 +70,8 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `juntos <args>` and waits for its `<role> listening on <addr>` line.
-    fn start(role: &str, args: &[String], wanted: &str) -> Self {
+    /// Starts `juntos <role> <args>` and waits for its `<wanted> listening on <addr>` line.
+    pub fn start(role: &str, args: &[String], wanted: &str) -> Self {
         let mut child = Command::new(juntos_bin())
             .arg(role)
             .args(args)

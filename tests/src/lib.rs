@@ -18,7 +18,7 @@ mod s3_server;
 mod secantusd;
 mod twilio;
 
-pub use juntos::{System, SystemBuilder, extract_code, juntos_bin, juntos_cli_bin};
+pub use juntos::{Process, System, SystemBuilder, extract_code, juntos_bin, juntos_cli_bin};
 pub use redis_server::RedisServer;
 pub use s3_server::S3TestServer;
 pub use secantusd::{MongoTestServer, unique_database};

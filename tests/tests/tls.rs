@@ -3,17 +3,15 @@
 //! an app would: trusting the CA it signs in; without the CA, or under a name the certificate
 //! does not hold, it gets a certificate error.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use juntos_client::{Client, ClientConfig, ClientError};
 use juntos_proto::error::{reason, reason_of};
 use juntos_proto::login::v1::{MeRequest, login_client::LoginClient};
-use juntos_tests::{ALICE, BOB, extract_code, juntos_bin, juntos_cli_bin};
+use juntos_tests::{ALICE, BOB, Process, extract_code, juntos_cli_bin};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -58,7 +56,7 @@ impl Ca {
 
 /// `juntos all` serving the gateway over TLS on a free loopback port; killed on drop.
 struct TlsGateway {
-    child: Child,
+    _process: Process,
     port: u16,
     data_dir: PathBuf,
     dir: tempfile::TempDir,
@@ -74,58 +72,27 @@ impl TlsGateway {
         let key = dir.path().join("gateway.key");
         std::fs::write(&cert, cert_pem).expect("write certificate");
         std::fs::write(&key, key_pem).expect("write key");
-        let mut child = Command::new(juntos_bin())
-            .arg("all")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start juntos all");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // Owned from here on, so a panic below still kills the child.
-        let mut gateway = Self {
-            child,
-            port: 0,
+        let args = [
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--data-dir".to_owned(),
+            path_arg(&data_dir),
+            "--tls-cert".to_owned(),
+            path_arg(&cert),
+            "--tls-key".to_owned(),
+            path_arg(&key),
+        ];
+        let process = Process::start("all", &args, "gateway");
+        let port = process
+            .addr
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .expect("host:port");
+        let gateway = Self {
+            _process: process,
+            port,
             data_dir,
             dir,
-        };
-        let marker = "juntos: gateway listening on ";
-        let deadline = Instant::now() + Duration::from_secs(60);
-        gateway.port = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix(marker) {
-                        let port = addr.trim().rsplit_once(':').expect("host:port").1;
-                        break port.parse().expect("port");
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = gateway.child.wait().expect("wait for juntos");
-                    panic!(
-                        "juntos all --tls-cert/--tls-key exited ({status}) before `{marker}`; \
-                         its stderr is above"
-                    );
-                }
-                Err(RecvTimeoutError::Timeout) => panic!("juntos all did not report `{marker}`"),
-            }
         };
         gateway.wait_until_ready(&ca.pem).await;
         gateway
@@ -191,13 +158,6 @@ impl TlsGateway {
             })
             .expect("an SMS to the test number");
         extract_code(&body).expect("the SMS holds a 6-digit code")
-    }
-}
-
-impl Drop for TlsGateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

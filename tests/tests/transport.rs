@@ -27,18 +27,20 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 // === internal roles ===
 
-/// A channel to an internal role at `addr`, over TLS trusting `ca`, presenting `identity`.
+/// A channel to the `peer` role at `addr` over TLS trusting the internal CA in `certs`,
+/// presenting `caller`'s certificate (the folder `juntos certs` made, and the role), if any.
 async fn internal_channel(
     addr: &str,
-    ca: &[u8],
-    server_name: &str,
-    identity: Option<Identity>,
+    certs: &std::path::Path,
+    peer: &str,
+    caller: Option<(&std::path::Path, &str)>,
 ) -> Result<Channel, tonic::transport::Error> {
+    let ca = std::fs::read(certs.join("ca.crt")).expect("internal CA");
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
-        .domain_name(server_name);
-    if let Some(identity) = identity {
-        tls = tls.identity(identity);
+        .domain_name(format!("{peer}.juntos.internal"));
+    if let Some((dir, role)) = caller {
+        tls = tls.identity(identity_of(dir, role));
     }
     Endpoint::from_shared(format!("https://{addr}"))
         .expect("url")
@@ -74,7 +76,6 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
     let sys = System::builder().split_roles().start().await;
     let alice = raw::sign_in(&sys, &sys.channel().await, ALICE, "a").await;
     let certs = sys.internal_tls_dir();
-    let ca = std::fs::read(certs.join("ca.crt")).expect("ca");
     let login = sys.process_addr("login", 0);
 
     // Plaintext, with forged identity headers: refused before any service reads them.
@@ -94,7 +95,7 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
     );
 
     // TLS without a client certificate: the same.
-    let anonymous = internal_channel(&login, &ca, "login.juntos.internal", None)
+    let anonymous = internal_channel(&login, &certs, "login", None)
         .await
         .expect("TLS without a client certificate connects");
     let refused = LoginClient::new(anonymous.clone())
@@ -126,32 +127,21 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
         .status()
         .expect("juntos certs");
     assert!(made.success());
-    let stranger = match internal_channel(
-        &login,
-        &ca,
-        "login.juntos.internal",
-        Some(identity_of(other.path(), "gateway")),
-    )
-    .await
-    {
-        // TLS 1.3 may finish the client's side of the handshake before the server refuses.
-        Ok(channel) => LoginClient::new(channel).me(me_as(&alice)).await.err(),
-        Err(e) => Some(tonic::Status::unavailable(e.to_string())),
-    };
+    let stranger =
+        match internal_channel(&login, &certs, "login", Some((other.path(), "gateway"))).await {
+            // TLS 1.3 may finish the client's side of the handshake before the server refuses.
+            Ok(channel) => LoginClient::new(channel).me(me_as(&alice)).await.err(),
+            Err(e) => Some(tonic::Status::unavailable(e.to_string())),
+        };
     let stranger = stranger.expect("a foreign certificate is refused");
     // Refused by the handshake, not answered by login (which would carry a reason).
     assert_eq!(reason(&stranger), "", "{stranger:?}");
 
     // A role's certificate reaches only what that role needs: chat may not ask otp for codes.
     let otp = sys.process_addr("otp", 0);
-    let as_chat = internal_channel(
-        &otp,
-        &ca,
-        "otp.juntos.internal",
-        Some(identity_of(&certs, "chat")),
-    )
-    .await
-    .expect("chat's certificate is valid");
+    let as_chat = internal_channel(&otp, &certs, "otp", Some((&certs, "chat")))
+        .await
+        .expect("chat's certificate is valid");
     let refused = OtpClient::new(as_chat)
         .request_code(RequestCodeRequest {
             phone: BOB.to_owned(),
@@ -161,14 +151,9 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
     // Nor may chat speak for a user: its certificate cannot call public methods.
-    let chat_to_login = internal_channel(
-        &login,
-        &ca,
-        "login.juntos.internal",
-        Some(identity_of(&certs, "chat")),
-    )
-    .await
-    .expect("chat's certificate is valid");
+    let chat_to_login = internal_channel(&login, &certs, "login", Some((&certs, "chat")))
+        .await
+        .expect("chat's certificate is valid");
     let refused = LoginClient::new(chat_to_login)
         .me(me_as(&alice))
         .await
@@ -181,14 +166,9 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
 
     // The gateway's certificate is trusted with the identity headers (login then checks the
     // session they name: this one is made up, so it answers as for a signed-out session).
-    let as_gateway = internal_channel(
-        &login,
-        &ca,
-        "login.juntos.internal",
-        Some(identity_of(&certs, "gateway")),
-    )
-    .await
-    .expect("the gateway's certificate is valid");
+    let as_gateway = internal_channel(&login, &certs, "login", Some((&certs, "gateway")))
+        .await
+        .expect("the gateway's certificate is valid");
     let answered = LoginClient::new(as_gateway)
         .me(me_as(&alice))
         .await
@@ -201,13 +181,7 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
 
     // And a caller checks that it reached the role it wanted: otp's certificate does not pass
     // for login (health, open to all, would answer if the name were not checked).
-    let wrong_peer = match internal_channel(
-        &otp,
-        &ca,
-        "login.juntos.internal",
-        Some(identity_of(&certs, "gateway")),
-    )
-    .await
+    let wrong_peer = match internal_channel(&otp, &certs, "login", Some((&certs, "gateway"))).await
     {
         Ok(channel) => tonic_health::pb::health_client::HealthClient::new(channel)
             .check(tonic_health::pb::HealthCheckRequest::default())

@@ -6,7 +6,6 @@
 use prost::Message;
 use prost_types::FileDescriptorSet;
 use tonic::service::Routes;
-use tonic_health::ServingStatus;
 
 use super::routes::{Route, route};
 
@@ -37,24 +36,7 @@ pub fn public_descriptors() -> Result<(Vec<u8>, Vec<String>), String> {
 /// Health (each public service serving) and reflection (public services only).
 pub async fn public_routes() -> Result<Routes, String> {
     let (descriptors, services) = public_descriptors()?;
-    let (reporter, health) = tonic_health::server::health_reporter();
-    for name in &services {
-        reporter
-            .set_service_status(name.as_str(), ServingStatus::Serving)
-            .await;
-    }
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(&descriptors)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let v1 = reflection()
-        .build_v1()
-        .map_err(|e| format!("reflection: {e}"))?;
-    let v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| format!("reflection: {e}"))?;
-    Ok(Routes::new(health).add_service(v1).add_service(v1alpha))
+    crate::serve::health_and_reflection(&services, &descriptors).await
 }
 
 #[cfg(test)]
