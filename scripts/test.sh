@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: installs what the tests need (idempotently), then rustfmt, clippy with
-# -D warnings, the dependency licence check (cargo-deny), every Rust test (unit, store suites
+# -D warnings, the dependency checks (cargo-deny: licences, banned crates, duplicate versions), every Rust test (unit, store suites
 # against a real redis-server, SecantusDB and s3s-fs, end-to-end through the gateway over TLS
 # and mutual TLS, the gateway driven by grpcio as a standard gRPC client), and the Python
 # binding test against a running `juntos all`.
@@ -60,8 +60,8 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy -j"$JOBS" --workspace --all-targets -- -D warnings
 
-step "cargo deny check licenses"
-cargo deny --log-level error check licenses
+step "cargo deny check licenses bans"
+cargo deny --log-level error check licenses bans
 
 step "cargo test"
 cargo build -j"$JOBS" -p juntos-server --bin juntos

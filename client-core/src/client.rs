@@ -16,7 +16,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use juntos_proto::clock::{SharedClock, SystemClock};
+use juntos_clock::{SharedClock, SystemClock};
 use juntos_proto::error::{reason, reason_of};
 use juntos_proto::login::v1 as pb;
 use rand::rngs::OsRng;

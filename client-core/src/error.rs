@@ -279,6 +279,18 @@ impl From<rusqlite::Error> for ClientError {
     }
 }
 
+impl From<juntos_store::StoreError> for ClientError {
+    fn from(error: juntos_store::StoreError) -> Self {
+        let message = match error {
+            juntos_store::StoreError::SchemaTooNew { found, latest } => format!(
+                "database version {found} is newer than this library ({latest}): update the app"
+            ),
+            other => one_line(&other.to_string()),
+        };
+        Self::Storage { message }
+    }
+}
+
 impl From<std::io::Error> for ClientError {
     fn from(error: std::io::Error) -> Self {
         Self::Storage {

@@ -135,6 +135,8 @@ mod tests {
 
     use image::{DynamicImage, ImageFormat};
 
+    use juntos_testkit::images::png_header_only;
+
     use super::*;
 
     fn pattern(width: u32, height: u32) -> RgbImage {
@@ -169,48 +171,6 @@ mod tests {
         let decoded = image::load_from_memory_with_format(&thumb.jpeg, ImageFormat::Jpeg)
             .expect("the thumbnail decodes");
         assert_eq!((decoded.width(), decoded.height()), (width, height));
-    }
-
-    /// CRC-32 (IEEE, reflected), as PNG chunks use it.
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &byte in bytes {
-            crc ^= u32::from(byte);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-
-    fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&u32::try_from(data.len()).expect("small").to_be_bytes());
-        let start = out.len();
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        let crc = crc32(&out[start..]);
-        out.extend_from_slice(&crc.to_be_bytes());
-    }
-
-    /// A PNG whose IHDR declares `width`×`height` 8-bit RGB, with an empty IDAT.
-    fn png_header_only(width: u32, height: u32) -> Vec<u8> {
-        let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-        let mut ihdr = Vec::new();
-        ihdr.extend_from_slice(&width.to_be_bytes());
-        ihdr.extend_from_slice(&height.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8 bits, RGB, deflate, adaptive, no interlace
-        png_chunk(&mut png, b"IHDR", &ihdr);
-        png_chunk(
-            &mut png,
-            b"IDAT",
-            &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-        );
-        png_chunk(&mut png, b"IEND", &[]);
-        png
     }
 
     #[test]

@@ -7,13 +7,6 @@ use tonic::{Code, Status};
 
 use crate::store::StoreError;
 
-/// `ErrorInfo.reason` of INTERNAL errors (storage failures, broken invariants).
-pub const INTERNAL_REASON: &str = "INTERNAL";
-
-/// `ErrorInfo.reason` of INVALID_ARGUMENT when a request lists more items (user ids, phone
-/// numbers) than the method accepts. Local: `juntos_proto::error::reason` has no such constant.
-pub const BATCH_TOO_LARGE_REASON: &str = "BATCH_TOO_LARGE";
-
 /// A login service failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -134,15 +127,15 @@ impl From<Error> for Status {
             }
             Error::NoSuchUser => status(Code::NotFound, reason::NO_SUCH_USER, message),
             Error::BatchTooLarge { .. } => {
-                status(Code::InvalidArgument, BATCH_TOO_LARGE_REASON, message)
+                status(Code::InvalidArgument, reason::BATCH_TOO_LARGE, message)
             }
             Error::Store(e) => {
                 tracing::error!(error = %e, "login store failed");
-                status(Code::Internal, INTERNAL_REASON, "internal error")
+                status(Code::Internal, reason::INTERNAL, "internal error")
             }
             Error::Internal(what) => {
                 tracing::error!(what, "login service invariant broken");
-                status(Code::Internal, INTERNAL_REASON, "internal error")
+                status(Code::Internal, reason::INTERNAL, "internal error")
             }
         }
     }

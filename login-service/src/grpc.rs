@@ -261,7 +261,7 @@ mod tests {
     use crate::config::LoginConfig;
     use crate::store::SqliteStore;
     use crate::test_support::{T0, sign_in_request};
-    use crate::token::{TokenIssuer, TokenVerifier};
+    use juntos_token::{TokenIssuer, TokenVerifier};
 
     /// An otp-service that accepts "123456" for any E.164 number and refuses anything not
     /// starting with `+`.
@@ -337,10 +337,10 @@ mod tests {
         let verifier = Arc::new(OtpCodeVerifier::new(channel(otp_addr).await));
         let service = Arc::new(LoginService::new(
             LoginConfig::default(),
-            Arc::new(SqliteStore::open_in_memory().expect("store")),
+            Arc::new(SqliteStore::open_temporary().expect("store")),
             verifier,
             TokenIssuer::from_seed(&[42; 32]).expect("seed"),
-            juntos_proto::clock::ManualClock::new(T0),
+            juntos_clock::ManualClock::new(T0),
         ));
         let (login, internal, directory) = servers(service);
         let (incoming, addr) = listen().await;
@@ -622,7 +622,7 @@ mod tests {
         assert_eq!(err.code(), Code::InvalidArgument);
         assert_eq!(
             reason_of(&err).as_deref(),
-            Some(crate::BATCH_TOO_LARGE_REASON)
+            Some(juntos_proto::error::reason::BATCH_TOO_LARGE)
         );
 
         let active = internal

@@ -4,8 +4,8 @@
 //! Layers: [`grpc`] (tonic servers) → [`service::LoginService`] (logic) → [`store::LoginStore`]
 //! (the only code touching data; [`store::SqliteStore`] is the embedded backend,
 //! [`store::MongoLoginStore`] the production one). Access tokens
-//! are PASETO v4.public, made by [`token::TokenIssuer`] and checked by [`token::TokenVerifier`],
-//! which the gateway uses too. Codes are checked by otp-service through [`CodeVerifier`].
+//! are PASETO v4.public, made by [`juntos_token::TokenIssuer`] and checked by
+//! [`juntos_token::TokenVerifier`] (a crate of their own, which the gateway uses too). Codes are checked by otp-service through [`CodeVerifier`].
 
 #![forbid(unsafe_code)]
 
@@ -22,13 +22,11 @@ mod signing_seed;
 pub mod store;
 #[cfg(test)]
 mod test_support;
-pub mod token;
 
 pub use code_verifier::{CodeVerifier, OtpCodeVerifier};
 pub use config::LoginConfig;
-pub use error::{BATCH_TOO_LARGE_REASON, Error, INTERNAL_REASON};
+pub use error::Error;
 pub use grpc::{DirectoryGrpc, LoginGrpc, LoginInternalGrpc, servers};
 pub use service::LoginService;
 pub use signing_seed::load_or_create_signing_seed;
 pub use store::{LoginStore, MongoLoginStore, SqliteStore, StoreError};
-pub use token::{AccessClaims, InvalidSeed, TokenError, TokenIssuer, TokenVerifier, key_id_of};

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use juntos_proto::clock::SharedClock;
+use juntos_clock::SharedClock;
 use juntos_proto::login::v1::{
     Device as WireDevice, ListRevocationsResponse, MeResponse, Revocation as WireRevocation,
     SignInRequest, SignInResponse, Tokens,
@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::store::{
     AddDeviceOutcome, LoginStore, NewDevice, NewSession, RevokeReason, RotateOutcome,
 };
-use crate::token::{AccessClaims, TokenIssuer};
 use crate::{device, id, refresh_token};
+use juntos_token::{AccessClaims, TokenIssuer};
 
 mod directory;
 mod settings;
@@ -331,14 +331,14 @@ impl LoginService {
 mod tests {
     use std::time::Duration;
 
-    use juntos_proto::clock::Clock as _;
+    use juntos_clock::Clock as _;
     use juntos_proto::error::{self, metadata_of, reason};
     use juntos_proto::login::v1::DeviceInfo;
     use tonic::{Code, Status};
 
     use super::*;
     use crate::test_support::{Harness, PHONE, T0, assert_status, caller, device, sign_in_request};
-    use crate::token::{TokenError, TokenVerifier};
+    use juntos_token::{TokenError, TokenVerifier};
 
     const MINUTE: i64 = 60_000;
 

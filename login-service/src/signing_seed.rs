@@ -6,7 +6,7 @@ use std::path::Path;
 use rand::RngCore as _;
 
 /// Reads the 32-byte Ed25519 signing seed at `path`, or creates it from the OS CSPRNG (file mode
-/// 0600, see [`juntos_proto::secret_file::create_once`]) when the file does not exist.
+/// 0600, see [`juntos_store::file::create_once`]) when the file does not exist.
 ///
 /// A file that exists but does not hold exactly 32 bytes, or holds only zeros, is an
 /// `InvalidData` error: it is never silently replaced, since that would sign everyone out.
@@ -20,7 +20,7 @@ pub fn load_or_create_signing_seed(path: &Path) -> io::Result<[u8; 32]> {
     while seed.iter().all(|b| *b == 0) {
         rand::rngs::OsRng.fill_bytes(&mut seed);
     }
-    if juntos_proto::secret_file::create_once(path, &seed)? {
+    if juntos_store::file::create_once(path, &seed)? {
         Ok(seed)
     } else {
         parse(&std::fs::read(path)?)

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use juntos_proto::clock::{Clock as _, ManualClock};
+use juntos_clock::{Clock as _, ManualClock};
 use juntos_proto::error::reason_of;
 use juntos_proto::login::v1::{DeviceInfo, Platform, SignInRequest, SignInResponse};
 use juntos_proto::meta::Caller;
@@ -16,7 +16,7 @@ use crate::config::LoginConfig;
 use crate::error::Error;
 use crate::service::LoginService;
 use crate::store::SqliteStore;
-use crate::token::{TokenIssuer, TokenVerifier};
+use juntos_token::{TokenIssuer, TokenVerifier};
 
 pub(crate) const T0: i64 = 1_750_000_000_000;
 /// What the fake otp-service answers as the normalised form of every phone.
@@ -87,7 +87,7 @@ impl CodeVerifier for FakeVerifier {
     }
 }
 
-/// A service on an in-memory store, a fake verifier and a manual clock at [`T0`].
+/// A service on a store in a temporary file, a fake verifier and a manual clock at [`T0`].
 pub(crate) struct Harness {
     pub(crate) service: Arc<LoginService>,
     pub(crate) verifier: Arc<FakeVerifier>,
@@ -103,7 +103,7 @@ impl Harness {
     }
 
     pub(crate) fn with_config(config: LoginConfig) -> Self {
-        let store = Arc::new(SqliteStore::open_in_memory().expect("open store"));
+        let store = Arc::new(SqliteStore::open_temporary().expect("open store"));
         let verifier = Arc::new(FakeVerifier::default());
         let clock = ManualClock::new(T0);
         let issuer = TokenIssuer::from_seed(&[42; 32]).expect("seed");

@@ -19,7 +19,6 @@ pub mod photo;
 pub mod service;
 pub mod status_id;
 pub mod store;
-mod tasks;
 mod visibility;
 
 pub use blob::{BlobError, BlobStore, FolderBlobStore, S3BlobStore, S3Config};
@@ -32,5 +31,4 @@ pub use store::{
     BlobIndex, BlobRecord, MongoStatusStore, NewStatus, PostLimit, PostOutcome, ProfilePhotoRecord,
     SqliteStatusStore, StatusPage, StatusStore, StoreError, StoredStatus,
 };
-pub use tasks::Tasks;
 pub use visibility::LoginVisibility;

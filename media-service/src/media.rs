@@ -32,9 +32,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt as _};
-use juntos_proto::clock::SharedClock;
+use juntos_clock::SharedClock;
 use juntos_proto::media::v1::MediaKind;
 use juntos_proto::meta::Caller;
+use juntos_store::Tasks;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -44,7 +45,6 @@ use crate::blob::{BlobStore, ByteChunks, part_count, part_len, validate_key};
 use crate::error::{Error, Result};
 use crate::photo::{self, MAX_PHOTO_BYTES};
 use crate::store::{BlobIndex, BlobRecord, ProfilePhotoRecord};
-use crate::tasks::Tasks;
 
 /// The upload handle of a direct (presigned PUT) upload: not a blob store upload at all.
 const DIRECT: &str = "direct";
@@ -209,10 +209,7 @@ struct ActiveUpload<'a> {
 
 impl Drop for ActiveUpload<'_> {
     fn drop(&mut self) {
-        self.active
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.blob_id);
+        juntos_store::lock(self.active).remove(&self.blob_id);
     }
 }
 
@@ -486,10 +483,7 @@ impl MediaService {
             tonic::Status::unavailable("too many uploads in progress here; retry shortly")
         })?;
         let _active = {
-            let mut active = self
-                .active
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut active = juntos_store::lock(&self.active);
             if !active.insert(record.blob_id.clone()) {
                 return Err(
                     Error::UploadIncomplete("another stream is sending this upload").into(),

@@ -15,13 +15,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use juntos_proto::clock::SharedClock;
+use juntos_clock::SharedClock;
 use juntos_proto::meta::Caller;
+use juntos_store::Tasks;
 
 use crate::error::{Error, Result};
 use crate::status_id;
 use crate::store::{NewStatus, PostLimit, PostOutcome, StatusPage, StatusStore, StoredStatus};
-use crate::tasks::Tasks;
 
 /// How long a status lives, and the window of the rolling limit.
 pub const STATUS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -283,7 +283,7 @@ fn cut_to_page_bytes(page: &mut StatusPage) {
 
 #[cfg(test)]
 mod tests {
-    use juntos_proto::clock::ManualClock;
+    use juntos_clock::ManualClock;
     use juntos_proto::error::{reason, reason_of, retry_after_of};
     use tonic::Code;
 

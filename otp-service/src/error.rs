@@ -5,11 +5,6 @@ use std::time::Duration;
 use juntos_proto::error::{reason, resource_exhausted, status};
 use tonic::{Code, Status};
 
-/// `ErrorInfo.reason` when the code store (Redis) cannot be reached.
-pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
-/// `ErrorInfo.reason` of a fault inside the service that the caller cannot fix.
-pub const INTERNAL: &str = "INTERNAL";
-
 /// What the message of an invalid phone number says.
 pub const INVALID_PHONE_MESSAGE: &str =
     "phone number must be in E.164 form: + then country code and number, e.g. +12015550123";
@@ -124,15 +119,17 @@ impl From<Error> for Status {
                 reason::SMS_UNAVAILABLE,
                 "the SMS provider could not be reached; try again later",
             ),
-            Error::SmsMisconfigured => {
-                status(Code::Internal, INTERNAL, "the SMS sender is misconfigured")
-            }
+            Error::SmsMisconfigured => status(
+                Code::Internal,
+                reason::INTERNAL,
+                "the SMS sender is misconfigured",
+            ),
             Error::Redis(_) => status(
                 Code::Unavailable,
-                STORE_UNAVAILABLE,
+                reason::STORE_UNAVAILABLE,
                 "the code store is unavailable; try again later",
             ),
-            Error::CorruptRecord(_) => status(Code::Internal, INTERNAL, "internal error"),
+            Error::CorruptRecord(_) => status(Code::Internal, reason::INTERNAL, "internal error"),
         }
     }
 }

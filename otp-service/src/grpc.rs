@@ -83,7 +83,7 @@ impl Otp for OtpGrpc {
 mod tests {
     use std::sync::Mutex;
 
-    use juntos_proto::clock::ManualClock;
+    use juntos_clock::ManualClock;
     use juntos_proto::error::reason_of;
     use juntos_proto::meta::CLIENT_IP;
 

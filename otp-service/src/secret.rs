@@ -18,7 +18,7 @@ pub fn load_or_create_secret(path: &Path) -> io::Result<Vec<u8>> {
     }
     let mut secret = vec![0u8; SECRET_LEN];
     OsRng.fill_bytes(&mut secret);
-    if juntos_proto::secret_file::create_once(path, &secret)? {
+    if juntos_store::file::create_once(path, &secret)? {
         Ok(secret)
     } else {
         // Another process created it between our read and our create: use theirs.

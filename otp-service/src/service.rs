@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use juntos_proto::clock::SharedClock;
+use juntos_clock::SharedClock;
 
 use crate::code::{CODE_LENGTH, generate_code, hash_code};
 use crate::config::OtpConfig;
@@ -212,7 +212,7 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use juntos_proto::clock::ManualClock;
+    use juntos_clock::ManualClock;
     use juntos_proto::error::{reason_of, retry_after_of};
     use tonic::{Code, Status};
 

@@ -66,6 +66,8 @@ pub mod reason {
     pub const INVALID_PREKEY: &str = "INVALID_PREKEY";
     /// No such user.
     pub const NO_SUCH_USER: &str = "NO_SUCH_USER";
+    /// A request lists more items (user ids, phone numbers) than the method accepts.
+    pub const BATCH_TOO_LARGE: &str = "BATCH_TOO_LARGE";
     /// A send's device list does not match the directory; ErrorInfo metadata maps each user id
     /// to its current device ids, comma-separated.
     pub const STALE_DEVICES: &str = "STALE_DEVICES";

@@ -1,11 +1,12 @@
-//! The Juntos wire protocol: generated tonic/prost code for every `juntos.*.v1` package, the
-//! encoded file descriptor set (for gRPC reflection), and the few conventions every role shares on
-//! the wire: the identity headers the gateway injects ([`meta`]) and the clock ([`clock`]).
+//! The Juntos wire protocol and nothing else: generated tonic/prost code for every `juntos.*.v1`
+//! package, the encoded file descriptor set (for gRPC reflection), and the two conventions every
+//! role shares on the wire: the identity headers the gateway injects ([`meta`]) and how errors
+//! look (`google.rpc.ErrorInfo` reasons and `RetryInfo`, [`error`]).
 
-pub mod clock;
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod meta;
-pub mod secret_file;
 
 /// `juntos.otp.v1`: one-time sign-in codes.
 pub mod otp {

@@ -9,5 +9,4 @@ pub mod gateway;
 pub mod roles;
 pub mod serve;
 pub mod shutdown;
-pub mod tasks;
 pub mod tls;

@@ -1,6 +1,8 @@
 //! `juntos`: every Juntos role in one binary. `juntos all` runs the whole system on embedded
 //! defaults; `juntos gateway|otp|login|chat|media` runs one role, as a Kubernetes pod does.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use juntos_server::cli::{Cli, Role};
 use juntos_server::{roles, shutdown};

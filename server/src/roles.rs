@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use juntos_proto::clock::{OffsetFileClock, SharedClock, SystemClock};
+use juntos_clock::{OffsetFileClock, SharedClock, SystemClock};
+use juntos_store::Tasks;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -22,7 +23,6 @@ use crate::cli::{
 use crate::gateway::{Gateway, GatewayConfig, PoolSettings, Rate, parse_endpoints};
 use crate::serve::{local_routes, serve};
 use crate::shutdown::Shutdown;
-use crate::tasks::Tasks;
 use crate::tls::internal::InternalTls;
 use crate::tls::{ReloadingCert, Role};
 
@@ -210,7 +210,7 @@ pub async fn start_login(
     let seed: [u8; 32] = seed
         .try_into()
         .map_err(|_| "token signing key must be 32 bytes".to_owned())?;
-    let issuer = juntos_login::TokenIssuer::from_seed(&seed)
+    let issuer = juntos_token::TokenIssuer::from_seed(&seed)
         .map_err(|e| format!("login: token signing key: {e}"))?;
     let store: Arc<dyn juntos_login::LoginStore> = match &options.mongodb_uri {
         Some(uri) => Arc::new(
@@ -366,7 +366,7 @@ pub async fn start_chat(
         None => {
             let service =
                 ChatService::new(config, store, Arc::new(directory), clock, shutdown.clone());
-            (service, crate::tasks::Tasks::default())
+            (service, Tasks::default())
         }
     };
     tasks.extend(service.start());

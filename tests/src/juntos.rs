@@ -7,10 +7,9 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::redis_server::RedisServer;
-use crate::s3_server::{self, S3TestServer};
-use crate::secantusd::{MongoTestServer, unique_database};
-use crate::twilio::{self, FakeTwilio};
+use juntos_testkit::s3::{self as s3_server, S3TestServer};
+use juntos_testkit::twilio::{self, FakeTwilio};
+use juntos_testkit::{MongoTestServer, RedisServer, unique_database};
 
 /// The path of the `juntos-cli` binary, built once per test process like [`juntos_bin`].
 /// `JUNTOS_CLI_BIN` overrides it.
@@ -20,12 +19,21 @@ pub fn juntos_cli_bin() -> PathBuf {
         .clone()
 }
 
+/// The `juntos` binary this process starts, chosen once.
+static JUNTOS_BIN: OnceLock<PathBuf> = OnceLock::new();
+
 /// The path of the `juntos` binary, built once per test process (`cargo build --bin juntos`,
-/// in the profile the tests run in). `JUNTOS_BIN` overrides it.
+/// in the profile the tests run in). `JUNTOS_BIN` or [`use_juntos_bin`] overrides it.
 pub fn juntos_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| built_binary("JUNTOS_BIN", "juntos-server", "juntos"))
+    JUNTOS_BIN
+        .get_or_init(|| built_binary("JUNTOS_BIN", "juntos-server", "juntos"))
         .clone()
+}
+
+/// Makes `path` the `juntos` binary this process starts (juntos-bench builds a release one).
+/// False if a binary was chosen already.
+pub fn use_juntos_bin(path: PathBuf) -> bool {
+    JUNTOS_BIN.set(path).is_ok()
 }
 
 /// `$override` if set, else `cargo build -p package --bin bin` in the tests' profile.
@@ -549,7 +557,7 @@ impl System {
             .and_then(|s| s.trim().parse::<i64>().ok())
             .unwrap_or(0);
         let next = now + i64::try_from(by.as_millis()).expect("duration fits");
-        juntos_proto::clock::OffsetFileClock::set_offset(&self.clock_file, next)
+        juntos_clock::OffsetFileClock::set_offset(&self.clock_file, next)
             .expect("write clock offset");
     }
 
@@ -613,8 +621,7 @@ impl System {
     /// ([`System::advance_clock`] moves both).
     pub fn client_on_test_clock(&self, name: &str) -> std::sync::Arc<juntos_client::Client> {
         let home = self.client_home(name);
-        let clock =
-            std::sync::Arc::new(juntos_proto::clock::OffsetFileClock::new(&self.clock_file));
+        let clock = std::sync::Arc::new(juntos_clock::OffsetFileClock::new(&self.clock_file));
         juntos_client::Client::with_clock(&self.gateway_url, home, clock).expect("client")
     }
 

@@ -12,21 +12,21 @@
 //! HTTP. Time is moved with [`System::advance_clock`], which every role reads through
 //! `--test-clock-file`.
 
-mod juntos;
-mod redis_server;
-mod s3_server;
-mod secantusd;
-mod twilio;
+#![forbid(unsafe_code)]
 
-pub use juntos::{Process, System, SystemBuilder, extract_code, juntos_bin, juntos_cli_bin};
-pub use redis_server::RedisServer;
-pub use s3_server::S3TestServer;
-pub use secantusd::{MongoTestServer, unique_database};
-pub use twilio::{FakeTwilio, TwilioMessage};
+mod juntos;
+
+pub use juntos::{
+    Process, System, SystemBuilder, extract_code, juntos_bin, juntos_cli_bin, use_juntos_bin,
+};
+// The servers themselves live in juntos-testkit, which the services' store suites use too.
+pub use juntos_testkit::{
+    FakeTwilio, MongoTestServer, RedisServer, S3TestServer, TwilioMessage, unique_database,
+};
 
 /// The sender number the fake Twilio is configured with.
 pub fn twilio_from() -> &'static str {
-    twilio::FROM
+    juntos_testkit::twilio::FROM
 }
 
 /// Phone numbers that are valid E.164 numbers (NANP fictional range and UK drama range).
@@ -34,5 +34,6 @@ pub const ALICE: &str = "+12015550101";
 pub const BOB: &str = "+12015550102";
 pub const CAROL: &str = "+447400123456";
 
+pub mod bench;
 pub mod clients;
 pub mod raw;

@@ -7,6 +7,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use juntos_client::{Client, ClientError};
+use juntos_testkit::images::png_bomb;
 use juntos_tests::clients::{bulk_builder, contains, signed_in};
 use juntos_tests::{ALICE, BOB, CAROL, System};
 
@@ -34,51 +35,6 @@ fn jpeg_with_exif() -> Vec<u8> {
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&payload);
     out.extend_from_slice(&jpeg[2..]);
-    out
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut out = u32::try_from(data.len())
-        .expect("short")
-        .to_be_bytes()
-        .to_vec();
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32(&body).to_be_bytes());
-    out
-}
-
-/// A valid-looking PNG that declares 50,000×50,000 pixels (10 GB decoded).
-fn png_bomb() -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    out.extend(png_chunk(b"IHDR", &ihdr));
-    // A zlib stream of a few zero bytes: far too little, but a decoder gets that far only if it
-    // took the size at its word.
-    out.extend(png_chunk(
-        b"IDAT",
-        &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
-    ));
-    out.extend(png_chunk(b"IEND", &[]));
     out
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use juntos_proto::clock::ManualClock;
+use juntos_clock::ManualClock;
 use juntos_proto::error::{resource_exhausted, status, status_with_metadata};
 use juntos_proto::login::v1::login_server::{Login, LoginServer};
 use juntos_proto::otp::v1 as otp;

@@ -20,7 +20,7 @@ mod receive;
 mod send;
 mod statuses;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -64,7 +64,7 @@ pub(crate) struct State {
 
 impl State {
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(PoisonError::into_inner)
+        juntos_store::lock(m)
     }
 
     /// The crypto lock (see the field).

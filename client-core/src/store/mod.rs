@@ -4,9 +4,10 @@
 //! `PRAGMA user_version`. Secrets (identity keys, tokens) live here and nowhere else.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use juntos_store::sqlite;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{ClientError, Result};
@@ -44,15 +45,9 @@ impl Store {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        // `journal_mode` answers with the mode now in force.
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(ClientError::Storage {
-                message: format!("could not enable WAL (journal mode {mode})"),
-            });
-        }
+        sqlite::set_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        migrate(&mut conn)?;
+        sqlite::migrate(&mut conn, MIGRATIONS)?;
         restrict_permissions(path)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -60,8 +55,7 @@ impl Store {
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves the connection usable: SQLite rolls back.
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        juntos_store::lock(&self.conn)
     }
 
     /// The stored identity keys, or `generate()`'s, stored first. Atomic, even across processes
@@ -208,26 +202,6 @@ fn restrict_permissions(path: &Path) -> Result<()> {
     }
     #[cfg(not(unix))]
     let _ = path;
-    Ok(())
-}
-
-/// Applies every migration newer than the database's `user_version`, each in its own transaction.
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if current > MIGRATIONS.len() {
-        return Err(ClientError::Storage {
-            message: format!(
-                "database version {current} is newer than this library ({}): update the app",
-                MIGRATIONS.len()
-            ),
-        });
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index + 1)?;
-        tx.commit()?;
-    }
     Ok(())
 }
 

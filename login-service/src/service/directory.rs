@@ -307,15 +307,15 @@ fn verify_signed_prekey(
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::{Signer as _, SigningKey};
-    use juntos_proto::clock::Clock as _;
+    use juntos_clock::Clock as _;
     use juntos_proto::error::reason;
     use juntos_proto::login::v1::OneTimePrekey as WireOtk;
     use tonic::Code;
 
     use super::*;
-    use crate::BATCH_TOO_LARGE_REASON;
     use crate::store::LoginStore as _;
     use crate::test_support::{DEVICE_SIGNING_SEED, Harness, assert_status};
+    use juntos_proto::error::reason::BATCH_TOO_LARGE;
 
     // Valid numbers: ResolvePhones skips numbers libphonenumber does not know.
     const ANA: &str = "+12015550124";
@@ -713,7 +713,7 @@ mod tests {
             .list_devices(&ana, ids(MAX_LIST_DEVICES_USERS + 1))
             .await
             .expect_err("over");
-        assert_status(err, Code::InvalidArgument, BATCH_TOO_LARGE_REASON);
+        assert_status(err, Code::InvalidArgument, BATCH_TOO_LARGE);
 
         h.service
             .active_devices(ids(MAX_ACTIVE_DEVICES_USERS))
@@ -724,7 +724,7 @@ mod tests {
             .active_devices(ids(MAX_ACTIVE_DEVICES_USERS + 1))
             .await
             .expect_err("over");
-        assert_status(err, Code::InvalidArgument, BATCH_TOO_LARGE_REASON);
+        assert_status(err, Code::InvalidArgument, BATCH_TOO_LARGE);
 
         let phones = |n: usize| {
             (0..n)
@@ -740,7 +740,7 @@ mod tests {
             .resolve_phones(&ana, phones(MAX_RESOLVE_PHONES + 1))
             .await
             .expect_err("over");
-        assert_status(err, Code::InvalidArgument, BATCH_TOO_LARGE_REASON);
+        assert_status(err, Code::InvalidArgument, BATCH_TOO_LARGE);
     }
 
     #[tokio::test]

@@ -17,33 +17,7 @@ pub use mongo::{
 };
 pub use sqlite::SqliteStore;
 
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The SQLite database failed.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The database schema is newer than this binary knows.
-    #[error("database schema version {found} is newer than the latest known {latest}")]
-    SchemaTooNew {
-        /// The version found in the database.
-        found: i64,
-        /// The latest version this binary has a migration for.
-        latest: i64,
-    },
-    /// A stored value is not what the schema promises.
-    #[error("corrupt stored data: {0}")]
-    Corrupt(String),
-    /// The blocking storage task panicked or was cancelled.
-    #[error("storage task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-    /// The MongoDB server or driver failed.
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    /// Any other backend's failure.
-    #[error("storage backend: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
+pub use juntos_store::StoreError;
 
 /// An account: one phone number.
 #[derive(Debug, Clone, PartialEq, Eq)]

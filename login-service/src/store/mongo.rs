@@ -13,24 +13,22 @@
 //!   until the user first changes a setting: defaults apply).
 //!
 //! Every timestamp is an Int64 of Unix milliseconds. Writes use write concern majority with
-//! journaling (set on the database, and on every transaction). Single-document conditional
-//! updates carry the atomic decisions (a phone's account, a refresh token's rotation, the device
-//! counter, a one-time prekey handed out by `findOneAndDelete`); where several documents change
-//! together they do so in a transaction whose first write is that conditional update, so two
-//! racing transactions conflict on it and one retries (the driver labels the conflict
-//! `TransientTransactionError`).
+//! journaling (set on the database, and on every transaction, by `juntos_store::mongo`).
+//! Single-document conditional updates carry the atomic decisions (a phone's account, a refresh
+//! token's rotation, the device counter, a one-time prekey handed out by `findOneAndDelete`);
+//! where several documents change together they do so in a transaction whose first write is
+//! that conditional update, so two racing transactions conflict on it and one retries (the
+//! driver labels the conflict `TransientTransactionError`; `juntos_store::transaction!` runs the
+//! transaction again).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt as _;
-use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{Binary, Bson, Document, doc};
-use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
-use mongodb::options::{
-    Acknowledgment, DatabaseOptions, IndexOptions, ReturnDocument, WriteConcern,
-};
+pub use juntos_store::mongo::DEFAULT_DATABASE;
+use juntos_store::mongo::{Fields as _, Txn, binary, corrupt, is_duplicate_key, transaction};
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 
 use super::{
@@ -38,20 +36,6 @@ use super::{
     PrekeyBundle, Revocation, RevokeReason, RotateOutcome, Session, Settings, SettingsUpdate,
     SignedPrekey, StoreError, UserDevices, Visibility,
 };
-
-/// How often a transaction that hit a transient error (a write conflict) is run again.
-const MAX_TRANSACTION_ATTEMPTS: u32 = 50;
-
-/// The database used when the URI names none.
-pub const DEFAULT_DATABASE: &str = "juntos";
-
-/// Majority, journaled: a write acknowledged to a user survives the loss of a minority of nodes.
-fn majority() -> WriteConcern {
-    WriteConcern::builder()
-        .w(Acknowledgment::Majority)
-        .journal(true)
-        .build()
-}
 
 /// A [`LoginStore`] in one MongoDB database.
 #[derive(Clone)]
@@ -84,19 +68,17 @@ impl MongoLoginStore {
     /// Connects to `uri` and uses its default database (or [`DEFAULT_DATABASE`]), creating the
     /// indexes.
     pub async fn connect(uri: &str) -> Result<Self, StoreError> {
-        let client = Client::with_uri_str(uri).await?;
-        let name = client
-            .default_database()
-            .map_or_else(|| DEFAULT_DATABASE.to_owned(), |db| db.name().to_owned());
-        Self::with_client(client, &name).await
+        let (client, db) = juntos_store::mongo::connect(uri).await?;
+        Self::with_database(client, db).await
     }
 
     /// Uses database `name` through `client`, creating the indexes (idempotently).
     pub async fn with_client(client: Client, name: &str) -> Result<Self, StoreError> {
-        let db = client.database_with_options(
-            name,
-            DatabaseOptions::builder().write_concern(majority()).build(),
-        );
+        let db = juntos_store::mongo::open(&client, name);
+        Self::with_database(client, db).await
+    }
+
+    async fn with_database(client: Client, db: Database) -> Result<Self, StoreError> {
         let store = Self { client, db };
         store.create_indexes().await?;
         Ok(store)
@@ -199,9 +181,7 @@ impl MongoLoginStore {
             .await?
             .try_collect()
             .await?;
-        docs.iter()
-            .map(|d| str_field(d, "_id").map(str::to_owned))
-            .collect()
+        docs.iter().map(|d| d.string_field("_id")).collect()
     }
 
     /// Marks `device_id` removed (when it matches `filter` and is active), giving back its slot
@@ -223,7 +203,7 @@ impl MongoLoginStore {
         let Some(device) = removed else {
             return Ok(false);
         };
-        let user_id = str_field(&device, "user_id")?;
+        let user_id = device.str_field("user_id")?;
         self.accounts()
             .update_one(
                 doc! { "_id": user_id },
@@ -281,7 +261,7 @@ impl MongoLoginStore {
                     return Ok(Txn::Commit(RotateOutcome::Invalid));
                 };
                 // Already rotated: reuse, unless the session is gone already.
-                let session_id = str_field(&token, "session_id")?;
+                let session_id = token.str_field("session_id")?;
                 let revoked = self
                     .sessions()
                     .find_one_and_update(
@@ -297,7 +277,7 @@ impl MongoLoginStore {
                     return Ok(Txn::Commit(RotateOutcome::Invalid));
                 };
                 // A device lives as long as its one session.
-                let device_id = str_field(&session, "device_id")?;
+                let device_id = session.str_field("device_id")?;
                 self.remove_device(s, Document::new(), device_id, now_ms)
                     .await?;
                 return Ok(Txn::Commit(RotateOutcome::Reused {
@@ -305,7 +285,7 @@ impl MongoLoginStore {
                 }));
             }
         };
-        let session_id = str_field(&token, "session_id")?;
+        let session_id = token.str_field("session_id")?;
         let session = self
             .sessions()
             .find_one(doc! { "_id": session_id })
@@ -316,7 +296,7 @@ impl MongoLoginStore {
         let Some(session) = session else {
             return Ok(Txn::Abort(RotateOutcome::Invalid));
         };
-        if !session.is_active() || i64_field(&token, "expires_at_ms")? <= now_ms {
+        if !session.is_active() || token.i64_field("expires_at_ms")? <= now_ms {
             // Nothing may be written: abort the claim.
             return Ok(Txn::Abort(RotateOutcome::Invalid));
         }
@@ -334,145 +314,34 @@ impl MongoLoginStore {
     }
 }
 
-/// What a transaction body decided.
-enum Txn<T> {
-    /// Commit what was written and answer `T`.
-    Commit(T),
-    /// Abort (nothing may be written) and answer `T`.
-    Abort(T),
-}
-
-/// Runs `$body` (a block using the `&mut ClientSession` bound to `$s`, evaluating to
-/// `Result<Txn<T>, StoreError>`) in a transaction with write concern majority, running it again
-/// on a transient error (a write conflict) and retrying a commit whose result is unknown.
-macro_rules! transaction {
-    ($store:expr, |$s:ident| $body:block) => {{
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let mut session = $store.client.start_session().await?;
-            session
-                .start_transaction()
-                .write_concern(majority())
-                .await?;
-            let result: Result<Txn<_>, StoreError> = {
-                let $s = &mut session;
-                async { $body }.await
-            };
-            match result {
-                Ok(Txn::Commit(value)) => match commit(&mut session).await {
-                    Ok(()) => break Ok(value),
-                    Err(e) if attempt < MAX_TRANSACTION_ATTEMPTS && is_transient(&e) => {}
-                    Err(e) => break Err(e),
-                },
-                Ok(Txn::Abort(value)) => {
-                    session.abort_transaction().await?;
-                    break Ok(value);
-                }
-                Err(e) if attempt < MAX_TRANSACTION_ATTEMPTS && is_transient(&e) => {
-                    let _ = session.abort_transaction().await;
-                }
-                Err(e) => break Err(e),
-            }
-            backoff(attempt).await;
-        }
-    }};
-}
-
-/// Commits, retrying while the result is unknown.
-async fn commit(session: &mut ClientSession) -> Result<(), StoreError> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match session.commit_transaction().await {
-            Ok(()) => return Ok(()),
-            Err(e) if tries < 5 && e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn is_transient(e: &StoreError) -> bool {
-    matches!(e, StoreError::Mongo(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR))
-}
-
-/// A short, growing, jittered pause before running a conflicted transaction again.
-async fn backoff(attempt: u32) {
-    let ms = u64::from(attempt.min(10)) * 2 + rand::random::<u64>() % 5;
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
-fn binary(bytes: &[u8]) -> Bson {
-    Bson::Binary(Binary {
-        subtype: BinarySubtype::Generic,
-        bytes: bytes.to_vec(),
-    })
-}
-
-fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("field {key}: {e}"))
-}
-
-fn str_field<'a>(d: &'a Document, key: &str) -> Result<&'a str, StoreError> {
-    d.get_str(key).map_err(|e| corrupt(key, e))
-}
-
-fn i64_field(d: &Document, key: &str) -> Result<i64, StoreError> {
-    match d.get(key) {
-        Some(Bson::Int64(v)) => Ok(*v),
-        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
-        other => Err(corrupt(
-            key,
-            format!("expected an integer, found {other:?}"),
-        )),
-    }
-}
-
-fn opt_i64_field(d: &Document, key: &str) -> Result<Option<i64>, StoreError> {
-    match d.get(key) {
-        None | Some(Bson::Null) => Ok(None),
-        Some(_) => i64_field(d, key).map(Some),
-    }
-}
-
-fn bytes_field(d: &Document, key: &str) -> Result<Vec<u8>, StoreError> {
-    d.get_binary_generic(key)
-        .cloned()
-        .map_err(|e| corrupt(key, e))
-}
-
-fn u32_field(d: &Document, key: &str) -> Result<u32, StoreError> {
-    u32::try_from(i64_field(d, key)?).map_err(|e| corrupt(key, e))
-}
-
 fn account_from_doc(d: &Document) -> Result<Account, StoreError> {
     Ok(Account {
-        user_id: str_field(d, "_id")?.to_owned(),
-        phone: str_field(d, "phone")?.to_owned(),
-        created_at_ms: i64_field(d, "created_at_ms")?,
+        user_id: d.string_field("_id")?,
+        phone: d.string_field("phone")?,
+        created_at_ms: d.i64_field("created_at_ms")?,
     })
 }
 
 fn device_from_doc(d: &Document) -> Result<Device, StoreError> {
     Ok(Device {
-        device_id: str_field(d, "_id")?.to_owned(),
-        user_id: str_field(d, "user_id")?.to_owned(),
-        name: str_field(d, "name")?.to_owned(),
-        platform: i32::try_from(i64_field(d, "platform")?).map_err(|e| corrupt("platform", e))?,
-        identity_signing_key: bytes_field(d, "identity_signing_key")?,
-        identity_dh_key: bytes_field(d, "identity_dh_key")?,
-        created_at_ms: i64_field(d, "created_at_ms")?,
-        removed_at_ms: opt_i64_field(d, "removed_at_ms")?,
+        device_id: d.string_field("_id")?,
+        user_id: d.string_field("user_id")?,
+        name: d.string_field("name")?,
+        platform: i32::try_from(d.i64_field("platform")?).map_err(|e| corrupt("platform", e))?,
+        identity_signing_key: d.bytes_field("identity_signing_key")?,
+        identity_dh_key: d.bytes_field("identity_dh_key")?,
+        created_at_ms: d.i64_field("created_at_ms")?,
+        removed_at_ms: d.opt_i64_field("removed_at_ms")?,
     })
 }
 
 fn session_from_doc(d: &Document) -> Result<Session, StoreError> {
     Ok(Session {
-        session_id: str_field(d, "_id")?.to_owned(),
-        user_id: str_field(d, "user_id")?.to_owned(),
-        device_id: str_field(d, "device_id")?.to_owned(),
-        created_at_ms: i64_field(d, "created_at_ms")?,
-        revoked_at_ms: opt_i64_field(d, "revoked_at_ms")?,
+        session_id: d.string_field("_id")?,
+        user_id: d.string_field("user_id")?,
+        device_id: d.string_field("device_id")?,
+        created_at_ms: d.i64_field("created_at_ms")?,
+        revoked_at_ms: d.opt_i64_field("revoked_at_ms")?,
         // An unknown reason still means revoked; keep the time, drop the label.
         revoke_reason: d
             .get_str("revoke_reason")
@@ -483,9 +352,9 @@ fn session_from_doc(d: &Document) -> Result<Session, StoreError> {
 
 fn signed_prekey_from_doc(d: &Document) -> Result<SignedPrekey, StoreError> {
     Ok(SignedPrekey {
-        key_id: u32_field(d, "key_id")?,
-        public_key: bytes_field(d, "public_key")?,
-        signature: bytes_field(d, "signature")?,
+        key_id: d.u32_field("key_id")?,
+        public_key: d.bytes_field("public_key")?,
+        signature: d.bytes_field("signature")?,
     })
 }
 
@@ -564,7 +433,7 @@ impl LoginStore for MongoLoginStore {
             "removed_at_ms": Bson::Null,
             "prekey_seq": 0_i64,
         };
-        transaction!(self, |s| {
+        transaction!(self.client, |s| {
             // The deciding write: take a slot on the account's counter, if one is free.
             let slot = self
                 .accounts()
@@ -618,7 +487,7 @@ impl LoginStore for MongoLoginStore {
     }
 
     async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
-        transaction!(self, |s| {
+        transaction!(self.client, |s| {
             self.sessions()
                 .insert_one(doc! {
                     "_id": &session.session_id,
@@ -659,7 +528,7 @@ impl LoginStore for MongoLoginStore {
         new_expires_at_ms: i64,
         now_ms: i64,
     ) -> Result<RotateOutcome, StoreError> {
-        transaction!(self, |s| {
+        transaction!(self.client, |s| {
             self.rotate_in(s, old_hash, new_hash, new_expires_at_ms, now_ms)
                 .await
         })
@@ -672,7 +541,7 @@ impl LoginStore for MongoLoginStore {
         now_ms: i64,
         reason: RevokeReason,
     ) -> Result<Vec<String>, StoreError> {
-        transaction!(self, |s| {
+        transaction!(self.client, |s| {
             let owned = self
                 .devices()
                 .find_one(doc! { "_id": device_id, "user_id": user_id })
@@ -695,7 +564,7 @@ impl LoginStore for MongoLoginStore {
                     .await?;
                 let ids = active
                     .iter()
-                    .map(|d| str_field(d, "_id").map(str::to_owned))
+                    .map(|d| d.string_field("_id"))
                     .collect::<Result<Vec<_>, _>>()?;
                 self.sessions()
                     .update_many(
@@ -724,8 +593,8 @@ impl LoginStore for MongoLoginStore {
         docs.iter()
             .map(|d| {
                 Ok(Revocation {
-                    session_id: str_field(d, "_id")?.to_owned(),
-                    revoked_at_ms: i64_field(d, "revoked_at_ms")?,
+                    session_id: d.string_field("_id")?,
+                    revoked_at_ms: d.i64_field("revoked_at_ms")?,
                 })
             })
             .collect()
@@ -737,7 +606,7 @@ impl LoginStore for MongoLoginStore {
         prekey: SignedPrekey,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        transaction!(self, |s| {
+        transaction!(self.client, |s| {
             // A write on the device, so a concurrent removal conflicts with this upload.
             let active = self
                 .devices()
@@ -794,7 +663,7 @@ impl LoginStore for MongoLoginStore {
             .collect();
         unique.reverse();
         let n = i64::try_from(prekeys.len()).map_err(|e| corrupt("prekeys", e))?;
-        transaction!(self, |s| {
+        transaction!(self.client, |s| {
             // Reserve `n` upload positions on the device (and check it is active) in one write.
             let device = self
                 .devices()
@@ -808,7 +677,7 @@ impl LoginStore for MongoLoginStore {
             let Some(device) = device else {
                 return Ok(Txn::Abort(None));
             };
-            let base = i64_field(&device, "prekey_seq")? - n;
+            let base = device.i64_field("prekey_seq")? - n;
             if !unique.is_empty() {
                 let ids: Vec<i64> = unique.iter().map(|(_, p)| i64::from(p.key_id)).collect();
                 self.one_time_prekeys()
@@ -890,7 +759,7 @@ impl LoginStore for MongoLoginStore {
         let devices: Vec<Document> = devices.try_collect().await?;
         let ids: Vec<&str> = devices
             .iter()
-            .map(|d| str_field(d, "_id"))
+            .map(|d| d.str_field("_id"))
             .collect::<Result<_, _>>()?;
         let signed: Vec<Document> = self
             .signed_prekeys()
@@ -915,8 +784,8 @@ impl LoginStore for MongoLoginStore {
                 .await?
                 .map(|d| {
                     Ok::<_, StoreError>(OneTimePrekey {
-                        key_id: u32_field(&d, "key_id")?,
-                        public_key: bytes_field(&d, "public_key")?,
+                        key_id: d.u32_field("key_id")?,
+                        public_key: d.bytes_field("public_key")?,
                     })
                 })
                 .transpose()?;
@@ -943,7 +812,7 @@ impl LoginStore for MongoLoginStore {
             .await?;
         let existing: HashSet<&str> = existing
             .iter()
-            .map(|d| str_field(d, "_id"))
+            .map(|d| d.str_field("_id"))
             .collect::<Result<_, _>>()?;
         let devices: Vec<Document> = self
             .devices()
@@ -989,7 +858,7 @@ impl LoginStore for MongoLoginStore {
                 .iter()
                 .find(|d| d.get_str("phone") == Ok(phone.as_str()))
             {
-                pairs.push((phone.clone(), str_field(d, "_id")?.to_owned()));
+                pairs.push((phone.clone(), d.string_field("_id")?));
             }
         }
         Ok(pairs)
@@ -1002,7 +871,7 @@ impl LoginStore for MongoLoginStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let ids: Vec<&String> = contacts.iter().map(|(id, _)| id).collect();
-        transaction!(self, |s| {
+        transaction!(self.client, |s| {
             let owner = self
                 .accounts()
                 .find_one(doc! { "_id": owner_user_id })
@@ -1022,7 +891,7 @@ impl LoginStore for MongoLoginStore {
                 .await?;
             let existing: HashSet<String> = existing
                 .iter()
-                .map(|d| str_field(d, "_id").map(str::to_owned))
+                .map(|d| d.string_field("_id"))
                 .collect::<Result<_, _>>()?;
             for (user_id, phone) in contacts {
                 if user_id == owner_user_id || !existing.contains(user_id) {
@@ -1056,9 +925,9 @@ impl LoginStore for MongoLoginStore {
             .map(|d| {
                 let id = d.get_document("_id").map_err(|e| corrupt("_id", e))?;
                 Ok(Contact {
-                    user_id: str_field(id, "c")?.to_owned(),
-                    phone: str_field(d, "phone")?.to_owned(),
-                    added_at_ms: i64_field(d, "added_at_ms")?,
+                    user_id: id.string_field("c")?,
+                    phone: d.string_field("phone")?,
+                    added_at_ms: d.i64_field("added_at_ms")?,
                 })
             })
             .collect()
@@ -1096,7 +965,7 @@ impl LoginStore for MongoLoginStore {
         let (mut outgoing, mut incoming) = (HashSet::new(), HashSet::new());
         for d in &found {
             let id = d.get_document("_id").map_err(|e| corrupt("_id", e))?;
-            let (o, c) = (str_field(id, "o")?, str_field(id, "c")?);
+            let (o, c) = (id.str_field("o")?, id.str_field("c")?);
             if o == user_id {
                 outgoing.insert(c.to_owned());
             }
@@ -1124,7 +993,7 @@ impl LoginStore for MongoLoginStore {
             .await?;
         let mut stored = std::collections::HashMap::new();
         for d in &docs {
-            stored.insert(str_field(d, "_id")?.to_owned(), settings_from_doc(d)?);
+            stored.insert(d.string_field("_id")?, settings_from_doc(d)?);
         }
         let mut found = Vec::new();
         let mut seen = HashSet::new();
@@ -1205,15 +1074,6 @@ fn settings_from_doc(stored: &Document) -> Result<Settings, StoreError> {
         presence: visibility("presence")?,
         profile: visibility("profile")?,
     })
-}
-
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    match &*e.kind {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::Command(c) => c.code == 11000,
-        _ => false,
-    }
 }
 
 #[cfg(test)]

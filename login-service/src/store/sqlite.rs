@@ -1,17 +1,19 @@
 //! [`LoginStore`] on SQLite: the embedded default.
 //!
-//! One connection does all the work (SQLite allows one writer at a time anyway, and every
-//! operation here is short), guarded by a mutex and used from `spawn_blocking` so the async
-//! threads never wait on disk. Each operation that reads then writes runs in a `BEGIN IMMEDIATE`
-//! transaction, which makes the check-then-act steps (device cap, refresh rotation) atomic even
-//! against another process sharing the file.
+//! The database is a [`juntos_store::sqlite::Database`]: one writer thread runs the writes in
+//! batches (group commit, `synchronous = FULL`), and reads use a pool of read-only connections,
+//! all on threads of their own so the async threads never wait on disk. The writer runs one
+//! write at a time, each inside its batch's `BEGIN IMMEDIATE` transaction, which makes the
+//! check-then-act steps (device cap, refresh rotation) atomic. A write may run twice (see
+//! `juntos_store::sqlite`), so each only touches the database.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+#[cfg(test)]
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, params};
+use juntos_store::sqlite::{Database, Options};
+use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
 use super::{
     Account, AddDeviceOutcome, Contact, Device, LoginStore, NewDevice, NewSession, OneTimePrekey,
@@ -26,82 +28,54 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_settings.sql"),
 ];
 
-/// How long a statement waits for another connection's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most writes committed in one transaction (sign-ins, rotations and prekey uploads are a few
+/// rows each).
+const MAX_BATCH: usize = 64;
 
 /// A [`LoginStore`] in one SQLite database.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
+    /// The directory of a test store's file, removed with the last clone.
+    #[cfg(test)]
+    _temp: Option<Arc<tempfile::TempDir>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.db.path())
+            .finish_non_exhaustive()
     }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Self::with_connection(conn)
-    }
-
-    /// A fresh database in memory, for tests.
-    pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::with_connection(Connection::open_in_memory()?)
-    }
-
-    fn with_connection(mut conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        migrate(&mut conn, MIGRATIONS.len())?;
+        let db = Database::open(
+            path,
+            Options {
+                name: "login",
+                migrations: MIGRATIONS,
+                max_batch: MAX_BATCH,
+            },
+        )?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db,
+            #[cfg(test)]
+            _temp: None,
         })
     }
 
-    /// Runs `f` on the connection on the blocking thread pool.
-    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic inside an earlier call cannot leave a transaction open (it rolls back on
-            // drop), so the connection is still usable.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
+    /// A fresh database in a temporary directory that lives as long as the store, for tests.
+    #[cfg(test)]
+    pub(crate) fn open_temporary() -> Result<Self, StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let store = Self::open(&dir.path().join("login.sqlite3"))?;
+        Ok(Self {
+            _temp: Some(Arc::new(dir)),
+            ..store
         })
-        .await?
-    }
-}
-
-/// Applies the migrations after the database's `user_version`, up to `target` of them, each in
-/// its own transaction.
-fn migrate(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
-    let latest = i64::try_from(MIGRATIONS.len()).expect("a handful of migrations");
-    loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > latest {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                latest,
-            });
-        }
-        let done = usize::try_from(version)
-            .map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
-        if done >= target {
-            return Ok(());
-        }
-        tx.execute_batch(MIGRATIONS[done])?;
-        tx.pragma_update(None, "user_version", version + 1)?;
-        tx.commit()?;
     }
 }
 
@@ -191,36 +165,36 @@ impl LoginStore for SqliteStore {
         now_ms: i64,
     ) -> Result<(Account, bool), StoreError> {
         let (phone, new_user_id) = (phone.to_owned(), new_user_id.to_owned());
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let created = tx.execute(
-                "INSERT INTO accounts (user_id, phone, created_at_ms) VALUES (?1, ?2, ?3)
+        self.db
+            .write(move |conn, _| {
+                let created = conn.execute(
+                    "INSERT INTO accounts (user_id, phone, created_at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (phone) DO NOTHING",
-                params![new_user_id, phone, now_ms],
-            )? == 1;
-            let account = tx.query_row(
-                "SELECT user_id, phone, created_at_ms FROM accounts WHERE phone = ?1",
-                params![phone],
-                account_from_row,
-            )?;
-            tx.commit()?;
-            Ok((account, created))
-        })
-        .await
+                    params![new_user_id, phone, now_ms],
+                )? == 1;
+                let account = conn.query_row(
+                    "SELECT user_id, phone, created_at_ms FROM accounts WHERE phone = ?1",
+                    params![phone],
+                    account_from_row,
+                )?;
+                Ok((account, created))
+            })
+            .await
     }
 
     async fn account(&self, user_id: &str) -> Result<Option<Account>, StoreError> {
         let user_id = user_id.to_owned();
-        self.call(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT user_id, phone, created_at_ms FROM accounts WHERE user_id = ?1",
-                    params![user_id],
-                    account_from_row,
-                )
-                .optional()?)
-        })
-        .await
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT user_id, phone, created_at_ms FROM accounts WHERE user_id = ?1",
+                        params![user_id],
+                        account_from_row,
+                    )
+                    .optional()?)
+            })
+            .await
     }
 
     async fn add_device(
@@ -228,9 +202,8 @@ impl LoginStore for SqliteStore {
         device: NewDevice,
         max_devices: u32,
     ) -> Result<AddDeviceOutcome, StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let active: i64 = tx.query_row(
+        self.db.write(move |conn, _| {
+            let active: i64 = conn.query_row(
                 "SELECT COUNT(*) FROM devices WHERE user_id = ?1 AND removed_at_ms IS NULL",
                 params![device.user_id],
                 |r| r.get(0),
@@ -238,7 +211,7 @@ impl LoginStore for SqliteStore {
             if active >= i64::from(max_devices) {
                 return Ok(AddDeviceOutcome::TooManyDevices);
             }
-            tx.execute(
+            conn.execute(
                 &format!(
                     "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)"
                 ),
@@ -252,14 +225,13 @@ impl LoginStore for SqliteStore {
                     device.created_at_ms,
                 ],
             )?;
-            tx.commit()?;
             Ok(AddDeviceOutcome::Added(Device {
-                device_id: device.device_id,
-                user_id: device.user_id,
-                name: device.name,
+                device_id: device.device_id.clone(),
+                user_id: device.user_id.clone(),
+                name: device.name.clone(),
                 platform: device.platform,
-                identity_signing_key: device.identity_signing_key,
-                identity_dh_key: device.identity_dh_key,
+                identity_signing_key: device.identity_signing_key.clone(),
+                identity_dh_key: device.identity_dh_key.clone(),
                 created_at_ms: device.created_at_ms,
                 removed_at_ms: None,
             }))
@@ -269,48 +241,50 @@ impl LoginStore for SqliteStore {
 
     async fn device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
         let device_id = device_id.to_owned();
-        self.call(move |conn| {
-            Ok(conn
-                .query_row(
-                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ?1"),
-                    params![device_id],
-                    device_from_row,
-                )
-                .optional()?)
-        })
-        .await
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .query_row(
+                        &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ?1"),
+                        params![device_id],
+                        device_from_row,
+                    )
+                    .optional()?)
+            })
+            .await
     }
 
     async fn devices(&self, user_id: &str) -> Result<Vec<Device>, StoreError> {
         let user_id = user_id.to_owned();
-        self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices
                  WHERE user_id = ?1 AND removed_at_ms IS NULL
                  ORDER BY created_at_ms, device_id"
-            ))?;
-            let devices = stmt
-                .query_map(params![user_id], device_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(devices)
-        })
-        .await
+                ))?;
+                let devices = stmt
+                    .query_map(params![user_id], device_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(devices)
+            })
+            .await
     }
 
     async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO sessions (session_id, user_id, device_id, created_at_ms)
+        self.db
+            .write(move |conn, _| {
+                conn.execute(
+                    "INSERT INTO sessions (session_id, user_id, device_id, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    session.session_id,
-                    session.user_id,
-                    session.device_id,
-                    session.created_at_ms
-                ],
-            )?;
-            tx.execute(
+                    params![
+                        session.session_id,
+                        session.user_id,
+                        session.device_id,
+                        session.created_at_ms
+                    ],
+                )?;
+                conn.execute(
                 "INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms)
                  VALUES (?1, ?2, ?3, ?4)",
                 params![
@@ -320,24 +294,26 @@ impl LoginStore for SqliteStore {
                     session.refresh_expires_at_ms,
                 ],
             )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+                Ok(())
+            })
+            .await
     }
 
     async fn session(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
         let session_id = session_id.to_owned();
-        self.call(move |conn| {
-            Ok(conn
-                .query_row(
-                    &format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.session_id = ?1"),
-                    params![session_id],
-                    |row| session_from_row(row, 0),
-                )
-                .optional()?)
-        })
-        .await
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .query_row(
+                        &format!(
+                            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.session_id = ?1"
+                        ),
+                        params![session_id],
+                        |row| session_from_row(row, 0),
+                    )
+                    .optional()?)
+            })
+            .await
     }
 
     async fn rotate_refresh_token(
@@ -348,71 +324,69 @@ impl LoginStore for SqliteStore {
         now_ms: i64,
     ) -> Result<RotateOutcome, StoreError> {
         let (old_hash, new_hash) = (old_hash.to_owned(), new_hash.to_owned());
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let found = tx
-                .query_row(
-                    &format!(
-                        "SELECT t.expires_at_ms, t.rotated_at_ms, {SESSION_COLUMNS}
+        self.db
+            .write(move |conn, _| {
+                let found = conn
+                    .query_row(
+                        &format!(
+                            "SELECT t.expires_at_ms, t.rotated_at_ms, {SESSION_COLUMNS}
                          FROM refresh_tokens t JOIN sessions s ON s.session_id = t.session_id
                          WHERE t.token_hash = ?1"
-                    ),
-                    params![old_hash],
-                    |row| {
-                        let expires_at_ms: i64 = row.get(0)?;
-                        let rotated_at_ms: Option<i64> = row.get(1)?;
-                        Ok((expires_at_ms, rotated_at_ms, session_from_row(row, 2)?))
-                    },
-                )
-                .optional()?;
-            let Some((expires_at_ms, rotated_at_ms, session)) = found else {
-                return Ok(RotateOutcome::Invalid);
-            };
-            if !session.is_active() {
-                return Ok(RotateOutcome::Invalid);
-            }
-            if rotated_at_ms.is_some() {
-                revoke_session(
-                    &tx,
-                    &session.session_id,
-                    now_ms,
-                    RevokeReason::RefreshTokenReused,
-                )?;
-                // A device lives as long as its one session: with the session gone it can never
-                // be used again, so it leaves the device list (and the device cap) now instead of
-                // lingering as a device senders must encrypt for.
-                tx.execute(
-                    "UPDATE devices SET removed_at_ms = ?2
-                     WHERE device_id = ?1 AND removed_at_ms IS NULL",
-                    params![session.device_id, now_ms],
-                )?;
-                for table in ["signed_prekeys", "one_time_prekeys"] {
-                    tx.execute(
-                        &format!("DELETE FROM {table} WHERE device_id = ?1"),
-                        params![session.device_id],
-                    )?;
+                        ),
+                        params![old_hash],
+                        |row| {
+                            let expires_at_ms: i64 = row.get(0)?;
+                            let rotated_at_ms: Option<i64> = row.get(1)?;
+                            Ok((expires_at_ms, rotated_at_ms, session_from_row(row, 2)?))
+                        },
+                    )
+                    .optional()?;
+                let Some((expires_at_ms, rotated_at_ms, session)) = found else {
+                    return Ok(RotateOutcome::Invalid);
+                };
+                if !session.is_active() {
+                    return Ok(RotateOutcome::Invalid);
                 }
-                tx.commit()?;
-                return Ok(RotateOutcome::Reused {
-                    session_id: session.session_id,
-                });
-            }
-            if expires_at_ms <= now_ms {
-                return Ok(RotateOutcome::Invalid);
-            }
-            tx.execute(
-                "UPDATE refresh_tokens SET rotated_at_ms = ?2 WHERE token_hash = ?1",
-                params![old_hash, now_ms],
-            )?;
-            tx.execute(
+                if rotated_at_ms.is_some() {
+                    revoke_session(
+                        conn,
+                        &session.session_id,
+                        now_ms,
+                        RevokeReason::RefreshTokenReused,
+                    )?;
+                    // A device lives as long as its one session: with the session gone it can
+                    // never be used again, so it leaves the device list (and the device cap) now
+                    // instead of lingering as a device senders must encrypt for.
+                    conn.execute(
+                        "UPDATE devices SET removed_at_ms = ?2
+                     WHERE device_id = ?1 AND removed_at_ms IS NULL",
+                        params![session.device_id, now_ms],
+                    )?;
+                    for table in ["signed_prekeys", "one_time_prekeys"] {
+                        conn.execute(
+                            &format!("DELETE FROM {table} WHERE device_id = ?1"),
+                            params![session.device_id],
+                        )?;
+                    }
+                    return Ok(RotateOutcome::Reused {
+                        session_id: session.session_id,
+                    });
+                }
+                if expires_at_ms <= now_ms {
+                    return Ok(RotateOutcome::Invalid);
+                }
+                conn.execute(
+                    "UPDATE refresh_tokens SET rotated_at_ms = ?2 WHERE token_hash = ?1",
+                    params![old_hash, now_ms],
+                )?;
+                conn.execute(
                 "INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms)
                  VALUES (?1, ?2, ?3, ?4)",
                 params![new_hash, session.session_id, now_ms, new_expires_at_ms],
             )?;
-            tx.commit()?;
-            Ok(RotateOutcome::Rotated { session })
-        })
-        .await
+                Ok(RotateOutcome::Rotated { session })
+            })
+            .await
     }
 
     async fn revoke_device_sessions(
@@ -423,59 +397,59 @@ impl LoginStore for SqliteStore {
         reason: RevokeReason,
     ) -> Result<Vec<String>, StoreError> {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "UPDATE devices SET removed_at_ms = ?3
+        self.db
+            .write(move |conn, _| {
+                conn.execute(
+                    "UPDATE devices SET removed_at_ms = ?3
                  WHERE device_id = ?1 AND user_id = ?2 AND removed_at_ms IS NULL",
-                params![device_id, user_id, now_ms],
-            )?;
-            let ids = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT session_id FROM sessions
+                    params![device_id, user_id, now_ms],
+                )?;
+                let ids = {
+                    let mut stmt = conn.prepare_cached(
+                        "SELECT session_id FROM sessions
                      WHERE device_id = ?1 AND user_id = ?2 AND revoked_at_ms IS NULL
                      ORDER BY session_id",
-                )?;
-                stmt.query_map(params![device_id, user_id], |r| r.get::<_, String>(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            for id in &ids {
-                revoke_session(&tx, id, now_ms, reason)?;
-            }
-            // Only the owner's sign-out removes the device's keys.
-            for table in ["signed_prekeys", "one_time_prekeys"] {
-                tx.execute(
-                    &format!(
-                        "DELETE FROM {table} WHERE device_id = ?1 AND EXISTS (
+                    )?;
+                    stmt.query_map(params![device_id, user_id], |r| r.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?
+                };
+                for id in &ids {
+                    revoke_session(conn, id, now_ms, reason)?;
+                }
+                // Only the owner's sign-out removes the device's keys.
+                for table in ["signed_prekeys", "one_time_prekeys"] {
+                    conn.execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE device_id = ?1 AND EXISTS (
                              SELECT 1 FROM devices WHERE device_id = ?1 AND user_id = ?2)"
-                    ),
-                    params![device_id, user_id],
-                )?;
-            }
-            tx.commit()?;
-            Ok(ids)
-        })
-        .await
+                        ),
+                        params![device_id, user_id],
+                    )?;
+                }
+                Ok(ids)
+            })
+            .await
     }
 
     async fn revocations_since(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
-        self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT session_id, revoked_at_ms FROM sessions
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT session_id, revoked_at_ms FROM sessions
                  WHERE revoked_at_ms IS NOT NULL AND revoked_at_ms >= ?1
                  ORDER BY revoked_at_ms, session_id",
-            )?;
-            let revocations = stmt
-                .query_map(params![since_ms], |r| {
-                    Ok(Revocation {
-                        session_id: r.get(0)?,
-                        revoked_at_ms: r.get(1)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(revocations)
-        })
-        .await
+                )?;
+                let revocations = stmt
+                    .query_map(params![since_ms], |r| {
+                        Ok(Revocation {
+                            session_id: r.get(0)?,
+                            revoked_at_ms: r.get(1)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(revocations)
+            })
+            .await
     }
 
     async fn set_signed_prekey(
@@ -485,12 +459,11 @@ impl LoginStore for SqliteStore {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let device_id = device_id.to_owned();
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if !device_is_active(&tx, &device_id)? {
+        self.db.write(move |conn, _| {
+            if !device_is_active(conn, &device_id)? {
                 return Ok(false);
             }
-            tx.execute(
+            conn.execute(
                 "INSERT INTO signed_prekeys (device_id, key_id, public_key, signature, uploaded_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (device_id) DO UPDATE SET key_id = excluded.key_id,
@@ -504,7 +477,6 @@ impl LoginStore for SqliteStore {
                     now_ms
                 ],
             )?;
-            tx.commit()?;
             Ok(true)
         })
         .await
@@ -512,8 +484,9 @@ impl LoginStore for SqliteStore {
 
     async fn signed_prekey(&self, device_id: &str) -> Result<Option<SignedPrekey>, StoreError> {
         let device_id = device_id.to_owned();
-        self.call(move |conn| {
-            Ok(conn
+        self.db
+            .read(move |conn| {
+                Ok(conn
                 .query_row(
                     "SELECT key_id, public_key, signature FROM signed_prekeys WHERE device_id = ?1",
                     params![device_id],
@@ -526,8 +499,8 @@ impl LoginStore for SqliteStore {
                     },
                 )
                 .optional()?)
-        })
-        .await
+            })
+            .await
     }
 
     async fn add_one_time_prekeys(
@@ -538,46 +511,51 @@ impl LoginStore for SqliteStore {
         now_ms: i64,
     ) -> Result<Option<u32>, StoreError> {
         let device_id = device_id.to_owned();
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if !device_is_active(&tx, &device_id)? {
-                return Ok(None);
-            }
-            {
-                // Delete, then insert: a replaced key gets a new rowid, i.e. counts as newest.
-                let mut delete = tx.prepare_cached(
-                    "DELETE FROM one_time_prekeys WHERE device_id = ?1 AND key_id = ?2",
-                )?;
-                let mut insert = tx.prepare_cached(
+        self.db
+            .write(move |conn, _| {
+                if !device_is_active(conn, &device_id)? {
+                    return Ok(None);
+                }
+                {
+                    // Delete, then insert: a replaced key gets a new rowid, i.e. counts as newest.
+                    let mut delete = conn.prepare_cached(
+                        "DELETE FROM one_time_prekeys WHERE device_id = ?1 AND key_id = ?2",
+                    )?;
+                    let mut insert = conn.prepare_cached(
                     "INSERT INTO one_time_prekeys (device_id, key_id, public_key, uploaded_at_ms)
                      VALUES (?1, ?2, ?3, ?4)",
                 )?;
-                for prekey in &prekeys {
-                    delete.execute(params![device_id, prekey.key_id])?;
-                    insert.execute(params![device_id, prekey.key_id, prekey.public_key, now_ms])?;
+                    for prekey in &prekeys {
+                        delete.execute(params![device_id, prekey.key_id])?;
+                        insert.execute(params![
+                            device_id,
+                            prekey.key_id,
+                            prekey.public_key,
+                            now_ms
+                        ])?;
+                    }
                 }
-            }
-            let count = one_time_prekey_count(&tx, &device_id)?;
-            let count = if count > max_stored {
-                tx.execute(
-                    "DELETE FROM one_time_prekeys WHERE rowid IN (
+                let count = one_time_prekey_count(conn, &device_id)?;
+                let count = if count > max_stored {
+                    conn.execute(
+                        "DELETE FROM one_time_prekeys WHERE rowid IN (
                          SELECT rowid FROM one_time_prekeys WHERE device_id = ?1
                          ORDER BY rowid LIMIT ?2)",
-                    params![device_id, count - max_stored],
-                )?;
-                max_stored
-            } else {
-                count
-            };
-            tx.commit()?;
-            Ok(Some(count))
-        })
-        .await
+                        params![device_id, count - max_stored],
+                    )?;
+                    max_stored
+                } else {
+                    count
+                };
+                Ok(Some(count))
+            })
+            .await
     }
 
     async fn one_time_prekey_count(&self, device_id: &str) -> Result<u32, StoreError> {
         let device_id = device_id.to_owned();
-        self.call(move |conn| one_time_prekey_count(conn, &device_id))
+        self.db
+            .read(move |conn| one_time_prekey_count(conn, &device_id))
             .await
     }
 
@@ -588,109 +566,109 @@ impl LoginStore for SqliteStore {
     ) -> Result<Option<Vec<PrekeyBundle>>, StoreError> {
         let user_id = user_id.to_owned();
         let except = except_device_id.map(str::to_owned);
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM accounts WHERE user_id = ?1)",
-                params![user_id],
-                |r| r.get(0),
-            )?;
-            if !exists {
-                return Ok(None);
-            }
-            let mut bundles = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT d.device_id, d.identity_signing_key, d.identity_dh_key,
+        self.db
+            .write(move |conn, _| {
+                let exists: bool = conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM accounts WHERE user_id = ?1)",
+                    params![user_id],
+                    |r| r.get(0),
+                )?;
+                if !exists {
+                    return Ok(None);
+                }
+                let mut bundles = {
+                    let mut stmt = conn.prepare_cached(
+                        "SELECT d.device_id, d.identity_signing_key, d.identity_dh_key,
                             p.key_id, p.public_key, p.signature
                      FROM devices d JOIN signed_prekeys p ON p.device_id = d.device_id
                      WHERE d.user_id = ?1 AND d.removed_at_ms IS NULL
                          AND d.device_id IS NOT ?2
                      ORDER BY d.created_at_ms, d.device_id",
-                )?;
-                stmt.query_map(params![user_id, except], |r| {
-                    Ok(PrekeyBundle {
-                        device_id: r.get(0)?,
-                        identity_signing_key: r.get(1)?,
-                        identity_dh_key: r.get(2)?,
-                        signed_prekey: SignedPrekey {
-                            key_id: r.get(3)?,
-                            public_key: r.get(4)?,
-                            signature: r.get(5)?,
-                        },
-                        one_time_prekey: None,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            {
-                let mut take = tx.prepare_cached(
-                    "DELETE FROM one_time_prekeys WHERE rowid = (
+                    )?;
+                    stmt.query_map(params![user_id, except], |r| {
+                        Ok(PrekeyBundle {
+                            device_id: r.get(0)?,
+                            identity_signing_key: r.get(1)?,
+                            identity_dh_key: r.get(2)?,
+                            signed_prekey: SignedPrekey {
+                                key_id: r.get(3)?,
+                                public_key: r.get(4)?,
+                                signature: r.get(5)?,
+                            },
+                            one_time_prekey: None,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+                };
+                {
+                    let mut take = conn.prepare_cached(
+                        "DELETE FROM one_time_prekeys WHERE rowid = (
                          SELECT rowid FROM one_time_prekeys WHERE device_id = ?1
                          ORDER BY rowid LIMIT 1)
                      RETURNING key_id, public_key",
-                )?;
-                for bundle in &mut bundles {
-                    bundle.one_time_prekey = take
-                        .query_row(params![bundle.device_id], |r| {
-                            Ok(OneTimePrekey {
-                                key_id: r.get(0)?,
-                                public_key: r.get(1)?,
+                    )?;
+                    for bundle in &mut bundles {
+                        bundle.one_time_prekey = take
+                            .query_row(params![bundle.device_id], |r| {
+                                Ok(OneTimePrekey {
+                                    key_id: r.get(0)?,
+                                    public_key: r.get(1)?,
+                                })
                             })
-                        })
-                        .optional()?;
+                            .optional()?;
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(Some(bundles))
-        })
-        .await
+                Ok(Some(bundles))
+            })
+            .await
     }
 
     async fn devices_of(&self, user_ids: &[String]) -> Result<Vec<UserDevices>, StoreError> {
         let user_ids = user_ids.to_vec();
-        self.call(move |conn| {
-            // One snapshot for the whole answer.
-            let tx = conn.transaction()?;
-            let mut users = Vec::new();
-            {
-                // A user without active devices is one row of NULL device columns.
-                let mut stmt = tx.prepare_cached(
-                    "SELECT a.user_id, d.device_id IS NOT NULL,
+        self.db
+            .read(move |conn| {
+                // One snapshot for the whole answer.
+                let tx = conn.unchecked_transaction()?;
+                let mut users = Vec::new();
+                {
+                    // A user without active devices is one row of NULL device columns.
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT a.user_id, d.device_id IS NOT NULL,
                             d.device_id, d.user_id, d.name, d.platform, d.identity_signing_key,
                             d.identity_dh_key, d.created_at_ms, d.removed_at_ms
                      FROM accounts a LEFT JOIN devices d
                          ON d.user_id = a.user_id AND d.removed_at_ms IS NULL
                      WHERE a.user_id = ?1
                      ORDER BY d.created_at_ms, d.device_id",
-                )?;
-                let mut seen = std::collections::HashSet::new();
-                for user_id in &user_ids {
-                    if !seen.insert(user_id.as_str()) {
-                        continue;
+                    )?;
+                    let mut seen = std::collections::HashSet::new();
+                    for user_id in &user_ids {
+                        if !seen.insert(user_id.as_str()) {
+                            continue;
+                        }
+                        let rows = stmt
+                            .query_map(params![user_id], |r| {
+                                let has_device: bool = r.get(1)?;
+                                Ok(if has_device {
+                                    Some(device_from_row_at(r, 2)?)
+                                } else {
+                                    None
+                                })
+                            })?
+                            .collect::<rusqlite::Result<Vec<_>>>()?;
+                        if rows.is_empty() {
+                            continue;
+                        }
+                        users.push(UserDevices {
+                            user_id: user_id.clone(),
+                            devices: rows.into_iter().flatten().collect(),
+                        });
                     }
-                    let rows = stmt
-                        .query_map(params![user_id], |r| {
-                            let has_device: bool = r.get(1)?;
-                            Ok(if has_device {
-                                Some(device_from_row_at(r, 2)?)
-                            } else {
-                                None
-                            })
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    users.push(UserDevices {
-                        user_id: user_id.clone(),
-                        devices: rows.into_iter().flatten().collect(),
-                    });
                 }
-            }
-            tx.commit()?;
-            Ok(users)
-        })
-        .await
+                tx.commit()?;
+                Ok(users)
+            })
+            .await
     }
 
     async fn users_by_phones(
@@ -698,29 +676,30 @@ impl LoginStore for SqliteStore {
         phones: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
         let phones = phones.to_vec();
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            let mut found = Vec::new();
-            {
-                let mut stmt =
-                    tx.prepare_cached("SELECT user_id FROM accounts WHERE phone = ?1")?;
-                let mut seen = std::collections::HashSet::new();
-                for phone in phones {
-                    if seen.contains(&phone) {
-                        continue;
+        self.db
+            .read(move |conn| {
+                let tx = conn.unchecked_transaction()?;
+                let mut found = Vec::new();
+                {
+                    let mut stmt =
+                        tx.prepare_cached("SELECT user_id FROM accounts WHERE phone = ?1")?;
+                    let mut seen = std::collections::HashSet::new();
+                    for phone in phones {
+                        if seen.contains(&phone) {
+                            continue;
+                        }
+                        let user_id: Option<String> =
+                            stmt.query_row(params![phone], |r| r.get(0)).optional()?;
+                        if let Some(user_id) = user_id {
+                            found.push((phone.clone(), user_id));
+                        }
+                        seen.insert(phone);
                     }
-                    let user_id: Option<String> =
-                        stmt.query_row(params![phone], |r| r.get(0)).optional()?;
-                    if let Some(user_id) = user_id {
-                        found.push((phone.clone(), user_id));
-                    }
-                    seen.insert(phone);
                 }
-            }
-            tx.commit()?;
-            Ok(found)
-        })
-        .await
+                tx.commit()?;
+                Ok(found)
+            })
+            .await
     }
 
     async fn add_contacts(
@@ -731,46 +710,46 @@ impl LoginStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let owner = owner_user_id.to_owned();
         let contacts = contacts.to_vec();
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO contacts (owner_user_id, contact_user_id, phone, added_at_ms)
+        self.db
+            .write(move |conn, _| {
+                {
+                    let mut stmt = conn.prepare_cached(
+                        "INSERT INTO contacts (owner_user_id, contact_user_id, phone, added_at_ms)
                      SELECT ?1, a.user_id, ?3, ?4 FROM accounts a
                      WHERE a.user_id = ?2 AND a.user_id != ?1
                          AND EXISTS (SELECT 1 FROM accounts WHERE user_id = ?1)
                      ON CONFLICT (owner_user_id, contact_user_id)
                          DO UPDATE SET phone = excluded.phone",
-                )?;
-                for (user_id, phone) in &contacts {
-                    stmt.execute(params![owner, user_id, phone, now_ms])?;
+                    )?;
+                    for (user_id, phone) in &contacts {
+                        stmt.execute(params![owner, user_id, phone, now_ms])?;
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+                Ok(())
+            })
+            .await
     }
 
     async fn contacts(&self, owner_user_id: &str) -> Result<Vec<Contact>, StoreError> {
         let owner = owner_user_id.to_owned();
-        self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT contact_user_id, phone, added_at_ms FROM contacts
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT contact_user_id, phone, added_at_ms FROM contacts
                  WHERE owner_user_id = ?1 ORDER BY added_at_ms, contact_user_id",
-            )?;
-            let contacts = stmt
-                .query_map(params![owner], |r| {
-                    Ok(Contact {
-                        user_id: r.get(0)?,
-                        phone: r.get(1)?,
-                        added_at_ms: r.get(2)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(contacts)
-        })
-        .await
+                )?;
+                let contacts = stmt
+                    .query_map(params![owner], |r| {
+                        Ok(Contact {
+                            user_id: r.get(0)?,
+                            phone: r.get(1)?,
+                            added_at_ms: r.get(2)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(contacts)
+            })
+            .await
     }
 
     async fn mutual_contacts(
@@ -780,25 +759,26 @@ impl LoginStore for SqliteStore {
     ) -> Result<Vec<String>, StoreError> {
         let user_id = user_id.to_owned();
         let candidates = candidates.to_vec();
-        self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM contacts a JOIN contacts b
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM contacts a JOIN contacts b
                      ON b.owner_user_id = a.contact_user_id AND b.contact_user_id = a.owner_user_id
                      WHERE a.owner_user_id = ?1 AND a.contact_user_id = ?2)",
-            )?;
-            let mut seen = std::collections::HashSet::new();
-            let mut mutual = Vec::new();
-            for candidate in candidates {
-                if !seen.insert(candidate.clone()) {
-                    continue;
+                )?;
+                let mut seen = std::collections::HashSet::new();
+                let mut mutual = Vec::new();
+                for candidate in candidates {
+                    if !seen.insert(candidate.clone()) {
+                        continue;
+                    }
+                    if stmt.query_row(params![user_id, candidate], |r| r.get::<_, bool>(0))? {
+                        mutual.push(candidate);
+                    }
                 }
-                if stmt.query_row(params![user_id, candidate], |r| r.get::<_, bool>(0))? {
-                    mutual.push(candidate);
-                }
-            }
-            Ok(mutual)
-        })
-        .await
+                Ok(mutual)
+            })
+            .await
     }
 
     async fn settings_of(
@@ -806,21 +786,22 @@ impl LoginStore for SqliteStore {
         user_ids: &[String],
     ) -> Result<Vec<(String, Settings)>, StoreError> {
         let user_ids = user_ids.to_vec();
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            let mut seen = std::collections::HashSet::new();
-            let mut found = Vec::new();
-            for user_id in user_ids {
-                if seen.insert(user_id.clone())
-                    && let Some(settings) = account_settings(&tx, &user_id)?
-                {
-                    found.push((user_id, settings));
+        self.db
+            .read(move |conn| {
+                let tx = conn.unchecked_transaction()?;
+                let mut seen = std::collections::HashSet::new();
+                let mut found = Vec::new();
+                for user_id in user_ids {
+                    if seen.insert(user_id.clone())
+                        && let Some(settings) = account_settings(&tx, &user_id)?
+                    {
+                        found.push((user_id, settings));
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(found)
-        })
-        .await
+                tx.commit()?;
+                Ok(found)
+            })
+            .await
     }
 
     async fn update_settings(
@@ -830,31 +811,30 @@ impl LoginStore for SqliteStore {
         now_ms: i64,
     ) -> Result<Option<Settings>, StoreError> {
         let user_id = user_id.to_owned();
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(current) = account_settings(&tx, &user_id)? else {
-                return Ok(None);
-            };
-            let next = update.apply(current);
-            tx.execute(
-                "INSERT INTO settings (user_id, name, about, presence, profile, updated_at_ms)
+        self.db
+            .write(move |conn, _| {
+                let Some(current) = account_settings(conn, &user_id)? else {
+                    return Ok(None);
+                };
+                let next = update.apply(current);
+                conn.execute(
+                    "INSERT INTO settings (user_id, name, about, presence, profile, updated_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (user_id) DO UPDATE SET name = excluded.name,
                      about = excluded.about, presence = excluded.presence,
                      profile = excluded.profile, updated_at_ms = excluded.updated_at_ms",
-                params![
-                    user_id,
-                    next.name,
-                    next.about,
-                    next.presence.as_str(),
-                    next.profile.as_str(),
-                    now_ms
-                ],
-            )?;
-            tx.commit()?;
-            Ok(Some(next))
-        })
-        .await
+                    params![
+                        user_id,
+                        next.name,
+                        next.about,
+                        next.presence.as_str(),
+                        next.profile.as_str(),
+                        now_ms
+                    ],
+                )?;
+                Ok(Some(next))
+            })
+            .await
     }
 }
 
@@ -892,8 +872,10 @@ fn visibility(stored: &str) -> Result<Visibility, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use juntos_store::sqlite::migrate_to;
+
     use super::*;
-    use crate::store::suite;
+    use crate::store::suite::login_store_suite;
 
     fn user_version(conn: &Connection) -> i64 {
         conn.pragma_query_value(None, "user_version", |r| r.get(0))
@@ -914,7 +896,7 @@ mod tests {
     fn migration_0001_creates_the_schema() {
         let mut conn = Connection::open_in_memory().expect("open");
         conn.pragma_update(None, "foreign_keys", true).expect("fk");
-        migrate(&mut conn, 1).expect("migrate");
+        migrate_to(&mut conn, MIGRATIONS, 1).expect("migrate");
         assert_eq!(user_version(&conn), 1);
         assert_eq!(
             columns(&conn, "accounts"),
@@ -975,13 +957,13 @@ mod tests {
     fn migration_0002_adds_the_key_directory() {
         let mut conn = Connection::open_in_memory().expect("open");
         conn.pragma_update(None, "foreign_keys", true).expect("fk");
-        migrate(&mut conn, 1).expect("migrate to 1");
+        migrate_to(&mut conn, MIGRATIONS, 1).expect("migrate to 1");
         conn.execute_batch(
             "INSERT INTO accounts VALUES ('u1', '+15550000001', 1), ('u2', '+15550000002', 1);
              INSERT INTO devices VALUES ('d1', 'u1', 'n', 1, x'00', x'00', 1, NULL);",
         )
         .expect("data before 0002");
-        migrate(&mut conn, 2).expect("migrate to 2");
+        migrate_to(&mut conn, MIGRATIONS, 2).expect("migrate to 2");
         assert_eq!(user_version(&conn), 2);
         assert_eq!(
             columns(&conn, "signed_prekeys"),
@@ -1080,8 +1062,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn migrations_run_once_and_reach_the_latest_version() {
+    #[tokio::test]
+    async fn migrations_run_once_and_reach_the_latest_version() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("login.sqlite3");
         {
@@ -1097,17 +1079,22 @@ mod tests {
         drop(conn);
         // Reopening does not re-run 0001 (which would fail on the existing tables) and keeps data.
         let store = SqliteStore::open(&path).expect("reopen");
-        let conn = store.conn.lock().expect("lock");
-        let n: i64 = conn
-            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
-            .expect("count");
+        let (n, mode) = store
+            .db
+            .read(|conn| {
+                let n: i64 = conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+                let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+                Ok((n, mode))
+            })
+            .await
+            .expect("read");
         assert_eq!(n, 1);
-        let mode: String = conn
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
-            .expect("journal_mode");
         assert_eq!(mode, "wal");
-        let fk: i64 = conn
-            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+        // Foreign keys are enforced where the writes run.
+        let fk: i64 = store
+            .db
+            .write(|conn, _| Ok(conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?))
+            .await
             .expect("fk");
         assert_eq!(fk, 1);
     }
@@ -1128,56 +1115,10 @@ mod tests {
 
     // === the shared behavioural suite ===
 
-    macro_rules! sqlite_suite {
-        ($($case:ident),* $(,)?) => {
-            mod in_memory {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $case() {
-                        let store: std::sync::Arc<dyn super::LoginStore> = std::sync::Arc::new(
-                            super::SqliteStore::open_in_memory().expect("open"),
-                        );
-                        super::suite::$case(super::suite::Handle::handle(&store)).await;
-                    }
-                )*
-            }
-            mod file {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                    async fn $case() {
-                        let dir = tempfile::tempdir().expect("tempdir");
-                        let store: std::sync::Arc<dyn super::LoginStore> = std::sync::Arc::new(
-                            super::SqliteStore::open(&dir.path().join("login.sqlite3"))
-                                .expect("open"),
-                        );
-                        super::suite::$case(super::suite::Handle::handle(&store)).await;
-                    }
-                )*
-            }
-        };
+    /// A store on a fresh file in a temporary directory (removed with the store).
+    async fn fresh() -> ((), SqliteStore) {
+        ((), SqliteStore::open_temporary().expect("open"))
     }
 
-    sqlite_suite!(
-        account_created_once_per_phone,
-        concurrent_account_creation,
-        device_cap,
-        concurrent_device_cap,
-        devices_lists_active_only,
-        session_round_trip,
-        rotation,
-        reuse_revokes_session,
-        concurrent_rotation,
-        expired_refresh_token,
-        revoke_device_sessions,
-        revocations_since,
-        signed_prekey_round_trip,
-        one_time_prekeys_cap_and_replace,
-        take_bundles,
-        concurrent_take_bundles,
-        sign_out_deletes_prekeys,
-        devices_of,
-        phones_and_contacts,
-        mutual_contacts,
-        settings_round_trip,
-    );
+    login_store_suite!(fresh());
 }

@@ -1,6 +1,6 @@
 //! The behavioural suite every [`LoginStore`] backend must pass. Each case takes a fresh, empty
 //! store (`&Arc<dyn LoginStore>` where it spawns tasks, `&dyn LoginStore` otherwise); a
-//! backend's tests call every case (see the `sqlite_suite!` macro in `sqlite.rs`).
+//! backend's tests run every case with one [`login_store_suite!`] line.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,6 +28,58 @@ impl<'a> Handle<'a> for &'a Arc<dyn LoginStore> {
         store
     }
 }
+
+/// Runs every case of this suite against the store `$fresh` makes: `$fresh` is a future (awaited
+/// once per case) evaluating to `(guard, store)`, where `store` is a fresh, empty
+/// `impl LoginStore + 'static` and `guard` (a server, a temporary directory, or `()`) is kept
+/// alive until the case ends. Expands to a module `suite_cases` with one test per case.
+macro_rules! login_store_suite {
+    ($fresh:expr) => {
+        $crate::store::suite::login_store_suite!(
+            @cases $fresh;
+            account_created_once_per_phone,
+            concurrent_account_creation,
+            device_cap,
+            concurrent_device_cap,
+            devices_lists_active_only,
+            session_round_trip,
+            rotation,
+            reuse_revokes_session,
+            concurrent_rotation,
+            expired_refresh_token,
+            revoke_device_sessions,
+            revocations_since,
+            signed_prekey_round_trip,
+            one_time_prekeys_cap_and_replace,
+            take_bundles,
+            concurrent_take_bundles,
+            sign_out_deletes_prekeys,
+            devices_of,
+            phones_and_contacts,
+            mutual_contacts,
+            settings_round_trip,
+        );
+    };
+    (@cases $fresh:expr; $($case:ident),* $(,)?) => {
+        mod suite_cases {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let (_guard, store) = $fresh.await;
+                    let store: ::std::sync::Arc<dyn $crate::store::LoginStore> =
+                        ::std::sync::Arc::new(store);
+                    $crate::store::suite::$case($crate::store::suite::Handle::handle(&store))
+                        .await;
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use login_store_suite;
 
 const T0: i64 = 1_750_000_000_000;
 const DAY: i64 = 24 * 60 * 60 * 1000;

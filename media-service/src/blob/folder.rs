@@ -346,19 +346,7 @@ mod tests {
         (dir, store)
     }
 
-    macro_rules! folder_suite {
-        ($($case:ident),* $(,)?) => {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (_dir, store) = fresh().await;
-                    suite::$case(&store).await;
-                }
-            )*
-        };
-    }
-
-    suite::all_cases!(folder_suite);
+    suite::blob_store_suite!(fresh().await);
 
     #[tokio::test]
     async fn failed_and_cancelled_puts_leave_no_temporary_file() {

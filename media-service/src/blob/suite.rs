@@ -1,5 +1,5 @@
-//! The behavioural suite every [`BlobStore`] backend passes. Each backend's tests supply a
-//! fresh store and run every case through [`all_cases!`].
+//! The behavioural suite every [`BlobStore`] backend passes. Each case takes a fresh, empty
+//! store; a backend's tests run every case with one line, [`blob_store_suite!`].
 //!
 //! Blob contents come from a generator, streamed in and compared chunk by chunk on the way out,
 //! so neither side of a test holds a large blob whole.
@@ -15,10 +15,15 @@ use super::{BlobError, BlobStore, ByteChunks, DEFAULT_PART_SIZE, READ_CHUNK};
 pub(crate) const LARGE: u64 = DEFAULT_PART_SIZE as u64 + 100_003;
 const SMALL: u64 = 100_000;
 
-/// Runs `$m!(case, …)` with every case every backend must pass.
-macro_rules! all_cases {
-    ($m:ident) => {
-        $m!(
+/// Runs every case of this suite (all but the S3-only [`presigned_urls_work`]), each as its own
+/// test, against the store `$fresh` makes: `$fresh` is an expression evaluated inside each
+/// (async) test, so it may `.await`, evaluating to `(guard, store)`; the guard (a temporary
+/// directory, a test server) lives as long as the test. Invoke it at the level of a backend's
+/// test module: `blob_store_suite!(fresh().await);`.
+macro_rules! blob_store_suite {
+    ($fresh:expr) => {
+        $crate::blob::suite::blob_store_suite!(
+            @cases $fresh;
             small_round_trip,
             multi_part_round_trip,
             ranged_reads,
@@ -35,8 +40,17 @@ macro_rules! all_cases {
             unfinished_upload_is_invisible_and_aborts,
         );
     };
+    (@cases $fresh:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (_guard, store) = $fresh;
+                $crate::blob::suite::$case(&store).await;
+            }
+        )*
+    };
 }
-pub(crate) use all_cases;
+pub(crate) use blob_store_suite;
 
 /// The byte at `pos` of every test blob.
 fn pattern(pos: u64) -> u8 {

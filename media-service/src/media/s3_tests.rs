@@ -7,17 +7,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use juntos_proto::clock::ManualClock;
+use juntos_clock::ManualClock;
 use juntos_proto::error::reason_of;
 use juntos_proto::media::v1::MediaKind;
 use juntos_proto::meta::Caller;
+use juntos_testkit::s3::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY};
 use tonic::{Code, Status};
 
 use crate::blob::{S3BlobStore, S3Config};
 use crate::media::{MediaConfig, MediaService, ProfileVisibility};
 use crate::store::SqliteStatusStore;
-
-use crate::blob::s3::tests::s3_server::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY};
 
 struct Nobody;
 

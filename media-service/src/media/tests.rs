@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use juntos_proto::clock::ManualClock;
+use juntos_clock::ManualClock;
 use juntos_proto::error::{metadata_of, reason, reason_of};
 use tonic::{Code, Status};
 

@@ -13,11 +13,11 @@
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt as _;
+use juntos_store::mongo::{Fields as _, binary, corrupt};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 
-use super::mongo::{binary, corrupt, i64_field, str_field};
 use super::{BlobIndex, BlobRecord, MongoStatusStore, ProfilePhotoRecord, StoreError};
 
 pub(super) async fn create_indexes(db: &Database) -> Result<(), StoreError> {
@@ -72,41 +72,33 @@ fn signed(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn u64_field(d: &Document, key: &str) -> Result<u64, StoreError> {
-    u64::try_from(i64_field(d, key)?).map_err(|e| corrupt(key, e))
-}
-
 fn blob_from_doc(d: &Document) -> Result<BlobRecord, StoreError> {
-    let capability_hash = match d.get("capability_hash") {
-        Some(Bson::Binary(b)) => b.bytes.clone(),
-        other => return Err(corrupt("capability_hash", format!("found {other:?}"))),
-    };
     let upload = match d.get("upload") {
         None | Some(Bson::Null) => None,
         Some(Bson::String(s)) => Some(s.clone()),
         other => return Err(corrupt("upload", format!("found {other:?}"))),
     };
     Ok(BlobRecord {
-        blob_id: str_field(d, "_id")?,
-        owner_user_id: str_field(d, "owner_user_id")?,
-        kind: i32::try_from(i64_field(d, "kind")?).map_err(|e| corrupt("kind", e))?,
-        size: u64_field(d, "size")?,
-        part_size: u64_field(d, "part_size")?,
-        parts_done: u64_field(d, "parts_done")?,
+        blob_id: d.string_field("_id")?,
+        owner_user_id: d.string_field("owner_user_id")?,
+        kind: i32::try_from(d.i64_field("kind")?).map_err(|e| corrupt("kind", e))?,
+        size: d.u64_field("size")?,
+        part_size: d.u64_field("part_size")?,
+        parts_done: d.u64_field("parts_done")?,
         upload,
-        capability_hash,
-        created_ms: i64_field(d, "created_ms")?,
-        expires_ms: i64_field(d, "expires_ms")?,
+        capability_hash: d.bytes_field("capability_hash")?,
+        created_ms: d.i64_field("created_ms")?,
+        expires_ms: d.i64_field("expires_ms")?,
     })
 }
 
 fn photo_from_doc(d: &Document) -> Result<ProfilePhotoRecord, StoreError> {
     Ok(ProfilePhotoRecord {
-        user_id: str_field(d, "_id")?,
-        version: str_field(d, "version")?,
-        large_key: str_field(d, "large_key")?,
-        small_key: str_field(d, "small_key")?,
-        updated_ms: i64_field(d, "updated_ms")?,
+        user_id: d.string_field("_id")?,
+        version: d.string_field("version")?,
+        large_key: d.string_field("large_key")?,
+        small_key: d.string_field("small_key")?,
+        updated_ms: d.i64_field("updated_ms")?,
     })
 }
 
@@ -169,7 +161,7 @@ impl BlobIndex for MongoStatusStore {
         };
         Ok((
             u64::try_from(bytes).unwrap_or(0),
-            i64_field(&row, "oldest").ok(),
+            row.i64_field("oldest").ok(),
         ))
     }
 
@@ -273,7 +265,7 @@ impl BlobIndex for MongoStatusStore {
                 .try_collect()
                 .await?;
             for d in &found {
-                known.push(str_field(d, "_id")?);
+                known.push(d.string_field("_id")?);
             }
             let found: Vec<Document> = photos(&self.db)
                 .find(doc! { "$or": [

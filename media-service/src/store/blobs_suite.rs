@@ -1,13 +1,19 @@
-//! The behavioural suite every [`BlobIndex`] backend passes (SQLite and MongoDB).
+//! The behavioural suite every [`BlobIndex`] backend passes (SQLite and MongoDB). Each case
+//! takes a fresh, empty index; a backend's tests run every case with one line,
+//! [`blob_index_suite!`].
 
 use super::{BlobIndex, BlobRecord, ProfilePhotoRecord};
 
 const T0: i64 = 1_800_000_000_000;
 
-/// Runs `$m!(case, …)` with every case.
-macro_rules! all_blob_cases {
-    ($m:ident) => {
-        $m!(
+/// Runs every case of this suite, each as its own test, against the index `$fresh` makes:
+/// `$fresh` is an expression evaluated inside each (async) test, so it may `.await`, evaluating
+/// to `(guard, index)`; the guard (a temporary directory, a test server) lives as long as the
+/// test. Invoke it at the level of a backend's test module: `blob_index_suite!(fresh().await);`.
+macro_rules! blob_index_suite {
+    ($fresh:expr) => {
+        $crate::store::blobs_suite::blob_index_suite!(
+            @cases $fresh;
             upload_lifecycle,
             parts_are_counted_once,
             unfinished_uploads_are_capped_per_owner,
@@ -18,8 +24,17 @@ macro_rules! all_blob_cases {
             uploads_of_a_day_add_up,
         );
     };
+    (@cases $fresh:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (_guard, index) = $fresh;
+                $crate::store::blobs_suite::$case(&index).await;
+            }
+        )*
+    };
 }
-pub(crate) use all_blob_cases;
+pub(crate) use blob_index_suite;
 
 pub(crate) fn record(id: &str, owner: &str, expires_ms: i64) -> BlobRecord {
     BlobRecord {

@@ -3,10 +3,10 @@
 //!
 //! The trait has whole-operation methods (a post is one call that checks the poster's rolling
 //! limit, dedupes and writes, atomically), so a document store fits as well as SQLite:
-//! [`SqliteStatusStore`] is the embedded backend (one writer thread, so a check and the write
-//! after it never interleave with another post), [`MongoStatusStore`] the shared one (a
-//! transaction that also writes a per-poster document, so two concurrent posts of one poster
-//! conflict and one runs again).
+//! [`SqliteStatusStore`] is the embedded backend (on `juntos_store::sqlite`: one writer thread,
+//! so a check and the write after it never interleave with another post), [`MongoStatusStore`]
+//! the shared one (a transaction that also writes a per-poster document, so two concurrent posts
+//! of one poster conflict and one runs again).
 
 mod blobs_mongo;
 mod blobs_sqlite;
@@ -84,28 +84,8 @@ pub struct StatusPage {
     pub more: bool,
 }
 
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite failed.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The MongoDB server or driver failed.
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    /// The writer is gone (the store is shutting down or its thread died).
-    #[error("the store's writer is not running")]
-    WriterGone,
-    /// A blocking task panicked or was cancelled.
-    #[error("storage task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
-    /// The database was written by a newer version of Juntos.
-    #[error("database schema version {found} is newer than this build knows ({latest})")]
-    SchemaTooNew { found: i64, latest: i64 },
-    /// Stored data breaks an invariant, or a write kept conflicting.
-    #[error("corrupt data: {0}")]
-    Corrupt(String),
-}
+/// A storage failure: the one every Juntos store shares.
+pub use juntos_store::StoreError;
 
 /// Statuses and their audiences. Every method is atomic on its own, and an answered write is
 /// durable.

@@ -22,7 +22,9 @@
 //! poster's statuses in the window and inserts the status. Two concurrent posts of one poster
 //! both write that document, so one of them fails with a write conflict
 //! (`TransientTransactionError`) and runs again, then counting the other's status: the limit
-//! holds across pods without a lock.
+//! holds across pods without a lock. The connection, the write concern, the commit and the
+//! conflict checks are `juntos_store::mongo`'s; the post keeps its own loop (snapshot reads, a
+//! time budget for running again, and a retry when two first posts race on the poster document).
 //!
 //! Shard keys (for a sharded cluster): `statuses` by `{poster_user_id: 1}` (the dedupe index and
 //! a post's transaction stay on one shard; a viewer's listing scatters, as it must, since its
@@ -32,31 +34,25 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt as _;
-use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{Binary, Bson, DateTime, Document, doc};
-use mongodb::error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
-use mongodb::options::{Acknowledgment, DatabaseOptions, IndexOptions, ReadConcern, WriteConcern};
+use juntos_store::mongo::{
+    Fields as _, backoff, binary, commit, create_collections, is_duplicate_key, is_transient,
+    majority,
+};
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::options::{IndexOptions, ReadConcern};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 
 use super::sqlite::merge_newest_first;
 use super::{NewStatus, PostLimit, PostOutcome, StatusPage, StatusStore, StoreError, StoredStatus};
 
 /// The database used when the URI names none.
-pub const DEFAULT_DATABASE: &str = "juntos";
+pub use juntos_store::mongo::DEFAULT_DATABASE;
 
 /// The names of the collections, for tests and operators.
 pub const COLLECTIONS: &[&str] = &["statuses", "status_posters", "blobs", "profile_photos"];
 
 /// How long a post keeps running its transaction again after write conflicts.
 const RETRY_BUDGET: Duration = Duration::from_secs(30);
-
-/// Majority, journaled: a write acknowledged to a user survives the loss of a minority of nodes.
-fn majority() -> WriteConcern {
-    WriteConcern::builder()
-        .w(Acknowledgment::Majority)
-        .journal(true)
-        .build()
-}
 
 /// A [`StatusStore`] in one MongoDB database.
 #[derive(Clone)]
@@ -87,20 +83,20 @@ impl MongoStatusStore {
     /// Connects to `uri` and uses its default database (or [`DEFAULT_DATABASE`]), creating the
     /// collections and indexes.
     pub async fn connect(uri: &str) -> Result<Self, StoreError> {
-        let client = Client::with_uri_str(uri).await?;
-        let name = client
-            .default_database()
-            .map_or_else(|| DEFAULT_DATABASE.to_owned(), |db| db.name().to_owned());
-        Self::with_client(client, &name).await
+        let (client, db) = juntos_store::mongo::connect(uri).await?;
+        Self::with_database(client, db).await
     }
 
     /// Uses database `name` through `client`, creating the collections and indexes
     /// (idempotently: a restart or another pod changes nothing).
     pub async fn with_client(client: Client, name: &str) -> Result<Self, StoreError> {
-        let db = client.database_with_options(
-            name,
-            DatabaseOptions::builder().write_concern(majority()).build(),
-        );
+        let db = juntos_store::mongo::open(&client, name);
+        Self::with_database(client, db).await
+    }
+
+    /// Uses `db` (opened with write concern majority) through `client`, creating the
+    /// collections and indexes.
+    async fn with_database(client: Client, db: Database) -> Result<Self, StoreError> {
         let store = Self { client, db };
         store.create_schema().await?;
         Ok(store)
@@ -113,13 +109,7 @@ impl MongoStatusStore {
 
     async fn create_schema(&self) -> Result<(), StoreError> {
         // Explicitly, so that no transaction has to create a collection.
-        for name in COLLECTIONS {
-            match self.db.create_collection(*name).await {
-                Ok(()) => {}
-                Err(e) if is_namespace_exists(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        create_collections(&self.db, COLLECTIONS).await?;
         let index = |keys: Document, name: &str| {
             IndexModel::builder()
                 .keys(keys)
@@ -245,7 +235,7 @@ impl MongoStatusStore {
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("counted statuses vanished".into()))?;
             return Ok(Attempt::Answer(PostOutcome::Limit {
-                frees_with_posted_ms: i64_field(&frees, "posted_ms")?,
+                frees_with_posted_ms: frees.i64_field("posted_ms")?,
             }));
         }
 
@@ -403,82 +393,15 @@ impl StatusStore for MongoStatusStore {
     }
 }
 
-/// Commits, retrying while the result is unknown.
-async fn commit(session: &mut ClientSession) -> Result<(), StoreError> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match session.commit_transaction().await {
-            Ok(()) => return Ok(()),
-            Err(e) if tries < 5 && e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn is_transient(e: &StoreError) -> bool {
-    matches!(e, StoreError::Mongo(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR))
-}
-
-/// A short, growing, jittered pause before running a conflicted transaction again.
-async fn backoff(attempt: u32) {
-    let ms = u64::from(attempt.min(10)) * 2 + rand::random::<u64>() % 5;
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::WriteFailure;
-    match &*e.kind {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::Command(c) => c.code == 11000,
-        _ => false,
-    }
-}
-
-pub(super) fn is_namespace_exists(e: &mongodb::error::Error) -> bool {
-    matches!(&*e.kind, ErrorKind::Command(c) if c.code == 48)
-}
-
-pub(super) fn binary(bytes: &[u8]) -> Bson {
-    Bson::Binary(Binary {
-        subtype: BinarySubtype::Generic,
-        bytes: bytes.to_vec(),
-    })
-}
-
-pub(super) fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("field {key}: {e}"))
-}
-
-pub(super) fn str_field(d: &Document, key: &str) -> Result<String, StoreError> {
-    d.get_str(key)
-        .map(str::to_owned)
-        .map_err(|e| corrupt(key, e))
-}
-
-pub(super) fn i64_field(d: &Document, key: &str) -> Result<i64, StoreError> {
-    match d.get(key) {
-        Some(Bson::Int64(v)) => Ok(*v),
-        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
-        other => Err(corrupt(
-            key,
-            format!("expected an integer, found {other:?}"),
-        )),
-    }
-}
-
 fn status_from_doc(d: &Document) -> Result<StoredStatus, StoreError> {
     Ok(StoredStatus {
-        status_id: str_field(d, "_id")?,
-        poster_user_id: str_field(d, "poster_user_id")?,
-        poster_device_id: str_field(d, "poster_device_id")?,
-        client_status_id: str_field(d, "client_status_id")?,
-        ciphertext: d
-            .get_binary_generic("ciphertext")
-            .cloned()
-            .map_err(|e| corrupt("ciphertext", e))?,
-        posted_ms: i64_field(d, "posted_ms")?,
-        expires_ms: i64_field(d, "expires_ms")?,
+        status_id: d.string_field("_id")?,
+        poster_user_id: d.string_field("poster_user_id")?,
+        poster_device_id: d.string_field("poster_device_id")?,
+        client_status_id: d.string_field("client_status_id")?,
+        ciphertext: d.bytes_field("ciphertext")?,
+        posted_ms: d.i64_field("posted_ms")?,
+        expires_ms: d.i64_field("expires_ms")?,
     })
 }
 

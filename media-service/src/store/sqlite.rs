@@ -1,24 +1,19 @@
 //! [`StatusStore`] on SQLite (`<data-dir>/media.db`): the embedded default.
 //!
-//! - **One writer thread** owns the only writing connection. Writes (posts, deletes, sweep
-//!   chunks) reach it over a bounded channel; it takes everything queued (up to [`MAX_BATCH`]
-//!   requests), runs each in its own savepoint of one `BEGIN IMMEDIATE` transaction (a failing
-//!   request is rolled back alone), commits once and only then answers. One fsync covers the
-//!   batch (group commit), and with `synchronous = FULL` an answered write survives `kill -9`
-//!   and power loss. Because the writer runs requests one after another, a post's count of the
-//!   poster's recent statuses and its insert can never interleave with another post.
-//! - **Readers** (listing) use a small pool of read-only connections on the blocking thread pool;
-//!   WAL mode lets them read while the writer commits.
+//! The database is a `juntos_store::sqlite::Database`: one writer thread commits queued writes
+//! (posts, deletes, sweep chunks, the blob index's writes) in batches of up to [`MAX_BATCH`],
+//! one fsync per batch, and answers each only after the commit (`synchronous = FULL`: an
+//! answered write survives `kill -9` and power loss); readers (listing) use a pool of read-only
+//! connections. Because the writer runs writes one after another, a post's count of the
+//! poster's recent statuses and its insert can never interleave with another post.
 //!
 //! The database file belongs to one process; two media pods never share it.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::path::Path;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot};
+use juntos_store::sqlite::{Database, Options};
+use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{NewStatus, PostLimit, PostOutcome, StatusPage, StatusStore, StoreError, StoredStatus};
 
@@ -28,82 +23,22 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_blobs.sql"),
 ];
 
-/// Most write requests committed in one transaction.
+/// Most writes committed in one transaction.
 pub const MAX_BATCH: usize = 64;
-/// Write requests that may wait for the writer before callers wait too.
-const QUEUE: usize = 4 * MAX_BATCH;
-/// Read connections kept open between reads.
-const MAX_IDLE_READERS: usize = 4;
-/// Statuses removed per sweep request (each with up to 5,000 audience rows), so a large sweep
+/// Statuses removed per sweep write (each with up to 5,000 audience rows), so a large sweep
 /// never stalls posts for long.
 const SWEEP_CHUNK: i64 = 64;
-/// How long a statement waits for another connection's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// One request to the writer thread.
-enum Write {
-    Post(Box<NewStatus>, PostLimit, Reply<PostOutcome>),
-    Delete {
-        poster_user_id: String,
-        status_id: String,
-        now_ms: i64,
-        reply: Reply<bool>,
-    },
-    SweepChunk {
-        now_ms: i64,
-        reply: Reply<u64>,
-    },
-    /// Any other write (the blob index's): a closure run in its savepoint.
-    Job(Box<dyn Job>),
-}
-
-/// A write run by the writer thread, answered after the commit.
-pub(super) trait Job: Send {
-    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()>;
-    /// Sends the result, or `failure` when the savepoint or the commit failed.
-    fn answer(self: Box<Self>, failure: Option<StoreError>);
-}
-
-struct FnJob<T, F> {
-    f: Option<F>,
-    out: Option<T>,
-    reply: Reply<T>,
-}
-
-impl<T, F> Job for FnJob<T, F>
-where
-    T: Send,
-    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
-{
-    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let f = self.f.take().ok_or(rusqlite::Error::InvalidQuery)?;
-        self.out = Some(f(conn)?);
-        Ok(())
-    }
-
-    fn answer(self: Box<Self>, failure: Option<StoreError>) {
-        let result = match (failure, self.out) {
-            (Some(e), _) => Err(e),
-            (None, Some(out)) => Ok(out),
-            (None, None) => Err(StoreError::Corrupt("a write ran no job".into())),
-        };
-        drop(self.reply.send(result));
-    }
-}
-
-/// A [`StatusStore`] in one SQLite database file.
+/// A [`StatusStore`] (and [`BlobIndex`](super::BlobIndex)) in one SQLite database file.
 #[derive(Clone)]
 pub struct SqliteStatusStore {
-    writer: mpsc::Sender<Write>,
-    readers: Arc<Readers>,
+    pub(super) db: Database,
 }
 
 impl std::fmt::Debug for SqliteStatusStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStatusStore")
-            .field("path", &self.readers.path)
+            .field("path", &self.db.path())
             .finish_non_exhaustive()
     }
 }
@@ -113,237 +48,15 @@ impl SqliteStatusStore {
     /// starts the writer thread, which stops once every clone of the store is dropped (after
     /// committing what was queued).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        migrate(&mut conn, MIGRATIONS.len())?;
-        let readers = Arc::new(Readers {
-            path: path.to_owned(),
-            idle: Mutex::default(),
-        });
-        // Fail now rather than on the first read if readers cannot open the file.
-        readers.put(readers.open()?);
-
-        let (writer, requests) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
-            .name("media-db-writer".to_owned())
-            .spawn(move || writer_loop(conn, requests))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { writer, readers })
-    }
-
-    /// Runs `f` in the writer's transaction (its own savepoint) and answers after the commit.
-    pub(super) async fn job<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        self.write(|reply| {
-            Write::Job(Box::new(FnJob {
-                f: Some(f),
-                out: None,
-                reply,
-            }))
-        })
-        .await
-    }
-
-    async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> Write) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(make(reply))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
-    }
-
-    /// Runs `f` on a read connection on the blocking thread pool.
-    pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let readers = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || {
-            let conn = readers.take()?;
-            let result = f(&conn);
-            readers.put(conn);
-            result
-        })
-        .await?
-    }
-}
-
-// === readers ===
-
-/// The read connections.
-struct Readers {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-}
-
-impl Readers {
-    fn open(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        let db = Database::open(
+            path,
+            Options {
+                name: "media",
+                migrations: MIGRATIONS,
+                max_batch: MAX_BATCH,
+            },
         )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        Ok(conn)
-    }
-
-    fn take(&self) -> Result<Connection, StoreError> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        match idle {
-            Some(conn) => Ok(conn),
-            None => self.open(),
-        }
-    }
-
-    fn put(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
-        }
-    }
-}
-
-// === migrations ===
-
-/// Applies the migrations after the database's `user_version`, up to `target` of them, each in
-/// its own transaction.
-fn migrate(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
-    let latest = i64::try_from(MIGRATIONS.len()).expect("a handful of migrations");
-    loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > latest {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                latest,
-            });
-        }
-        let done = usize::try_from(version)
-            .map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
-        if done >= target {
-            return Ok(());
-        }
-        tx.execute_batch(MIGRATIONS[done])?;
-        tx.pragma_update(None, "user_version", version + 1)?;
-        tx.commit()?;
-    }
-}
-
-// === writer ===
-
-/// The writer thread: group commit until every sender is gone.
-fn writer_loop(mut conn: Connection, mut requests: mpsc::Receiver<Write>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = requests.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        commit_batch(&mut conn, &mut batch);
-    }
-}
-
-/// The result of one write request, sent to its caller only after the commit.
-enum Done {
-    Post(Result<PostOutcome, StoreError>),
-    Delete(Result<bool, StoreError>),
-    Count(Result<u64, StoreError>),
-    Job(Option<StoreError>),
-}
-
-impl Done {
-    /// The failure of `write`, in the shape its caller waits for.
-    fn failed(write: &Write, e: StoreError) -> Self {
-        match write {
-            Write::Post(..) => Done::Post(Err(e)),
-            Write::Delete { .. } => Done::Delete(Err(e)),
-            Write::SweepChunk { .. } => Done::Count(Err(e)),
-            Write::Job(_) => Done::Job(Some(e)),
-        }
-    }
-}
-
-/// Runs `batch` in one transaction, each request in its own savepoint, then answers every
-/// request (all failed, should the commit itself fail).
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>) {
-    match run_batch(conn, batch) {
-        Ok(results) => {
-            for (write, done) in batch.drain(..).zip(results) {
-                answer(write, done);
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "status store transaction failed");
-            for write in batch.drain(..) {
-                let done = Done::failed(
-                    &write,
-                    StoreError::Corrupt(format!("transaction failed: {e}")),
-                );
-                answer(write, done);
-            }
-        }
-    }
-}
-
-fn run_batch(conn: &mut Connection, batch: &mut [Write]) -> rusqlite::Result<Vec<Done>> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut results = Vec::with_capacity(batch.len());
-    for write in batch.iter_mut() {
-        let sp = tx.savepoint()?;
-        // Dropping the savepoint unreleased rolls it back.
-        match apply(&sp, write).and_then(|done| sp.commit().map(|()| done)) {
-            Ok(done) => results.push(done),
-            Err(e) => results.push(Done::failed(write, e.into())),
-        }
-    }
-    tx.commit()?;
-    Ok(results)
-}
-
-/// Sends `done` to the caller of `write` (a caller that stopped waiting is no error).
-fn answer(write: Write, done: Done) {
-    let mismatched = || StoreError::Corrupt("mismatched write result".into());
-    match (write, done) {
-        (Write::Post(_, _, reply), Done::Post(result)) => drop(reply.send(result)),
-        (Write::Delete { reply, .. }, Done::Delete(result)) => drop(reply.send(result)),
-        (Write::SweepChunk { reply, .. }, Done::Count(result)) => drop(reply.send(result)),
-        (Write::Job(job), Done::Job(failure)) => job.answer(failure),
-        (Write::Job(job), _) => job.answer(Some(mismatched())),
-        (Write::Post(_, _, reply), _) => drop(reply.send(Err(mismatched()))),
-        (Write::Delete { reply, .. }, _) => drop(reply.send(Err(mismatched()))),
-        (Write::SweepChunk { reply, .. }, _) => drop(reply.send(Err(mismatched()))),
-    }
-}
-
-/// Runs one write request.
-fn apply(conn: &Connection, write: &mut Write) -> rusqlite::Result<Done> {
-    match write {
-        Write::Post(status, limit, _) => {
-            apply_post(conn, status, *limit).map(|o| Done::Post(Ok(o)))
-        }
-        Write::Delete {
-            poster_user_id,
-            status_id,
-            now_ms,
-            ..
-        } => apply_delete(conn, poster_user_id, status_id, *now_ms).map(|d| Done::Delete(Ok(d))),
-        Write::SweepChunk { now_ms, .. } => {
-            apply_sweep_chunk(conn, *now_ms).map(|n| Done::Count(Ok(n)))
-        }
-        Write::Job(job) => job.run(conn).map(|()| Done::Job(None)),
+        Ok(Self { db })
     }
 }
 
@@ -490,7 +203,8 @@ fn apply_sweep_chunk(conn: &Connection, now_ms: i64) -> rusqlite::Result<u64> {
 #[async_trait]
 impl StatusStore for SqliteStatusStore {
     async fn post(&self, status: NewStatus, limit: PostLimit) -> Result<PostOutcome, StoreError> {
-        self.write(|reply| Write::Post(Box::new(status), limit, reply))
+        self.db
+            .write(move |conn, _| Ok(apply_post(conn, &status, limit)?))
             .await
     }
 
@@ -503,32 +217,33 @@ impl StatusStore for SqliteStatusStore {
     ) -> Result<StatusPage, StoreError> {
         let viewer = viewer_user_id.to_owned();
         let before = before_status_id.map(str::to_owned);
-        self.read(move |conn| {
-            // Status ids are ASCII digits and hex, so "~" sorts after every one of them.
-            let before = before.as_deref().unwrap_or("~");
-            let take = i64::from(limit) + 1;
-            let addressed = conn
-                .prepare_cached(&format!(
-                    "SELECT {} FROM status_audience a JOIN statuses s ON s.status_id = a.status_id
-                     WHERE a.viewer_user_id = ?1 AND a.status_id < ?2
-                       AND s.expires_ms > ?3 AND s.deleted = 0
-                     ORDER BY a.status_id DESC LIMIT ?4",
-                    prefixed("s.")
-                ))?
-                .query_map(params![viewer, before, now_ms, take], status_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let own = conn
-                .prepare_cached(&format!(
-                    "SELECT {STATUS_COLUMNS} FROM statuses
-                     WHERE poster_user_id = ?1 AND status_id < ?2
-                       AND expires_ms > ?3 AND deleted = 0
-                     ORDER BY status_id DESC LIMIT ?4"
-                ))?
-                .query_map(params![viewer, before, now_ms, take], status_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(merge_newest_first(addressed, own, limit))
-        })
-        .await
+        self.db
+            .read(move |conn| {
+                // Status ids are ASCII digits and hex, so "~" sorts after every one of them.
+                let before = before.as_deref().unwrap_or("~");
+                let take = i64::from(limit) + 1;
+                let addressed = conn
+                    .prepare_cached(&format!(
+                        "SELECT {} FROM status_audience a JOIN statuses s ON s.status_id = a.status_id
+                         WHERE a.viewer_user_id = ?1 AND a.status_id < ?2
+                           AND s.expires_ms > ?3 AND s.deleted = 0
+                         ORDER BY a.status_id DESC LIMIT ?4",
+                        prefixed("s.")
+                    ))?
+                    .query_map(params![viewer, before, now_ms, take], status_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let own = conn
+                    .prepare_cached(&format!(
+                        "SELECT {STATUS_COLUMNS} FROM statuses
+                         WHERE poster_user_id = ?1 AND status_id < ?2
+                           AND expires_ms > ?3 AND deleted = 0
+                         ORDER BY status_id DESC LIMIT ?4"
+                    ))?
+                    .query_map(params![viewer, before, now_ms, take], status_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(merge_newest_first(addressed, own, limit))
+            })
+            .await
     }
 
     async fn delete(
@@ -538,20 +253,17 @@ impl StatusStore for SqliteStatusStore {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let (poster_user_id, status_id) = (poster_user_id.to_owned(), status_id.to_owned());
-        self.write(|reply| Write::Delete {
-            poster_user_id,
-            status_id,
-            now_ms,
-            reply,
-        })
-        .await
+        self.db
+            .write(move |conn, _| Ok(apply_delete(conn, &poster_user_id, &status_id, now_ms)?))
+            .await
     }
 
     async fn sweep_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
             let removed = self
-                .write(|reply| Write::SweepChunk { now_ms, reply })
+                .db
+                .write(move |conn, _| Ok(apply_sweep_chunk(conn, now_ms)?))
                 .await?;
             total += removed;
             if removed < SWEEP_CHUNK as u64 {
@@ -592,8 +304,10 @@ pub(super) fn merge_newest_first(
 
 #[cfg(test)]
 mod tests {
+    use juntos_store::sqlite::migrate;
+
     use super::*;
-    use crate::store::suite;
+    use crate::store::{blobs_suite, suite};
 
     fn fresh() -> (tempfile::TempDir, SqliteStatusStore) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -601,49 +315,8 @@ mod tests {
         (dir, store)
     }
 
-    macro_rules! sqlite_suite {
-        ($($case:ident),* $(,)?) => {
-            mod suite_cases {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $case() {
-                        let (_dir, store) = super::fresh();
-                        super::suite::$case(&store).await;
-                    }
-                )*
-            }
-        };
-    }
-
-    sqlite_suite!(
-        post_and_list_round_trip,
-        listing_follows_the_audience,
-        listing_is_newest_first_and_paged,
-        expired_statuses_are_not_listed,
-        a_retried_post_returns_the_first_status,
-        an_expired_client_status_id_can_be_posted_again,
-        the_limit_counts_a_rolling_window,
-        deleted_statuses_still_count_towards_the_limit,
-        delete_only_the_posters_unexpired_statuses,
-        sweep_removes_expired_statuses,
-        concurrent_posts_never_pass_the_limit,
-    );
-
-    macro_rules! sqlite_blob_suite {
-        ($($case:ident),* $(,)?) => {
-            mod blob_cases {
-                $(
-                    #[tokio::test]
-                    async fn $case() {
-                        let (_dir, store) = super::fresh();
-                        crate::store::blobs_suite::$case(&store).await;
-                    }
-                )*
-            }
-        };
-    }
-
-    crate::store::blobs_suite::all_blob_cases!(sqlite_blob_suite);
+    suite::status_store_suite!(fresh());
+    blobs_suite::blob_index_suite!(fresh());
 
     fn count(conn: &Connection, sql: &str) -> i64 {
         conn.query_row(sql, [], |r| r.get(0)).expect("count")
@@ -716,7 +389,7 @@ mod tests {
         let latest = i64::try_from(MIGRATIONS.len()).expect("few");
         {
             let mut conn = Connection::open(&path).expect("open");
-            migrate(&mut conn, MIGRATIONS.len()).expect("migrate");
+            migrate(&mut conn, MIGRATIONS).expect("migrate");
             let v: i64 = conn
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .expect("version");
@@ -732,7 +405,7 @@ mod tests {
                 assert_eq!(n, 1, "{table}");
             }
             // Running again is a no-op.
-            migrate(&mut conn, MIGRATIONS.len()).expect("again");
+            migrate(&mut conn, MIGRATIONS).expect("again");
             conn.pragma_update(None, "user_version", latest + 1)
                 .expect("bump");
         }

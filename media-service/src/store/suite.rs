@@ -1,12 +1,46 @@
 //! The behavioural suite every [`StatusStore`] backend must pass. Each case takes a fresh, empty
-//! store; a backend's tests call every case (the `sqlite_suite!` macro in `sqlite.rs`, and
-//! `mongo_suite!` in `mongo/tests.rs`, which runs them on SecantusDB or `JUNTOS_TEST_MONGODB_URI`).
+//! store; a backend's tests run every case with one line, [`status_store_suite!`] (in
+//! `sqlite.rs`, and in `mongo/tests.rs`, which runs them on SecantusDB or
+//! `JUNTOS_TEST_MONGODB_URI`).
 //!
 //! Times are in the year 2100, so that a MongoDB TTL monitor (which goes by the wall clock)
 //! never removes a test's statuses: expiry here is only ever what the store does at `now_ms`.
 
 use super::{NewStatus, PostLimit, PostOutcome, StatusStore, StoredStatus};
 use crate::status_id;
+
+/// Runs every case of this suite, each as its own test, against the store `$fresh` makes:
+/// `$fresh` is an expression evaluated inside each (async) test, so it may `.await`, evaluating
+/// to `(guard, store)`; the guard (a temporary directory, a test server) lives as long as the
+/// test. Invoke it at the level of a backend's test module: `status_store_suite!(fresh().await);`.
+macro_rules! status_store_suite {
+    ($fresh:expr) => {
+        $crate::store::suite::status_store_suite!(
+            @cases $fresh;
+            post_and_list_round_trip,
+            listing_follows_the_audience,
+            listing_is_newest_first_and_paged,
+            expired_statuses_are_not_listed,
+            a_retried_post_returns_the_first_status,
+            an_expired_client_status_id_can_be_posted_again,
+            the_limit_counts_a_rolling_window,
+            deleted_statuses_still_count_towards_the_limit,
+            delete_only_the_posters_unexpired_statuses,
+            sweep_removes_expired_statuses,
+            concurrent_posts_never_pass_the_limit,
+        );
+    };
+    (@cases $fresh:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let (_guard, store) = $fresh;
+                $crate::store::suite::$case(&store).await;
+            }
+        )*
+    };
+}
+pub(crate) use status_store_suite;
 
 /// 2100-01-01T00:00:00Z.
 pub(crate) const T0: i64 = 4_102_444_800_000;

@@ -54,12 +54,7 @@ impl MemoryStore {
     }
 
     fn lock(&self, now_ms: i64) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves the maps consistent (every update is a plain
-        // assignment), so a poisoned lock is still usable.
-        let mut inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = juntos_store::lock(&self.inner);
         if now_ms - inner.last_prune_ms >= PRUNE_EVERY_MS {
             inner.last_prune_ms = now_ms;
             inner.phones.retain(|_, r| r.keep_until_ms > now_ms);

@@ -243,87 +243,10 @@ impl OtpStore for RedisStore {
     }
 }
 
-/// A real `redis-server` on a free loopback port, for tests; killed on drop.
-#[cfg(test)]
-pub(crate) mod test_server {
-    use std::net::{Ipv4Addr, TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    /// A running `redis-server` with no persistence in a temporary directory.
-    pub(crate) struct RedisServer {
-        child: Child,
-        port: u16,
-        _dir: tempfile::TempDir,
-    }
-
-    impl RedisServer {
-        /// Starts the server and waits until it accepts connections. Panics (failing the test)
-        /// when the binary is missing: these tests are never skipped.
-        pub(crate) fn start() -> Self {
-            let dir = tempfile::tempdir().expect("temp dir for redis-server");
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|l| l.local_addr())
-                .expect("free loopback port")
-                .port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match child {
-                Ok(child) => child,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                    "redis-server not found: install it with `apt-get install redis-server` \
-                     (scripts/test.sh does this)"
-                ),
-                Err(e) => panic!("could not start redis-server: {e}"),
-            };
-            let mut server = Self {
-                child,
-                port,
-                _dir: dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    panic!("redis-server exited at start: {status}");
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "redis-server did not start within 10 s"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            server
-        }
-
-        /// The `redis://` URL of the server.
-        pub(crate) fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}/", self.port)
-        }
-
-        /// Kills the server now (to test an outage).
-        pub(crate) fn kill(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            self.kill();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::test_server::RedisServer;
     use super::*;
+    use juntos_testkit::RedisServer;
 
     async fn fresh() -> (RedisStore, RedisServer) {
         let server = RedisServer::start();

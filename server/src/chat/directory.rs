@@ -1,7 +1,7 @@
 //! Which devices each user has: the chat service checks every send's device list against it.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -96,7 +96,7 @@ impl LoginDirectory {
             .collect();
         if !self.ttl.is_zero() {
             let now = Instant::now();
-            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut cache = juntos_store::lock(&self.cache);
             if cache.len() >= CACHE_SWEEP_AT {
                 let ttl = self.ttl;
                 cache.retain(|_, (at, _)| now.duration_since(*at) < ttl);
@@ -114,7 +114,7 @@ impl DeviceDirectory for LoginDirectory {
     async fn active_devices(&self, user_ids: &[String]) -> Result<DeviceMap, DirectoryError> {
         if !self.ttl.is_zero() {
             let now = Instant::now();
-            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            let cache = juntos_store::lock(&self.cache);
             let mut hits = DeviceMap::new();
             let all_cached = user_ids.iter().all(|user_id| match cache.get(user_id) {
                 Some((at, devices)) if now.duration_since(*at) < self.ttl => {

@@ -38,12 +38,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt as _;
-use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{Binary, Bson, DateTime, Document, doc};
-use mongodb::error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
-use mongodb::options::{
-    Acknowledgment, DatabaseOptions, IndexOptions, ReturnDocument, WriteConcern,
+use juntos_store::mongo::{
+    Fields as _, backoff, binary, commit, corrupt, create_collections, is_duplicate_key,
+    is_transient, majority, to_i64,
 };
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 
 use super::store::{
@@ -51,23 +51,12 @@ use super::store::{
     SendBatch, SendOutcome, StoreError, StoredEnvelope,
 };
 
-/// The database used when the URI names none.
-pub const DEFAULT_DATABASE: &str = "juntos";
-
 /// The names of the collections, for tests and operators.
 pub const COLLECTIONS: &[&str] = &["envelopes", "mailbox_counters", "sends", "groups"];
 
 /// How long a send keeps running its transaction again after write conflicts (many senders
 /// writing to one mailbox at once conflict on its counter; each round one of them wins).
 const SEND_RETRY_BUDGET: Duration = Duration::from_secs(60);
-
-/// Majority, journaled: a write acknowledged to a user survives the loss of a minority of nodes.
-fn majority() -> WriteConcern {
-    WriteConcern::builder()
-        .w(Acknowledgment::Majority)
-        .journal(true)
-        .build()
-}
 
 /// How many locks the mailboxes of one process are spread over (see [`MongoChatStore::send`]).
 const SEND_LOCK_STRIPES: usize = 1024;
@@ -121,23 +110,23 @@ impl Op<'_> {
 }
 
 impl MongoChatStore {
-    /// Connects to `uri` and uses its default database (or [`DEFAULT_DATABASE`]), creating the
-    /// collections and indexes.
+    /// Connects to `uri` and uses its default database (or
+    /// [`juntos_store::mongo::DEFAULT_DATABASE`]), creating the collections and indexes.
     pub async fn connect(uri: &str) -> Result<Self, StoreError> {
-        let client = Client::with_uri_str(uri).await?;
-        let name = client
-            .default_database()
-            .map_or_else(|| DEFAULT_DATABASE.to_owned(), |db| db.name().to_owned());
-        Self::with_client(client, &name).await
+        let (client, db) = juntos_store::mongo::connect(uri).await?;
+        Self::with_database(client, db).await
     }
 
     /// Uses database `name` through `client`, creating the collections and indexes
     /// (idempotently: a restart or another pod changes nothing).
     pub async fn with_client(client: Client, name: &str) -> Result<Self, StoreError> {
-        let db = client.database_with_options(
-            name,
-            DatabaseOptions::builder().write_concern(majority()).build(),
-        );
+        let db = juntos_store::mongo::open(&client, name);
+        Self::with_database(client, db).await
+    }
+
+    /// Uses `db` (opened with write concern majority) through `client`, creating the
+    /// collections and indexes.
+    async fn with_database(client: Client, db: Database) -> Result<Self, StoreError> {
         let send_locks = (0..SEND_LOCK_STRIPES)
             .map(|_| tokio::sync::Mutex::new(()))
             .collect();
@@ -157,13 +146,7 @@ impl MongoChatStore {
 
     async fn create_schema(&self) -> Result<(), StoreError> {
         // Explicitly, so that no transaction has to create a collection.
-        for name in COLLECTIONS {
-            match self.db.create_collection(*name).await {
-                Ok(()) => {}
-                Err(e) if is_namespace_exists(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        create_collections(&self.db, COLLECTIONS).await?;
         let index = |keys: Document, unique: bool, name: &str| {
             IndexModel::builder()
                 .keys(keys)
@@ -224,7 +207,7 @@ impl MongoChatStore {
                     let raised = self
                         .groups()
                         .update_one(
-                            doc! { "_id": &batch.group_id, "version": seq_bson(version)? },
+                            doc! { "_id": &batch.group_id, "version": to_i64(version)? },
                             doc! { "$inc": { "sends": 1_i64 } },
                         )
                         .session(&mut *s)
@@ -272,7 +255,7 @@ impl MongoChatStore {
                 Err(e) => Err(e.into()),
             };
         };
-        let current = doc! { "_id": &group.group_id, "version": seq_bson(base)? };
+        let current = doc! { "_id": &group.group_id, "version": to_i64(base)? };
         if group.members.is_empty() {
             let deleted = self.groups().delete_one(current).session(&mut *s).await?;
             return Ok(deleted.deleted_count == 1);
@@ -395,7 +378,7 @@ impl MongoChatStore {
                 .counters()
                 .find_one_and_update(
                     doc! { "_id": device_id },
-                    doc! { "$inc": { "last_seq": seq_bson(n)? } },
+                    doc! { "$inc": { "last_seq": to_i64(n)? } },
                 )
                 .upsert(true)
                 .return_document(ReturnDocument::After)
@@ -411,7 +394,7 @@ impl MongoChatStore {
                 Err(e) if is_duplicate_key(&e) => return Ok(Attempt::Retry),
                 Err(e) => return Err(e.into()),
             };
-            let last = seq_field(&counter, "last_seq")?;
+            let last = counter.u64_field("last_seq")?;
             let first = last
                 .checked_sub(n - 1)
                 .filter(|first| *first >= 1)
@@ -429,16 +412,13 @@ impl MongoChatStore {
             seqs.push(seq);
             documents.push(doc! {
                 "device_id": &envelope.recipient_device_id,
-                "seq": seq_bson(seq)?,
+                "seq": to_i64(seq)?,
                 "recipient_user_id": &envelope.recipient_user_id,
                 "sender_user_id": &batch.sender_user_id,
                 "sender_device_id": &batch.sender_device_id,
                 "client_msg_id": &batch.client_msg_id,
                 "server_time_ms": batch.now_ms,
-                "ciphertext": Bson::Binary(Binary {
-                    subtype: BinarySubtype::Generic,
-                    bytes: envelope.ciphertext.to_vec(),
-                }),
+                "ciphertext": binary(&envelope.ciphertext),
                 "kind": batch.kind.code(),
                 "group_id": &batch.group_id,
             });
@@ -467,7 +447,7 @@ impl ChatStore for MongoChatStore {
         self.sends()
             .find_one(doc! { "sender_user_id": sender_user_id, "client_msg_id": client_msg_id })
             .await?
-            .map(|d| i64_field(&d, "server_time_ms"))
+            .map(|d| d.i64_field("server_time_ms"))
             .transpose()
     }
 
@@ -497,7 +477,7 @@ impl ChatStore for MongoChatStore {
 
     async fn last_seq(&self, device_id: &str) -> Result<u64, StoreError> {
         match self.counters().find_one(doc! { "_id": device_id }).await? {
-            Some(d) => seq_field(&d, "last_seq"),
+            Some(d) => d.u64_field("last_seq"),
             None => Ok(0),
         }
     }
@@ -541,11 +521,10 @@ impl ChatStore for MongoChatStore {
                     .iter()
                     .any(|a| a.as_str() == Some(user_id));
                 Ok(GroupListing {
-                    group_id: str_field(&d, "_id")?,
-                    name: str_field(&d, "name")?,
-                    version: seq_field(&d, "version")?,
-                    member_count: u32::try_from(i64_field(&d, "member_count")?)
-                        .map_err(|e| corrupt("member_count", e))?,
+                    group_id: d.string_field("_id")?,
+                    name: d.string_field("name")?,
+                    version: d.u64_field("version")?,
+                    member_count: d.u32_field("member_count")?,
                     role: if admin {
                         GroupRole::Admin
                     } else {
@@ -595,81 +574,9 @@ fn stripe(device_id: &str) -> usize {
     usize::try_from(hasher.finish() % SEND_LOCK_STRIPES as u64).unwrap_or(0)
 }
 
-/// Commits, retrying while the result is unknown.
-async fn commit(session: &mut ClientSession) -> Result<(), StoreError> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match session.commit_transaction().await {
-            Ok(()) => return Ok(()),
-            Err(e) if tries < 5 && e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn is_transient(e: &StoreError) -> bool {
-    matches!(e, StoreError::Mongo(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR))
-}
-
-/// A short, growing, jittered pause before running a conflicted transaction again.
-async fn backoff(attempt: u32) {
-    let ms = u64::from(attempt.min(10)) * 2 + rand::random::<u64>() % 5;
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::WriteFailure;
-    match &*e.kind {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::Command(c) => c.code == 11000,
-        ErrorKind::InsertMany(m) => m
-            .write_errors
-            .as_ref()
-            .is_some_and(|errors| errors.iter().any(|w| w.code == 11000)),
-        _ => false,
-    }
-}
-
-fn is_namespace_exists(e: &mongodb::error::Error) -> bool {
-    matches!(&*e.kind, ErrorKind::Command(c) if c.code == 48)
-}
-
-/// A sequence number as stored (Int64).
-fn seq_bson(seq: u64) -> Result<Bson, StoreError> {
-    i64::try_from(seq)
-        .map(Bson::Int64)
-        .map_err(|_| StoreError::Corrupt(format!("sequence number {seq} out of range")))
-}
-
 /// A sequence number as a query bound: every stored number is at most `i64::MAX`.
 fn seq_bound(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("field {key}: {e}"))
-}
-
-fn str_field(d: &Document, key: &str) -> Result<String, StoreError> {
-    d.get_str(key)
-        .map(str::to_owned)
-        .map_err(|e| corrupt(key, e))
-}
-
-fn i64_field(d: &Document, key: &str) -> Result<i64, StoreError> {
-    match d.get(key) {
-        Some(Bson::Int64(v)) => Ok(*v),
-        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
-        other => Err(corrupt(
-            key,
-            format!("expected an integer, found {other:?}"),
-        )),
-    }
-}
-
-fn seq_field(d: &Document, key: &str) -> Result<u64, StoreError> {
-    u64::try_from(i64_field(d, key)?).map_err(|e| corrupt(key, e))
 }
 
 fn group_doc(group: &Group) -> Result<Document, StoreError> {
@@ -693,7 +600,7 @@ fn group_doc(group: &Group) -> Result<Document, StoreError> {
     Ok(doc! {
         "_id": &group.group_id,
         "name": &group.name,
-        "version": seq_bson(group.version)?,
+        "version": to_i64(group.version)?,
         "created_ms": group.created_ms,
         "member_count": i64::try_from(group.members.len()).unwrap_or(i64::MAX),
         "admins": admins,
@@ -712,44 +619,41 @@ fn group_from_doc(d: &Document) -> Result<Group, StoreError> {
                 .as_document()
                 .ok_or_else(|| corrupt("members", "not a document"))?;
             Ok(GroupMember {
-                user_id: str_field(m, "user_id")?,
+                user_id: m.string_field("user_id")?,
                 role: if m.get_bool("admin").map_err(|e| corrupt("admin", e))? {
                     GroupRole::Admin
                 } else {
                     GroupRole::Member
                 },
-                joined_ms: i64_field(m, "joined_ms")?,
+                joined_ms: m.i64_field("joined_ms")?,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Group {
-        group_id: str_field(d, "_id")?,
-        name: str_field(d, "name")?,
-        version: seq_field(d, "version")?,
-        created_ms: i64_field(d, "created_ms")?,
+        group_id: d.string_field("_id")?,
+        name: d.string_field("name")?,
+        version: d.u64_field("version")?,
+        created_ms: d.i64_field("created_ms")?,
         members,
     })
 }
 
 fn envelope_from_doc(d: &Document) -> Result<StoredEnvelope, StoreError> {
     Ok(StoredEnvelope {
-        seq: seq_field(d, "seq")?,
-        sender_user_id: str_field(d, "sender_user_id")?,
-        sender_device_id: str_field(d, "sender_device_id")?,
-        client_msg_id: str_field(d, "client_msg_id")?,
-        server_time_ms: i64_field(d, "server_time_ms")?,
-        ciphertext: d
-            .get_binary_generic("ciphertext")
-            .cloned()
-            .map_err(|e| corrupt("ciphertext", e))?,
+        seq: d.u64_field("seq")?,
+        sender_user_id: d.string_field("sender_user_id")?,
+        sender_device_id: d.string_field("sender_device_id")?,
+        client_msg_id: d.string_field("client_msg_id")?,
+        server_time_ms: d.i64_field("server_time_ms")?,
+        ciphertext: d.bytes_field("ciphertext")?,
         // Envelopes stored before groups existed have neither field.
         kind: match d.get("kind") {
             None => EnvelopeKind::Direct,
-            Some(_) => EnvelopeKind::from_code(i64_field(d, "kind")?)?,
+            Some(_) => EnvelopeKind::from_code(d.i64_field("kind")?)?,
         },
         group_id: match d.get("group_id") {
             None => String::new(),
-            Some(_) => str_field(d, "group_id")?,
+            Some(_) => d.string_field("group_id")?,
         },
     })
 }

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,7 +26,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Notify;
 
 use super::routes::{self, Subscriber};
-use crate::tasks::Tasks;
+use juntos_store::Tasks;
 
 /// The Redis channel on which every pod hears that a user went online or offline.
 pub const PRESENCE_CHANNEL: &str = "juntos:presence";
@@ -240,7 +240,7 @@ pub struct PresenceHub {
 impl PresenceHub {
     /// Wakes every watch that follows `user_id`.
     pub fn changed(&self, user_id: &str) {
-        let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        let watchers = juntos_store::lock(&self.watchers);
         for (_, notify) in watchers.get(user_id).into_iter().flatten() {
             notify.notify_one();
         }
@@ -252,7 +252,7 @@ impl PresenceHub {
         let mut users: Vec<String> = user_ids.to_vec();
         users.sort();
         users.dedup();
-        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut watchers = juntos_store::lock(&self.watchers);
         for user in &users {
             watchers
                 .entry(user.clone())
@@ -268,7 +268,7 @@ impl PresenceHub {
     }
 
     fn wake_all(&self) {
-        let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        let watchers = juntos_store::lock(&self.watchers);
         for (_, notify) in watchers.values().flatten() {
             notify.notify_one();
         }
@@ -304,11 +304,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut watchers = self
-            .hub
-            .watchers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut watchers = juntos_store::lock(&self.hub.watchers);
         for user in &self.users {
             if let Some(list) = watchers.get_mut(user) {
                 list.retain(|(id, _)| *id != self.id);
@@ -352,7 +348,7 @@ impl PresenceStore for MemoryPresence {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<bool, PresenceError> {
-        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut users = juntos_store::lock(&self.users);
         let user = users.entry(user_id.to_owned()).or_default();
         let was_online = user.online(now_ms);
         user.devices.retain(|_, (_, expires)| *expires > now_ms);
@@ -371,7 +367,7 @@ impl PresenceStore for MemoryPresence {
         stream_id: &str,
         now_ms: i64,
     ) -> Result<bool, PresenceError> {
-        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut users = juntos_store::lock(&self.users);
         let user = users.entry(user_id.to_owned()).or_default();
         let was_online = user.online(now_ms);
         if user
@@ -390,7 +386,7 @@ impl PresenceStore for MemoryPresence {
         user_ids: &[String],
         now_ms: i64,
     ) -> Result<Vec<PresenceState>, PresenceError> {
-        let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let users = juntos_store::lock(&self.users);
         Ok(user_ids
             .iter()
             .map(|id| match users.get(id) {
@@ -552,6 +548,8 @@ impl PresenceStore for RedisPresence {
 
 #[cfg(test)]
 mod tests {
+    use juntos_testkit::RedisServer;
+
     use super::*;
 
     const T0: i64 = 1_750_000_000_000;
@@ -655,7 +653,7 @@ mod tests {
 
     #[tokio::test]
     async fn redis_store_passes_the_suite() {
-        let redis = routes::tests::RedisServer::start();
+        let redis = RedisServer::start();
         let client = redis::Client::open(redis.url()).expect("url");
         let conn = ConnectionManager::new(client).await.expect("connect");
         suite(&RedisPresence { conn }).await;
@@ -689,7 +687,7 @@ mod tests {
 
     #[tokio::test]
     async fn redis_changes_reach_watchers_on_other_pods() {
-        let redis = routes::tests::RedisServer::start();
+        let redis = RedisServer::start();
         let ttl = Duration::from_secs(3);
         let (pod_a, _tasks_a) = Presence::redis(&redis.url(), ttl).await.expect("pod a");
         let (pod_b, _tasks_b) = Presence::redis(&redis.url(), ttl).await.expect("pod b");

@@ -27,7 +27,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
 use super::doorbell::Doorbell;
-use crate::tasks::Tasks;
+use juntos_store::Tasks;
 
 /// Prefix of the device → pod keys.
 pub const ROUTE_PREFIX: &str = "juntos:route:";
@@ -460,10 +460,10 @@ async fn listen(pubsub: redis::aio::PubSub, subscriber: &dyn Subscriber) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::net::{Ipv4Addr, TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
+mod tests {
     use std::time::Instant;
+
+    use juntos_testkit::RedisServer;
 
     use super::*;
 
@@ -493,69 +493,6 @@ pub(crate) mod tests {
         let expected: BTreeMap<&str, Vec<&str>> =
             [("pod-b", vec!["d1", "d5"]), ("pod-c", vec!["d4"])].into();
         assert_eq!(by_pod, expected);
-    }
-
-    /// A real `redis-server` on a fixed loopback port, restartable on it; killed on drop.
-    pub(crate) struct RedisServer {
-        child: Option<Child>,
-        port: u16,
-        dir: tempfile::TempDir,
-    }
-
-    impl RedisServer {
-        pub(crate) fn start() -> Self {
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|l| l.local_addr())
-                .expect("free loopback port")
-                .port();
-            let mut server = Self {
-                child: None,
-                port,
-                dir: tempfile::tempdir().expect("temp dir for redis-server"),
-            };
-            server.restart();
-            server
-        }
-
-        fn restart(&mut self) {
-            let child = Command::new("redis-server")
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(self.dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot start redis-server ({e}): install it with \
-                         `apt-get install redis-server` (scripts/test.sh does this)"
-                    )
-                });
-            self.child = Some(child);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-                assert!(Instant::now() < deadline, "redis-server did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-
-        fn kill(&mut self) {
-            if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-
-        pub(crate) fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}/", self.port)
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            self.kill();
-        }
     }
 
     /// Counts what a subscription hands over.

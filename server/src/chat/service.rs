@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use juntos_proto::clock::SharedClock;
+use juntos_clock::SharedClock;
 use juntos_proto::meta::Caller;
+use juntos_store::Tasks;
 
 use super::directory::{DeviceDirectory, DeviceMap};
 use super::doorbell::Doorbell;
@@ -19,7 +20,6 @@ use super::presence::Presence;
 use super::routes::RedisRoutes;
 use super::store::{ChatStore, OutgoingEnvelope, Page, SendBatch, SendOutcome};
 use crate::shutdown::Shutdown;
-use crate::tasks::Tasks;
 
 /// Largest ciphertext of one envelope, in bytes.
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;

@@ -1,29 +1,26 @@
 //! [`ChatStore`] on SQLite: the embedded default.
 //!
-//! - **One writer thread** owns the only writing connection. Writes (sends, acks, prunes) reach
-//!   it over a bounded channel; it takes everything queued (up to [`MAX_BATCH`] requests), runs
-//!   them in one `BEGIN IMMEDIATE` transaction (should one fail, the batch runs again with each
-//!   request in its own savepoint, so it does not fail its neighbours), commits once, and only
-//!   then answers each. One fsync
-//!   covers the whole batch (group commit), and with `synchronous = FULL` an answered write
-//!   survives `kill -9` and power loss.
-//! - **Readers** (fetch, last seq, dedupe lookups) use a small pool of read-only connections on
-//!   the blocking thread pool: up to [`MAX_IDLE_READERS`] are kept open, more are opened when
-//!   needed. WAL mode lets them read while the writer commits.
+//! - The database is a [`juntos_store::sqlite::Database`]: one writer thread runs the writes
+//!   (sends, group changes, acks, prunes) in group commits of up to [`MAX_BATCH`] requests (one
+//!   `BEGIN IMMEDIATE` transaction and one fsync each, `synchronous = FULL`, so an answered write
+//!   survives `kill -9` and power loss; should one request fail, the batch runs again with each
+//!   request in its own savepoint, so it does not fail its neighbours), and the reads (fetch,
+//!   last seq, dedupe lookups) use its pool of read-only connections, which WAL mode lets read
+//!   while the writer commits.
 //! - Sequence numbers come from the `mailbox_counters` table, written in the same transaction as
 //!   the envelopes, so a number is never reused, even after every envelope is acked and deleted.
+//!   The writes of one transaction carry the next number of every mailbox they touched in
+//!   [`MailboxCounters`], the transaction's batch state, which writes them once before the commit.
 //!
 //! The database file belongs to one process; two chat pods never share it.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::path::Path;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot};
+use juntos_store::sqlite::{Batch, Database, Options};
+use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::store::{
     ChatStore, EnvelopeKind, Group, GroupListing, GroupMember, GroupRole, GroupWrite, Page,
@@ -38,43 +35,19 @@ const MIGRATIONS: &[&str] = &[
 
 /// Most write requests committed in one transaction.
 pub const MAX_BATCH: usize = 256;
-/// Write requests that may wait for the writer before senders wait too.
-const QUEUE: usize = 4 * MAX_BATCH;
-/// Read connections kept open between reads.
-pub const MAX_IDLE_READERS: usize = 4;
 /// Dedupe keys deleted per write request while pruning, so a large prune never stalls sends.
 const PRUNE_CHUNK: i64 = 5_000;
-/// How long a statement waits for another connection's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// One request to the writer thread.
-enum Write {
-    Send(SendBatch, Reply<SendOutcome>),
-    Group(GroupWrite, Reply<bool>),
-    Ack {
-        device_id: String,
-        up_to_seq: u64,
-        reply: Reply<u64>,
-    },
-    PruneChunk {
-        older_than_ms: i64,
-        reply: Reply<u64>,
-    },
-}
 
 /// A [`ChatStore`] in one SQLite database file.
 #[derive(Clone)]
 pub struct SqliteChatStore {
-    writer: mpsc::Sender<Write>,
-    readers: Arc<Readers>,
+    db: Database<MailboxCounters>,
 }
 
 impl std::fmt::Debug for SqliteChatStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteChatStore")
-            .field("path", &self.readers.path)
+            .field("path", &self.db.path())
             .finish_non_exhaustive()
     }
 }
@@ -84,271 +57,51 @@ impl SqliteChatStore {
     /// starts the writer thread, which stops once every clone of the store is dropped (after
     /// committing what was queued).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        migrate(&mut conn, MIGRATIONS.len())?;
-        let readers = Arc::new(Readers {
-            path: path.to_owned(),
-            idle: Mutex::default(),
-        });
-        // Fail now rather than on the first read if readers cannot open the file.
-        readers.put(readers.open()?);
-
-        let (writer, requests) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
-            .name("chat-db-writer".to_owned())
-            .spawn(move || writer_loop(conn, requests))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { writer, readers })
-    }
-
-    async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> Write) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(make(reply))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
-    }
-
-    /// Runs `f` on a read connection on the blocking thread pool.
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let readers = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || {
-            let conn = readers.take()?;
-            let result = f(&conn);
-            readers.put(conn);
-            result
-        })
-        .await?
-    }
-}
-
-// === readers ===
-
-/// The read connections.
-struct Readers {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-}
-
-impl Readers {
-    fn open(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        let db = Database::open(
+            path,
+            Options {
+                name: "chat",
+                migrations: MIGRATIONS,
+                max_batch: MAX_BATCH,
+            },
         )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        Ok(conn)
-    }
-
-    fn take(&self) -> Result<Connection, StoreError> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        match idle {
-            Some(conn) => Ok(conn),
-            None => self.open(),
-        }
-    }
-
-    fn put(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
-        }
+        Ok(Self { db })
     }
 }
 
-// === migrations ===
+/// The next free sequence number of each mailbox one transaction touched, upserted into
+/// `mailbox_counters` just before it commits.
+#[derive(Default)]
+struct MailboxCounters(HashMap<String, u64>);
 
-/// Applies the migrations after the database's `user_version`, up to `target` of them, each in
-/// its own transaction.
-fn migrate(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
-    let latest = i64::try_from(MIGRATIONS.len()).expect("a handful of migrations");
-    loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > latest {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                latest,
-            });
-        }
-        let done = usize::try_from(version)
-            .map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
-        if done >= target {
-            return Ok(());
-        }
-        tx.execute_batch(MIGRATIONS[done])?;
-        tx.pragma_update(None, "user_version", version + 1)?;
-        tx.commit()?;
-    }
-}
-
-// === writer ===
-
-/// The writer thread: group commit until every sender is gone.
-fn writer_loop(mut conn: Connection, mut requests: mpsc::Receiver<Write>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = requests.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        commit_batch(&mut conn, &mut batch);
-    }
-}
-
-/// The result of one write request, sent to its caller only after the commit.
-enum Done {
-    Send(Result<SendOutcome, StoreError>),
-    Group(Result<bool, StoreError>),
-    Count(Result<u64, StoreError>),
-}
-
-impl Done {
-    /// The failure of `write`, in the shape its caller waits for.
-    fn failed(write: &Write, e: StoreError) -> Self {
-        match write {
-            Write::Send(..) => Done::Send(Err(e)),
-            Write::Group(..) => Done::Group(Err(e)),
-            Write::Ack { .. } | Write::PruneChunk { .. } => Done::Count(Err(e)),
-        }
-    }
-}
-
-/// Runs `batch` in one transaction, then answers every request.
-///
-/// The fast path runs every request straight in the transaction. Should any request fail (no
-/// request is expected to; a failure means a broken disk or database), the transaction is
-/// rolled back and the batch runs again with each request in its own savepoint, so the failing
-/// request is refused alone and the others still commit.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>) {
-    let results = run_batch(conn, batch, false).or_else(|e| {
-        tracing::warn!(error = %e, "chat store batch failed; retrying request by request");
-        run_batch(conn, batch, true)
-    });
-    match results {
-        Ok(results) => {
-            for (write, done) in batch.drain(..).zip(results) {
-                answer(write, done);
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "chat store transaction failed");
-            for write in batch.drain(..) {
-                let done = Done::failed(
-                    &write,
-                    StoreError::Corrupt(format!("transaction failed: {e}")),
-                );
-                answer(write, done);
-            }
-        }
-    }
-}
-
-/// Sends `done` to the caller of `write` (a caller that stopped waiting is no error).
-fn answer(write: Write, done: Done) {
-    let mismatched = || StoreError::Corrupt("mismatched write result".into());
-    match (write, done) {
-        (Write::Send(_, reply), Done::Send(result)) => drop(reply.send(result)),
-        (Write::Group(_, reply), Done::Group(result)) => drop(reply.send(result)),
-        (Write::Ack { reply, .. } | Write::PruneChunk { reply, .. }, Done::Count(result)) => {
-            drop(reply.send(result));
-        }
-        (Write::Send(_, reply), _) => drop(reply.send(Err(mismatched()))),
-        (Write::Group(_, reply), _) => drop(reply.send(Err(mismatched()))),
-        (Write::Ack { reply, .. } | Write::PruneChunk { reply, .. }, _) => {
-            drop(reply.send(Err(mismatched())));
-        }
-    }
-}
-
-/// The transaction of [`commit_batch`]: one result per request, in order. Without `isolate`,
-/// the first failing request fails the whole transaction; with it, each request runs in its
-/// own savepoint and a failing one is rolled back and reported alone.
-fn run_batch(conn: &mut Connection, batch: &[Write], isolate: bool) -> rusqlite::Result<Vec<Done>> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // The next free sequence number of each mailbox this transaction touched.
-    let mut counters: HashMap<String, u64> = HashMap::new();
-    let mut results = Vec::with_capacity(batch.len());
-    for write in batch {
+impl MailboxCounters {
+    /// Runs `write` with the numbers taken so far and keeps the mailboxes it touched only if it
+    /// succeeds.
+    fn run<T>(
+        &mut self,
+        write: impl FnOnce(&HashMap<String, u64>, &mut HashMap<String, u64>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         let mut touched = HashMap::new();
-        let result = if isolate {
-            let sp = tx.savepoint()?;
-            // Dropping the savepoint unreleased rolls it back.
-            apply(&sp, write, &counters, &mut touched).and_then(|done| sp.commit().map(|()| done))
-        } else {
-            apply(&tx, write, &counters, &mut touched)
-        };
-        match result {
-            Ok(done) => {
-                counters.extend(touched);
-                results.push(done);
-            }
-            // Fail the transaction; the caller runs the batch again isolated.
-            Err(e) if !isolate => return Err(e),
-            // The savepoint rolled back when dropped.
-            Err(e) => results.push(Done::failed(write, e.into())),
-        }
+        let out = write(&self.0, &mut touched)?;
+        self.0.extend(touched);
+        Ok(out)
     }
-    {
-        let mut upsert = tx.prepare_cached(
+}
+
+impl Batch for MailboxCounters {
+    fn before_commit(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        let mut upsert = conn.prepare_cached(
             "INSERT INTO mailbox_counters (device_id, last_seq) VALUES (?1, ?2)
              ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq",
         )?;
-        for (device_id, next) in &counters {
+        for (device_id, next) in &self.0 {
             upsert.execute(params![device_id, seq_sql(next - 1)])?;
         }
+        Ok(())
     }
-    tx.commit()?;
-    Ok(results)
 }
 
-/// Runs one write request.
-fn apply(
-    conn: &Connection,
-    write: &Write,
-    counters: &HashMap<String, u64>,
-    touched: &mut HashMap<String, u64>,
-) -> rusqlite::Result<Done> {
-    match write {
-        Write::Send(send, _) => {
-            apply_send(conn, send, counters, touched).map(|o| Done::Send(Ok(o)))
-        }
-        Write::Group(write, _) => {
-            apply_group(conn, write, counters, touched).map(|w| Done::Group(Ok(w)))
-        }
-        Write::Ack {
-            device_id,
-            up_to_seq,
-            ..
-        } => conn
-            .prepare_cached("DELETE FROM envelopes WHERE device_id = ?1 AND seq <= ?2")
-            .and_then(|mut s| s.execute(params![device_id, seq_sql(*up_to_seq)]))
-            .map(|n| Done::Count(Ok(n as u64))),
-        Write::PruneChunk { older_than_ms, .. } => conn
-            .execute(
-                "DELETE FROM send_dedupe WHERE (sender_user_id, client_msg_id) IN (
-                     SELECT sender_user_id, client_msg_id FROM send_dedupe
-                     WHERE server_time_ms < ?1 LIMIT ?2)",
-                params![older_than_ms, PRUNE_CHUNK],
-            )
-            .map(|n| Done::Count(Ok(n as u64))),
-    }
-}
+// === writes (run by the writer thread) ===
 
 /// Stores one send inside the current transaction. `counters` holds the next free sequence
 /// number of mailboxes already touched by this transaction; `touched` receives this send's.
@@ -520,7 +273,11 @@ fn seq_from_sql(seq: i64) -> rusqlite::Result<u64> {
 #[async_trait]
 impl ChatStore for SqliteChatStore {
     async fn send(&self, batch: SendBatch) -> Result<SendOutcome, StoreError> {
-        self.write(|reply| Write::Send(batch, reply)).await
+        self.db
+            .write(move |conn, counters| {
+                counters.run(|seen, touched| apply_send(conn, &batch, seen, touched))
+            })
+            .await
     }
 
     async fn sent_at(
@@ -529,113 +286,125 @@ impl ChatStore for SqliteChatStore {
         client_msg_id: &str,
     ) -> Result<Option<i64>, StoreError> {
         let (sender, id) = (sender_user_id.to_owned(), client_msg_id.to_owned());
-        self.read(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT server_time_ms FROM send_dedupe
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT server_time_ms FROM send_dedupe
                      WHERE sender_user_id = ?1 AND client_msg_id = ?2",
-                )?
-                .query_row(params![sender, id], |r| r.get(0))
-                .optional()?)
-        })
-        .await
+                    )?
+                    .query_row(params![sender, id], |r| r.get(0))
+                    .optional()?)
+            })
+            .await
     }
 
     async fn fetch(&self, device_id: &str, after_seq: u64, limit: u32) -> Result<Page, StoreError> {
         let device_id = device_id.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, sender_user_id, sender_device_id, client_msg_id, server_time_ms,
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT seq, sender_user_id, sender_device_id, client_msg_id, server_time_ms,
                         ciphertext, kind, group_id
                  FROM envelopes WHERE device_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(
-                params![device_id, seq_sql(after_seq), i64::from(limit) + 1],
-                |r| {
-                    let envelope = StoredEnvelope {
-                        seq: seq_from_sql(r.get(0)?)?,
-                        sender_user_id: r.get(1)?,
-                        sender_device_id: r.get(2)?,
-                        client_msg_id: r.get(3)?,
-                        server_time_ms: r.get(4)?,
-                        ciphertext: r.get(5)?,
-                        kind: EnvelopeKind::Direct,
-                        group_id: r.get(7)?,
-                    };
-                    Ok((envelope, r.get::<_, i64>(6)?))
-                },
-            )?;
-            let mut envelopes = Vec::new();
-            for row in rows {
-                let (mut envelope, kind) = row?;
-                envelope.kind = EnvelopeKind::from_code(kind)?;
-                envelopes.push(envelope);
-            }
-            let more = envelopes.len() > limit as usize;
-            envelopes.truncate(limit as usize);
-            Ok(Page { envelopes, more })
-        })
-        .await
+                )?;
+                let rows = stmt.query_map(
+                    params![device_id, seq_sql(after_seq), i64::from(limit) + 1],
+                    |r| {
+                        let envelope = StoredEnvelope {
+                            seq: seq_from_sql(r.get(0)?)?,
+                            sender_user_id: r.get(1)?,
+                            sender_device_id: r.get(2)?,
+                            client_msg_id: r.get(3)?,
+                            server_time_ms: r.get(4)?,
+                            ciphertext: r.get(5)?,
+                            kind: EnvelopeKind::Direct,
+                            group_id: r.get(7)?,
+                        };
+                        Ok((envelope, r.get::<_, i64>(6)?))
+                    },
+                )?;
+                let mut envelopes = Vec::new();
+                for row in rows {
+                    let (mut envelope, kind) = row?;
+                    envelope.kind = EnvelopeKind::from_code(kind)?;
+                    envelopes.push(envelope);
+                }
+                let more = envelopes.len() > limit as usize;
+                envelopes.truncate(limit as usize);
+                Ok(Page { envelopes, more })
+            })
+            .await
     }
 
     async fn ack(&self, device_id: &str, up_to_seq: u64) -> Result<u64, StoreError> {
         let device_id = device_id.to_owned();
-        self.write(|reply| Write::Ack {
-            device_id,
-            up_to_seq,
-            reply,
-        })
-        .await
+        self.db
+            .write(move |conn, _| {
+                let deleted = conn
+                    .prepare_cached("DELETE FROM envelopes WHERE device_id = ?1 AND seq <= ?2")?
+                    .execute(params![device_id, seq_sql(up_to_seq)])?;
+                Ok(deleted as u64)
+            })
+            .await
     }
 
     async fn last_seq(&self, device_id: &str) -> Result<u64, StoreError> {
         let device_id = device_id.to_owned();
-        self.read(move |conn| {
-            let last: Option<i64> = conn
-                .prepare_cached("SELECT last_seq FROM mailbox_counters WHERE device_id = ?1")?
-                .query_row(params![device_id], |r| r.get(0))
-                .optional()?;
-            Ok(seq_from_sql(last.unwrap_or(0))?)
-        })
-        .await
+        self.db
+            .read(move |conn| {
+                let last: Option<i64> = conn
+                    .prepare_cached("SELECT last_seq FROM mailbox_counters WHERE device_id = ?1")?
+                    .query_row(params![device_id], |r| r.get(0))
+                    .optional()?;
+                Ok(seq_from_sql(last.unwrap_or(0))?)
+            })
+            .await
     }
 
     async fn write_group(&self, write: GroupWrite) -> Result<bool, StoreError> {
-        self.write(|reply| Write::Group(write, reply)).await
+        self.db
+            .write(move |conn, counters| {
+                counters.run(|seen, touched| apply_group(conn, &write, seen, touched))
+            })
+            .await
     }
 
     async fn group(&self, group_id: &str) -> Result<Option<Group>, StoreError> {
         let group_id = group_id.to_owned();
-        self.read(move |conn| {
-            let row: Option<(String, i64, i64)> = conn
-                .prepare_cached("SELECT name, version, created_ms FROM groups WHERE group_id = ?1")?
-                .query_row(params![group_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?;
-            let Some((name, version, created_ms)) = row else {
-                return Ok(None);
-            };
-            let members = conn
-                .prepare_cached(
-                    "SELECT user_id, admin, joined_ms FROM group_members
+        self.db
+            .read(move |conn| {
+                let row: Option<(String, i64, i64)> = conn
+                    .prepare_cached(
+                        "SELECT name, version, created_ms FROM groups WHERE group_id = ?1",
+                    )?
+                    .query_row(params![group_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                let Some((name, version, created_ms)) = row else {
+                    return Ok(None);
+                };
+                let members = conn
+                    .prepare_cached(
+                        "SELECT user_id, admin, joined_ms FROM group_members
                      WHERE group_id = ?1 ORDER BY user_id",
-                )?
-                .query_map(params![group_id], |r| {
-                    Ok(GroupMember {
-                        user_id: r.get(0)?,
-                        role: role_from_sql(r.get(1)?),
-                        joined_ms: r.get(2)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Some(Group {
-                group_id,
-                name,
-                version: seq_from_sql(version)?,
-                created_ms,
-                members,
-            }))
-        })
-        .await
+                    )?
+                    .query_map(params![group_id], |r| {
+                        Ok(GroupMember {
+                            user_id: r.get(0)?,
+                            role: role_from_sql(r.get(1)?),
+                            joined_ms: r.get(2)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(Some(Group {
+                    group_id,
+                    name,
+                    version: seq_from_sql(version)?,
+                    created_ms,
+                    members,
+                }))
+            })
+            .await
     }
 
     async fn groups_of(
@@ -645,56 +414,64 @@ impl ChatStore for SqliteChatStore {
         limit: u32,
     ) -> Result<(Vec<GroupListing>, bool), StoreError> {
         let (user_id, after) = (user_id.to_owned(), after_group_id.to_owned());
-        self.read(move |conn| {
-            let mut listings = conn
-                .prepare_cached(
-                    "SELECT m.group_id, g.name, g.version, m.admin,
+        self.db
+            .read(move |conn| {
+                let mut listings = conn
+                    .prepare_cached(
+                        "SELECT m.group_id, g.name, g.version, m.admin,
                             (SELECT count(*) FROM group_members c WHERE c.group_id = m.group_id)
                      FROM group_members m JOIN groups g ON g.group_id = m.group_id
                      WHERE m.user_id = ?1 AND m.group_id > ?2
                      ORDER BY m.group_id LIMIT ?3",
-                )?
-                .query_map(params![user_id, after, i64::from(limit) + 1], |r| {
-                    Ok(GroupListing {
-                        group_id: r.get(0)?,
-                        name: r.get(1)?,
-                        version: seq_from_sql(r.get(2)?)?,
-                        role: role_from_sql(r.get(3)?),
-                        member_count: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let more = listings.len() > limit as usize;
-            listings.truncate(limit as usize);
-            Ok((listings, more))
-        })
-        .await
+                    )?
+                    .query_map(params![user_id, after, i64::from(limit) + 1], |r| {
+                        Ok(GroupListing {
+                            group_id: r.get(0)?,
+                            name: r.get(1)?,
+                            version: seq_from_sql(r.get(2)?)?,
+                            role: role_from_sql(r.get(3)?),
+                            member_count: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let more = listings.len() > limit as usize;
+                listings.truncate(limit as usize);
+                Ok((listings, more))
+            })
+            .await
     }
 
     async fn group_counts(&self, user_ids: &[String]) -> Result<HashMap<String, u64>, StoreError> {
         let user_ids = user_ids.to_vec();
-        self.read(move |conn| {
-            let mut count =
-                conn.prepare_cached("SELECT count(*) FROM group_members WHERE user_id = ?1")?;
-            let mut counts = HashMap::new();
-            for user_id in user_ids {
-                let n: i64 = count.query_row(params![user_id], |r| r.get(0))?;
-                if n > 0 {
-                    counts.insert(user_id, u64::try_from(n).unwrap_or(0));
+        self.db
+            .read(move |conn| {
+                let mut count =
+                    conn.prepare_cached("SELECT count(*) FROM group_members WHERE user_id = ?1")?;
+                let mut counts = HashMap::new();
+                for user_id in user_ids {
+                    let n: i64 = count.query_row(params![user_id], |r| r.get(0))?;
+                    if n > 0 {
+                        counts.insert(user_id, u64::try_from(n).unwrap_or(0));
+                    }
                 }
-            }
-            Ok(counts)
-        })
-        .await
+                Ok(counts)
+            })
+            .await
     }
 
     async fn prune_dedupe(&self, older_than_ms: i64) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
             let deleted = self
-                .write(|reply| Write::PruneChunk {
-                    older_than_ms,
-                    reply,
+                .db
+                .write(move |conn, _| {
+                    let deleted = conn.execute(
+                        "DELETE FROM send_dedupe WHERE (sender_user_id, client_msg_id) IN (
+                             SELECT sender_user_id, client_msg_id FROM send_dedupe
+                             WHERE server_time_ms < ?1 LIMIT ?2)",
+                        params![older_than_ms, PRUNE_CHUNK],
+                    )?;
+                    Ok(deleted as u64)
                 })
                 .await?;
             total += deleted;
@@ -707,8 +484,9 @@ impl ChatStore for SqliteChatStore {
 
 #[cfg(test)]
 mod tests {
+    use juntos_store::sqlite::migrate;
+
     use super::*;
-    use crate::chat::suite;
 
     fn fresh() -> (tempfile::TempDir, SqliteChatStore) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -716,42 +494,9 @@ mod tests {
         (dir, store)
     }
 
-    macro_rules! sqlite_suite {
-        ($($case:ident),* $(,)?) => {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (_dir, store) = fresh();
-                    suite::$case(&store).await;
-                }
-            )*
-        };
-    }
-
-    sqlite_suite!(
-        mailbox_is_ordered_and_paged,
-        seqs_increase_across_acks,
-        multi_recipient_send_is_atomic,
-        duplicate_send_returns_first_answer,
-        ack_deletes_a_range,
-        concurrent_senders_get_distinct_seqs,
-        mailboxes_are_separate,
-        prune_forgets_old_dedupe_keys,
-        groups_are_written_only_from_their_current_version,
-        a_users_groups_are_listed_in_pages_with_roles_and_counts,
-        a_group_send_needs_the_version_it_was_fanned_out_for,
-    );
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn reopen_keeps_envelopes_and_counters() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("chat.db");
-        let store = SqliteChatStore::open(&path).expect("open");
-        suite::before_reopen(&store).await;
-        drop(store);
-        let store = SqliteChatStore::open(&path).expect("reopen");
-        suite::after_reopen(&store).await;
-    }
+    crate::chat::suite::chat_store_suite!(async { fresh() }, reopen: |dir| async {
+        SqliteChatStore::open(&dir.path().join("chat.db")).expect("reopen")
+    });
 
     /// A send that fails half-way stores nothing (no envelope, no counter, no dedupe key), and
     /// the sends committed in the same group commit are not affected.
@@ -812,7 +557,7 @@ mod tests {
         let latest = i64::try_from(MIGRATIONS.len()).expect("few");
         {
             let mut conn = Connection::open(&path).expect("open");
-            migrate(&mut conn, MIGRATIONS.len()).expect("migrate");
+            migrate(&mut conn, MIGRATIONS).expect("migrate");
             let v: i64 = conn
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .expect("version");
@@ -835,7 +580,7 @@ mod tests {
                 assert_eq!(n, 1, "{table}");
             }
             // Running again is a no-op.
-            migrate(&mut conn, MIGRATIONS.len()).expect("again");
+            migrate(&mut conn, MIGRATIONS).expect("again");
             conn.pragma_update(None, "user_version", latest + 1)
                 .expect("bump");
         }

@@ -177,28 +177,8 @@ pub struct GroupWrite {
     pub notices: SendBatch,
 }
 
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite failed.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The MongoDB server or driver failed.
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    /// The writer is gone (the store is shutting down or its thread died).
-    #[error("the store's writer is not running")]
-    WriterGone,
-    /// A blocking task panicked or was cancelled.
-    #[error("storage task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
-    /// The database was written by a newer version of Juntos.
-    #[error("database schema version {found} is newer than this build knows ({latest})")]
-    SchemaTooNew { found: i64, latest: i64 },
-    /// Stored data breaks an invariant.
-    #[error("corrupt data: {0}")]
-    Corrupt(String),
-}
+/// A storage failure (the store error every Juntos service shares).
+pub use juntos_store::StoreError;
 
 /// Mailboxes and dedupe keys. Every method is atomic on its own.
 #[async_trait]

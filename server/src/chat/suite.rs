@@ -1,6 +1,6 @@
 //! The behavioural suite every [`ChatStore`] backend must pass. Each case takes a fresh, empty
-//! store; a backend's tests call every case (the `sqlite_suite!` macro in `sqlite.rs`, and
-//! `mongo_suite!` in `mongo/tests.rs`, which runs them on SecantusDB or `JUNTOS_TEST_MONGODB_URI`).
+//! store; a backend's tests run every case with one [`chat_store_suite!`] line (`sqlite.rs`, and
+//! `mongo/tests.rs`, which runs them on SecantusDB or `JUNTOS_TEST_MONGODB_URI`).
 
 use std::collections::HashSet;
 
@@ -8,6 +8,55 @@ use super::store::{
     ChatStore, EnvelopeKind, Group, GroupListing, GroupMember, GroupRole, GroupWrite,
     OutgoingEnvelope, SendBatch, SendOutcome,
 };
+
+/// Runs every case of this suite against the store `$fresh` makes: `$fresh` is an async
+/// expression evaluating to `(guard, store)`, where `guard` (a temporary directory, a test
+/// server) is kept alive for the whole case and `store` is a fresh, empty [`ChatStore`]. One
+/// `#[tokio::test]` per case is defined where the macro is invoked.
+///
+/// With `reopen: |guard| $reopen` (`guard` a pattern binding the guard), it also checks that a
+/// store opened again on the same data (`$reopen`, an async expression that may use what `guard`
+/// binds) keeps the mailboxes, counters and keys.
+macro_rules! chat_store_suite {
+    (@cases $fresh:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let (_guard, store) = $fresh.await;
+                $crate::chat::suite::$case(&store).await;
+            }
+        )*
+    };
+    ($fresh:expr, reopen: |$guard:pat_param| $reopen:expr $(,)?) => {
+        $crate::chat::suite::chat_store_suite!($fresh);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn reopen_keeps_envelopes_and_counters() {
+            let ($guard, store) = $fresh.await;
+            $crate::chat::suite::before_reopen(&store).await;
+            drop(store);
+            let store = $reopen.await;
+            $crate::chat::suite::after_reopen(&store).await;
+        }
+    };
+    ($fresh:expr $(,)?) => {
+        $crate::chat::suite::chat_store_suite!(@cases $fresh;
+            mailbox_is_ordered_and_paged,
+            seqs_increase_across_acks,
+            multi_recipient_send_is_atomic,
+            duplicate_send_returns_first_answer,
+            ack_deletes_a_range,
+            concurrent_senders_get_distinct_seqs,
+            mailboxes_are_separate,
+            prune_forgets_old_dedupe_keys,
+            groups_are_written_only_from_their_current_version,
+            a_users_groups_are_listed_in_pages_with_roles_and_counts,
+            a_group_send_needs_the_version_it_was_fanned_out_for,
+        );
+    };
+}
+
+pub(crate) use chat_store_suite;
 
 const T0: i64 = 1_750_000_000_000;
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use juntos_clock::ManualClock;
 use juntos_proto::chat::v1::{ClientFrame, ServerFrame, client_frame, server_frame};
-use juntos_proto::clock::ManualClock;
 use juntos_proto::meta::Caller;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;

@@ -9,20 +9,19 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use http::HeaderMap;
-use juntos_login::token::{AccessClaims, TokenError, TokenVerifier};
-use juntos_proto::clock::SharedClock;
+use juntos_clock::SharedClock;
 use juntos_proto::error::{reason, status};
 use juntos_proto::login::v1::login_internal_client::LoginInternalClient;
 use juntos_proto::login::v1::{GetVerificationKeysRequest, ListRevocationsRequest};
+use juntos_store::Tasks;
+use juntos_token::{AccessClaims, TokenError, TokenVerifier};
 use tokio::sync::{Notify, watch};
 use tonic::Code;
 use tonic::transport::Channel;
-
-use crate::tasks::Tasks;
 
 /// How often the verification keys are fetched when nothing asks sooner.
 const KEY_REFRESH: Duration = Duration::from_secs(60);
@@ -147,10 +146,7 @@ impl Auth {
                     ),
                 })?;
                 self.remember(token, &claims);
-                let mut expiry = self
-                    .session_expiry
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let mut expiry = juntos_store::lock(&self.session_expiry);
                 let latest = expiry.entry(claims.session_id.clone()).or_default();
                 *latest = (*latest).max(claims.expires_at_ms);
                 claims
@@ -181,10 +177,7 @@ impl Auth {
                 }
                 let now = clock.now_ms();
                 if now >= expires_at_ms {
-                    let latest = this
-                        .session_expiry
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
+                    let latest = juntos_store::lock(&this.session_expiry)
                         .get(&session_id)
                         .copied()
                         .unwrap_or(0);
@@ -222,17 +215,14 @@ impl Auth {
     /// Forgets the expiry of sessions whose latest token has expired.
     pub fn forget_expired_sessions(&self) {
         let now = self.clock.now_ms();
-        self.session_expiry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, expires| *expires > now);
+        juntos_store::lock(&self.session_expiry).retain(|_, expires| *expires > now);
     }
 
     /// The claims of a token verified before, if it has not expired since. Verifying an Ed25519
     /// signature costs tens of microseconds; a client sends the same token with every call for
     /// its 15-minute life.
     fn cached(&self, token: &str, now_ms: i64) -> Option<AccessClaims> {
-        let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let verified = juntos_store::lock(&self.verified);
         verified
             .get(token)
             .filter(|c| c.expires_at_ms > now_ms)
@@ -241,7 +231,7 @@ impl Auth {
 
     /// Remembers a verified token; the cache is bounded by dropping everything when full.
     fn remember(&self, token: &str, claims: &AccessClaims) {
-        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut verified = juntos_store::lock(&self.verified);
         if verified.len() >= VERIFIED_CACHE_MAX {
             verified.clear();
         }
@@ -292,10 +282,7 @@ impl Auth {
         let mut current = self.verifier.write().expect("verifier lock poisoned");
         if current.key_ids() != verifier.key_ids() {
             // A withdrawn key must stop vouching for tokens at once.
-            self.verified
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
+            juntos_store::lock(&self.verified).clear();
         }
         *current = verifier;
         Ok(())

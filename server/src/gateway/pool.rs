@@ -17,6 +17,7 @@ use http::Uri;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use juntos_store::Tasks;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::ClientTlsConfig;
@@ -24,7 +25,6 @@ use tonic::transport::ClientTlsConfig;
 use super::BoxError;
 use super::endpoints::Source;
 use super::health;
-use crate::tasks::Tasks;
 use crate::tls::Role;
 use crate::tls::internal::{InternalTls, TimedConnector};
 

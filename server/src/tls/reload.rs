@@ -1,13 +1,12 @@
 //! A served certificate that follows its files.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use juntos_store::Tasks;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-
-use crate::tasks::Tasks;
 
 /// How often the files are read again.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
@@ -70,13 +69,13 @@ impl ReloadingCert {
             tracing::warn!(cert = %self.cert_path.display(), "cannot read the TLS certificate files; keeping the current certificate");
             return false;
         };
-        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut loaded = juntos_store::lock(&self.loaded);
         if loaded.0 == cert && loaded.1 == key {
             return false;
         }
         match super::certified_key(&cert, &key, &self.cert_path.display().to_string()) {
             Ok(certified) => {
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = certified;
+                *juntos_store::sync::write(&self.current) = certified;
                 *loaded = (cert, key);
                 tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded");
                 true
@@ -92,9 +91,7 @@ impl ReloadingCert {
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(
-            &self.current.read().unwrap_or_else(PoisonError::into_inner),
-        ))
+        Some(Arc::clone(&juntos_store::sync::read(&self.current)))
     }
 }
 

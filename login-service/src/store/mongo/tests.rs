@@ -4,16 +4,12 @@
 use std::sync::Arc;
 
 use futures_util::TryStreamExt as _;
+use juntos_testkit::{MongoTestServer, unique_database};
 use mongodb::bson::{Document, doc};
 
 use super::{COLLECTIONS, MongoLoginStore};
-use crate::store::{LoginStore, suite};
-
-#[path = "../../../../tests/src/secantusd.rs"]
-#[allow(dead_code)]
-mod secantusd;
-
-use secantusd::{MongoTestServer, unique_database};
+use crate::store::LoginStore;
+use crate::store::suite::login_store_suite;
 
 /// A running server and a store in a fresh database on it.
 async fn fresh() -> (MongoTestServer, MongoLoginStore) {
@@ -25,44 +21,7 @@ async fn fresh() -> (MongoTestServer, MongoLoginStore) {
     (server, store)
 }
 
-macro_rules! mongo_suite {
-    ($($case:ident),* $(,)?) => {
-        mod suite_cases {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let (_server, store) = super::fresh().await;
-                    let store: std::sync::Arc<dyn super::LoginStore> = std::sync::Arc::new(store);
-                    super::suite::$case(super::suite::Handle::handle(&store)).await;
-                }
-            )*
-        }
-    };
-}
-
-mongo_suite!(
-    account_created_once_per_phone,
-    concurrent_account_creation,
-    device_cap,
-    concurrent_device_cap,
-    devices_lists_active_only,
-    session_round_trip,
-    rotation,
-    reuse_revokes_session,
-    concurrent_rotation,
-    expired_refresh_token,
-    revoke_device_sessions,
-    revocations_since,
-    signed_prekey_round_trip,
-    one_time_prekeys_cap_and_replace,
-    take_bundles,
-    concurrent_take_bundles,
-    sign_out_deletes_prekeys,
-    devices_of,
-    phones_and_contacts,
-    mutual_contacts,
-    settings_round_trip,
-);
+login_store_suite!(fresh());
 
 async fn indexes(store: &MongoLoginStore, collection: &str) -> Vec<Document> {
     store

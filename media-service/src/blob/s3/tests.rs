@@ -3,15 +3,10 @@
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use juntos_testkit::s3::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY};
 
 use super::{S3BlobStore, S3Config};
 use crate::blob::{BlobError, BlobStore as _, suite};
-
-#[path = "../../../../tests/src/s3_server.rs"]
-#[allow(dead_code)]
-pub(crate) mod s3_server;
-
-use s3_server::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY};
 
 /// A running server and a store on its (empty) bucket.
 async fn fresh() -> (S3TestServer, S3BlobStore) {
@@ -23,19 +18,7 @@ async fn fresh() -> (S3TestServer, S3BlobStore) {
     (server, store)
 }
 
-macro_rules! s3_suite {
-    ($($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (_server, store) = fresh().await;
-                suite::$case(&store).await;
-            }
-        )*
-    };
-}
-
-suite::all_cases!(s3_suite);
+suite::blob_store_suite!(fresh().await);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presigned_urls_work() {

@@ -4,17 +4,12 @@
 use std::time::Duration;
 
 use futures_util::TryStreamExt as _;
+use juntos_testkit::{MongoTestServer, unique_database};
 use mongodb::bson::{Bson, Document, doc};
 
 use super::{COLLECTIONS, MongoStatusStore};
 use crate::store::suite::{self, DAY_MS, LIMIT, T0, new_status};
 use crate::store::{PostOutcome, StatusStore};
-
-#[path = "../../../../tests/src/secantusd.rs"]
-#[allow(dead_code)]
-mod secantusd;
-
-use secantusd::{MongoTestServer, unique_database};
 
 async fn server() -> MongoTestServer {
     tokio::task::spawn_blocking(MongoTestServer::start)
@@ -30,49 +25,8 @@ async fn fresh() -> (MongoTestServer, MongoStatusStore) {
     (server, store)
 }
 
-macro_rules! mongo_suite {
-    ($($case:ident),* $(,)?) => {
-        mod suite_cases {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let (_server, store) = super::fresh().await;
-                    super::suite::$case(&store).await;
-                }
-            )*
-        }
-    };
-}
-
-mongo_suite!(
-    post_and_list_round_trip,
-    listing_follows_the_audience,
-    listing_is_newest_first_and_paged,
-    expired_statuses_are_not_listed,
-    a_retried_post_returns_the_first_status,
-    an_expired_client_status_id_can_be_posted_again,
-    the_limit_counts_a_rolling_window,
-    deleted_statuses_still_count_towards_the_limit,
-    delete_only_the_posters_unexpired_statuses,
-    sweep_removes_expired_statuses,
-    concurrent_posts_never_pass_the_limit,
-);
-
-macro_rules! mongo_blob_suite {
-    ($($case:ident),* $(,)?) => {
-        mod blob_cases {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let (_server, store) = super::fresh().await;
-                    crate::store::blobs_suite::$case(&store).await;
-                }
-            )*
-        }
-    };
-}
-
-crate::store::blobs_suite::all_blob_cases!(mongo_blob_suite);
+suite::status_store_suite!(fresh().await);
+crate::store::blobs_suite::blob_index_suite!(fresh().await);
 
 /// Two pods (two stores on one database) posting for one poster at once: their transactions
 /// conflict on the poster's document and retry; no more than 100 get in.

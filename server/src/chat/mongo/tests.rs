@@ -2,17 +2,12 @@
 //! `JUNTOS_TEST_MONGODB_URI`), each test in a fresh database.
 
 use futures_util::TryStreamExt as _;
+use juntos_testkit::{MongoTestServer, unique_database};
 use mongodb::bson::{Bson, Document, doc};
 
 use super::{COLLECTIONS, MongoChatStore};
 use crate::chat::store::{ChatStore, OutgoingEnvelope, SendBatch, SendOutcome};
 use crate::chat::suite;
-
-#[path = "../../../../tests/src/secantusd.rs"]
-#[allow(dead_code)]
-mod secantusd;
-
-use secantusd::{MongoTestServer, unique_database};
 
 async fn server() -> MongoTestServer {
     tokio::task::spawn_blocking(MongoTestServer::start)
@@ -20,53 +15,18 @@ async fn server() -> MongoTestServer {
         .expect("start server")
 }
 
-/// A running server and a store in a fresh database on it.
-async fn fresh() -> (MongoTestServer, MongoChatStore) {
+/// A running server with the URI of a fresh database on it, and a store in that database.
+async fn fresh() -> ((MongoTestServer, String), MongoChatStore) {
     let server = server().await;
     let uri = server.uri_with_database(&unique_database("chat"));
     let store = MongoChatStore::connect(&uri).await.expect("connect");
-    (server, store)
+    ((server, uri), store)
 }
 
-macro_rules! mongo_suite {
-    ($($case:ident),* $(,)?) => {
-        mod suite_cases {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let (_server, store) = super::fresh().await;
-                    super::suite::$case(&store).await;
-                }
-            )*
-        }
-    };
-}
-
-mongo_suite!(
-    mailbox_is_ordered_and_paged,
-    seqs_increase_across_acks,
-    multi_recipient_send_is_atomic,
-    duplicate_send_returns_first_answer,
-    ack_deletes_a_range,
-    concurrent_senders_get_distinct_seqs,
-    mailboxes_are_separate,
-    prune_forgets_old_dedupe_keys,
-    groups_are_written_only_from_their_current_version,
-    a_users_groups_are_listed_in_pages_with_roles_and_counts,
-    a_group_send_needs_the_version_it_was_fanned_out_for,
-);
-
-/// A restart (or another pod) on the same database sees the same mailboxes, counters and keys.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconnect_keeps_envelopes_and_counters() {
-    let server = server().await;
-    let uri = server.uri_with_database(&unique_database("chat"));
-    let store = MongoChatStore::connect(&uri).await.expect("connect");
-    suite::before_reopen(&store).await;
-    drop(store);
-    let store = MongoChatStore::connect(&uri).await.expect("reconnect");
-    suite::after_reopen(&store).await;
-}
+// A restart (or another pod) on the same database sees the same mailboxes, counters and keys.
+suite::chat_store_suite!(fresh(), reopen: |(_server, uri)| async {
+    MongoChatStore::connect(&uri).await.expect("reconnect")
+});
 
 fn send(id: &str, devices: &[&str]) -> SendBatch {
     SendBatch {

@@ -1,14 +1,12 @@
 //! A MongoDB-wire-protocol test server: SecantusDB (`secantusd-py`, PyPI `SecantusDB==0.7.0b3`)
 //! in memory on a free loopback port, killed on drop. No `mongod` can be installed on these
 //! machines; set `JUNTOS_TEST_MONGODB_URI` to run against a real MongoDB instead.
-//!
-//! Self-contained (std only) so that crates other than the harness can include it with
-//! `#[path]` for their store suites.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::net::{free_port, unique_name, wait_until_listening};
 
 /// Where the server comes from when the tests use one.
 pub enum MongoTestServer {
@@ -48,19 +46,10 @@ impl MongoTestServer {
                     binary.display()
                 )
             });
+        // Dropping the server kills the process, also when waiting panics.
         let mut server = Self::Secantus { child, port };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Self::Secantus { child, .. } = &mut server
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("secantusd-py exited before accepting connections: {status}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "secantusd-py not accepting connections on port {port} after 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        if let Self::Secantus { child, .. } = &mut server {
+            wait_until_listening(child, "secantusd-py", port, Duration::from_secs(30));
         }
         server
     }
@@ -91,18 +80,9 @@ impl Drop for MongoTestServer {
     }
 }
 
-/// A database name no other test uses.
+/// A database name no other test uses: `<prefix>_<pid>_<n>_<nanos>`.
 pub fn unique_database(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{prefix}_{}_{}_{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    unique_name(prefix, "_")
 }
 
 /// `uri` with its path (the default database) set to `database`.
@@ -124,20 +104,13 @@ fn secantusd_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("JUNTOS_SECANTUSD").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    // Every crate of the workspace sits one level below the repository root.
+    // This crate, like every crate of the workspace, sits one level below the repository root.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let venv = repo.join(".venv/bin/secantusd-py");
     if venv.exists() {
         return venv;
     }
     PathBuf::from("secantusd-py")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 #[cfg(test)]
@@ -153,5 +126,12 @@ mod tests {
             "mongodb://u:p@h1,h2/t2?replicaSet=rs"
         );
         assert_eq!(super::with_database("mongodb://h", "t3"), "mongodb://h/t3");
+    }
+
+    #[test]
+    fn database_names_are_unique() {
+        let (a, b) = (super::unique_database("t"), super::unique_database("t"));
+        assert!(a.starts_with(&format!("t_{}_", std::process::id())), "{a}");
+        assert_ne!(a, b);
     }
 }

@@ -2,7 +2,10 @@
 //! footer `{"kid":"<key id>"}`.
 //!
 //! [`TokenIssuer`] signs (login-service); [`TokenVerifier`] checks (the gateway). Both are pure:
-//! no IO, and the verifier takes the current time as an argument so tests control it.
+//! no IO, and the verifier takes the current time as an argument so tests control it. A crate of
+//! its own so that the gateway checks tokens without linking login's storage.
+
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 

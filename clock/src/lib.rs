@@ -5,6 +5,8 @@
 //! offset in milliseconds read from that file, so a test can move every role of a system
 //! forward (code expiry, resend schedule, token expiry) without sleeping.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -24,8 +24,11 @@ pub const FROM: &str = "+12015550199";
 /// One message the fake accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TwilioMessage {
+    /// The `To` number.
     pub to: String,
+    /// The `From` number.
     pub from: String,
+    /// The text (`Body`).
     pub body: String,
 }
 

@@ -2,14 +2,12 @@
 //! --locked`) on a free loopback port over a temporary data folder, with one bucket, killed (and
 //! its folder removed) on drop. It checks SigV4 signatures, so the keys below must be the ones
 //! a client signs with.
-//!
-//! Self-contained (std only) so that crates other than the harness can include it with
-//! `#[path]` for their store suites.
 
-use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::net::{free_port, unique_name, wait_until_listening};
 
 /// The access key id the server accepts.
 pub const ACCESS_KEY: &str = "juntos-test-access";
@@ -32,7 +30,7 @@ impl S3TestServer {
         let binary = std::env::var_os("JUNTOS_S3S_FS")
             .filter(|p| !p.is_empty())
             .map_or_else(|| PathBuf::from("s3s-fs"), PathBuf::from);
-        let root = unique_root();
+        let root = std::env::temp_dir().join(unique_name("juntos-s3s", "-"));
         // s3s-fs keeps a bucket as a folder of its root: creating the folder creates the bucket.
         std::fs::create_dir_all(root.join(BUCKET)).expect("create the s3s-fs data folder");
         let port = free_port();
@@ -52,18 +50,9 @@ impl S3TestServer {
                     binary.display()
                 )
             });
+        // Dropping the server kills the process and removes the folder, also when waiting panics.
         let mut server = Self { child, port, root };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("s3s-fs exited before accepting connections: {status}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "s3s-fs not accepting connections on port {port} after 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until_listening(&mut server.child, "s3s-fs", port, Duration::from_secs(30));
         server
     }
 
@@ -74,7 +63,7 @@ impl S3TestServer {
 
     /// The folder the server keeps its objects in (`<root>/<bucket>/<key>`), for tests that
     /// check what is stored.
-    pub fn root(&self) -> &std::path::Path {
+    pub fn root(&self) -> &Path {
         &self.root
     }
 }
@@ -85,24 +74,4 @@ impl Drop for S3TestServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.root);
     }
-}
-
-fn unique_root() -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    std::env::temp_dir().join(format!(
-        "juntos-s3s-{}-{}-{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
