@@ -1,7 +1,8 @@
 //! The gRPC plumbing: one lazily connected channel to the gateway and a thin call per RPC.
 //!
 //! Calls answer the raw [`Status`]; turning it into a [`ClientError`] (and refreshing tokens) is
-//! the caller's business.
+//! the business of `gateway.rs`. Every authenticated unary call has one shape, `(access token,
+//! request) -> answer`, so one helper there can call (and retry) any of them.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::error::{ClientError, Result};
 use crate::tls;
 
-/// How long to wait for a connection to the gateway.
+/// How long to wait for a connection to the gateway (the TCP connection, then the TLS handshake).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for any one answer.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,7 +56,7 @@ impl Api {
             message: format!("server URL {why}"),
         };
         // Checked whatever the scheme, so a broken configuration shows at once.
-        let tls = tls::client_config(extra_ca_pem)?;
+        let tls = tls::client_config(extra_ca_pem, CONNECT_TIMEOUT)?;
         let endpoint = Endpoint::from_shared(server_url.trim().to_owned())
             .map_err(|_| invalid("is not a valid URL (expected https://host[:port])"))?;
         let uri = endpoint.uri().clone();
@@ -139,174 +140,6 @@ impl Api {
             .ok_or_else(|| Status::internal("refresh answered without tokens"))
     }
 
-    /// `Login.SignOut` for the device whose access token is `access_token`.
-    pub(crate) async fn sign_out(&self, access_token: &str) -> Result<(), Status> {
-        let request = authorized(login::SignOutRequest {}, access_token)?;
-        LoginClient::new(self.channel()).sign_out(request).await?;
-        Ok(())
-    }
-
-    /// `Login.Me`.
-    pub(crate) async fn me(&self, access_token: &str) -> Result<login::MeResponse, Status> {
-        let request = authorized(login::MeRequest {}, access_token)?;
-        Ok(LoginClient::new(self.channel())
-            .me(request)
-            .await?
-            .into_inner())
-    }
-}
-
-// === directory and chat ===
-
-impl Api {
-    /// `Directory.UploadPrekeys`.
-    pub(crate) async fn upload_prekeys(
-        &self,
-        access_token: &str,
-        request: login::UploadPrekeysRequest,
-    ) -> Result<login::UploadPrekeysResponse, Status> {
-        let request = authorized(request, access_token)?;
-        Ok(DirectoryClient::new(self.channel())
-            .upload_prekeys(request)
-            .await?
-            .into_inner())
-    }
-
-    /// `Directory.PrekeyStatus`.
-    pub(crate) async fn prekey_status(
-        &self,
-        access_token: &str,
-    ) -> Result<login::PrekeyStatusResponse, Status> {
-        let request = authorized(login::PrekeyStatusRequest {}, access_token)?;
-        Ok(DirectoryClient::new(self.channel())
-            .prekey_status(request)
-            .await?
-            .into_inner())
-    }
-
-    /// `Directory.FetchBundles`.
-    pub(crate) async fn fetch_bundles(
-        &self,
-        access_token: &str,
-        user_id: String,
-    ) -> Result<login::FetchBundlesResponse, Status> {
-        let request = authorized(login::FetchBundlesRequest { user_id }, access_token)?;
-        Ok(DirectoryClient::new(self.channel())
-            .fetch_bundles(request)
-            .await?
-            .into_inner())
-    }
-
-    /// `Directory.ListDevices`.
-    pub(crate) async fn list_devices(
-        &self,
-        access_token: &str,
-        user_ids: Vec<String>,
-    ) -> Result<login::ListDevicesResponse, Status> {
-        let request = authorized(login::ListDevicesRequest { user_ids }, access_token)?;
-        Ok(DirectoryClient::new(self.channel())
-            .list_devices(request)
-            .await?
-            .into_inner())
-    }
-
-    /// `Directory.ResolvePhones`.
-    pub(crate) async fn resolve_phones(
-        &self,
-        access_token: &str,
-        phones: Vec<String>,
-    ) -> Result<login::ResolvePhonesResponse, Status> {
-        let request = authorized(login::ResolvePhonesRequest { phones }, access_token)?;
-        Ok(DirectoryClient::new(self.channel())
-            .resolve_phones(request)
-            .await?
-            .into_inner())
-    }
-
-    /// `Login.GetSettings`.
-    pub(crate) async fn get_settings(&self, access_token: &str) -> Result<login::Settings, Status> {
-        let request = authorized(login::GetSettingsRequest {}, access_token)?;
-        Ok(LoginClient::new(self.channel())
-            .get_settings(request)
-            .await?
-            .into_inner())
-    }
-
-    /// `Login.UpdateSettings`.
-    pub(crate) async fn update_settings(
-        &self,
-        access_token: &str,
-        update: login::UpdateSettingsRequest,
-    ) -> Result<login::Settings, Status> {
-        let request = authorized(update, access_token)?;
-        Ok(LoginClient::new(self.channel())
-            .update_settings(request)
-            .await?
-            .into_inner())
-    }
-
-    /// `Directory.GetProfiles`.
-    pub(crate) async fn get_profiles(
-        &self,
-        access_token: &str,
-        user_ids: Vec<String>,
-    ) -> Result<Vec<login::Profile>, Status> {
-        let request = authorized(login::GetProfilesRequest { user_ids }, access_token)?;
-        Ok(DirectoryClient::new(self.channel())
-            .get_profiles(request)
-            .await?
-            .into_inner()
-            .profiles)
-    }
-
-    /// `Chat.GetPresence`.
-    pub(crate) async fn get_presence(
-        &self,
-        access_token: &str,
-        user_ids: Vec<String>,
-    ) -> Result<Vec<chat::Presence>, Status> {
-        let request = authorized(chat::GetPresenceRequest { user_ids }, access_token)?;
-        Ok(ChatClient::new(self.channel())
-            .get_presence(request)
-            .await?
-            .into_inner()
-            .users)
-    }
-
-    /// `Chat.Send`.
-    pub(crate) async fn send(
-        &self,
-        access_token: &str,
-        request: chat::SendRequest,
-    ) -> Result<chat::SendResponse, Status> {
-        let request = authorized(request, access_token)?;
-        Ok(ChatClient::new(self.channel())
-            .send(request)
-            .await?
-            .into_inner())
-    }
-
-    /// `Chat.Sync`.
-    pub(crate) async fn sync(
-        &self,
-        access_token: &str,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<chat::SyncResponse, Status> {
-        let request = authorized(chat::SyncRequest { after_seq, limit }, access_token)?;
-        Ok(ChatClient::new(self.channel())
-            .sync(request)
-            .await?
-            .into_inner())
-    }
-
-    /// `Chat.Ack`.
-    pub(crate) async fn ack(&self, access_token: &str, up_to_seq: u64) -> Result<(), Status> {
-        let request = authorized(chat::AckRequest { up_to_seq }, access_token)?;
-        ChatClient::new(self.channel()).ack(request).await?;
-        Ok(())
-    }
-
     /// `Chat.Connect`: the server's frames; the client's frames come from `outgoing`.
     pub(crate) async fn connect(
         &self,
@@ -343,6 +176,46 @@ macro_rules! unary_calls {
         }
     };
 }
+
+// `juntos.login.v1.Login` (sign-in and refresh, which take no access token, are above).
+unary_calls! { LoginClient<Channel> {
+    /// `Login.SignOut`: the server revokes this device's session and removes the device.
+    sign_out(login::SignOutRequest) -> login::SignOutResponse;
+    /// `Login.Me`.
+    me(login::MeRequest) -> login::MeResponse;
+    /// `Login.GetSettings`.
+    get_settings(login::GetSettingsRequest) -> login::Settings;
+    /// `Login.UpdateSettings`.
+    update_settings(login::UpdateSettingsRequest) -> login::Settings;
+} }
+
+// `juntos.login.v1.Directory`.
+unary_calls! { DirectoryClient<Channel> {
+    /// `Directory.UploadPrekeys`.
+    upload_prekeys(login::UploadPrekeysRequest) -> login::UploadPrekeysResponse;
+    /// `Directory.PrekeyStatus`.
+    prekey_status(login::PrekeyStatusRequest) -> login::PrekeyStatusResponse;
+    /// `Directory.FetchBundles`.
+    fetch_bundles(login::FetchBundlesRequest) -> login::FetchBundlesResponse;
+    /// `Directory.ListDevices`.
+    list_devices(login::ListDevicesRequest) -> login::ListDevicesResponse;
+    /// `Directory.ResolvePhones`.
+    resolve_phones(login::ResolvePhonesRequest) -> login::ResolvePhonesResponse;
+    /// `Directory.GetProfiles`.
+    get_profiles(login::GetProfilesRequest) -> login::GetProfilesResponse;
+} }
+
+// `juntos.chat.v1.Chat` (the live connection is above).
+unary_calls! { ChatClient<Channel> {
+    /// `Chat.Send`.
+    send(chat::SendRequest) -> chat::SendResponse;
+    /// `Chat.Sync`.
+    sync(chat::SyncRequest) -> chat::SyncResponse;
+    /// `Chat.Ack`.
+    ack(chat::AckRequest) -> chat::AckResponse;
+    /// `Chat.GetPresence`.
+    get_presence(chat::GetPresenceRequest) -> chat::GetPresenceResponse;
+} }
 
 // `juntos.chat.v1.Groups`.
 unary_calls! { chat::groups_client::GroupsClient<Channel> {
@@ -415,13 +288,13 @@ impl Api {
         )
     }
 
-    /// `Media.SetProfilePhoto`.
+    /// `Media.SetProfilePhoto`, streaming `messages` (the photo's chunks, in order).
     pub(crate) async fn set_profile_photo(
         &self,
         access_token: &str,
-        messages: impl tokio_stream::Stream<Item = media::SetProfilePhotoRequest> + Send + 'static,
+        messages: Vec<media::SetProfilePhotoRequest>,
     ) -> Result<media::SetProfilePhotoResponse, Status> {
-        let request = authorized(messages, access_token)?;
+        let request = authorized(tokio_stream::iter(messages), access_token)?;
         Ok(
             media::media_client::MediaClient::new(self.transfer_channel())
                 .set_profile_photo(request)
@@ -431,47 +304,15 @@ impl Api {
     }
 }
 
-/// `juntos.media.v1.Statuses` calls.
-impl Api {
+// `juntos.media.v1.Statuses`.
+unary_calls! { StatusesClient<Channel> {
     /// `Statuses.PostStatus`.
-    pub(crate) async fn post_status(
-        &self,
-        access_token: &str,
-        request: media::PostStatusRequest,
-    ) -> Result<media::PostStatusResponse, Status> {
-        let request = authorized(request, access_token)?;
-        Ok(StatusesClient::new(self.channel())
-            .post_status(request)
-            .await?
-            .into_inner())
-    }
-
+    post_status(media::PostStatusRequest) -> media::PostStatusResponse;
     /// `Statuses.ListStatuses`.
-    pub(crate) async fn list_statuses(
-        &self,
-        access_token: &str,
-        request: media::ListStatusesRequest,
-    ) -> Result<media::ListStatusesResponse, Status> {
-        let request = authorized(request, access_token)?;
-        Ok(StatusesClient::new(self.channel())
-            .list_statuses(request)
-            .await?
-            .into_inner())
-    }
-
+    list_statuses(media::ListStatusesRequest) -> media::ListStatusesResponse;
     /// `Statuses.DeleteStatus`.
-    pub(crate) async fn delete_status(
-        &self,
-        access_token: &str,
-        request: media::DeleteStatusRequest,
-    ) -> Result<(), Status> {
-        let request = authorized(request, access_token)?;
-        StatusesClient::new(self.channel())
-            .delete_status(request)
-            .await?;
-        Ok(())
-    }
-}
+    delete_status(media::DeleteStatusRequest) -> media::DeleteStatusResponse;
+} }
 
 /// `message` with `authorization: Bearer <access_token>`.
 fn authorized<T>(message: T, access_token: &str) -> Result<tonic::Request<T>, Status> {

@@ -7,13 +7,13 @@
 //! reported lives with the other error mappings, in `error.rs`.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, TrustAnchor};
 use tonic::transport::ClientTlsConfig;
 
-use crate::api::CONNECT_TIMEOUT;
 use crate::error::{ClientError, Result};
 
 /// Whether `host` (a URI host, so an IPv6 address is in brackets) is this machine: `localhost`,
@@ -32,13 +32,17 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 }
 
 /// The TLS settings for an `https://` server: the web PKI roots, plus the certificates in
-/// `extra_ca_pem` (added to the web roots, not instead of them).
-pub(crate) fn client_config(extra_ca_pem: Option<&str>) -> Result<ClientTlsConfig> {
+/// `extra_ca_pem` (added to the web roots, not instead of them); a handshake gives up after
+/// `handshake_timeout`.
+pub(crate) fn client_config(
+    extra_ca_pem: Option<&str>,
+    handshake_timeout: Duration,
+) -> Result<ClientTlsConfig> {
     let config = ClientTlsConfig::new()
         .with_webpki_roots()
         // The TCP connect timeout stops at the TCP handshake; a server that accepts and then
         // says nothing must not stall the TLS handshake for ever either.
-        .timeout(CONNECT_TIMEOUT);
+        .timeout(handshake_timeout);
     Ok(match extra_ca_pem {
         Some(pem) => config.trust_anchors(extra_trust_anchors(pem)?),
         None => config,

@@ -45,3 +45,20 @@ impl LoginConfig {
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config() {
+        let config = LoginConfig::default();
+        assert_eq!(config.access_ttl, Duration::from_secs(900));
+        assert_eq!(config.refresh_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(config.max_devices_per_account, 8);
+        assert_eq!(
+            (config.device_name_min_chars, config.device_name_max_chars),
+            (1, 64)
+        );
+    }
+}

@@ -1,7 +1,8 @@
 //! Juntos login service: accounts, devices, tokens, the key directory and contacts
 //! (`juntos.login.v1`).
 //!
-//! Layers: [`grpc`] (tonic servers) → [`service::LoginService`] (logic) → [`store::LoginStore`]
+//! Layers: [`grpc`] (tonic servers, one file per proto service) → [`service::LoginService`]
+//! (logic, one file per feature) → [`store::LoginStore`]
 //! (the only code touching data; [`store::SqliteStore`] is the embedded backend,
 //! [`store::MongoLoginStore`] the production one). Access tokens
 //! are PASETO v4.public, made by [`juntos_token::TokenIssuer`] and checked by

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use juntos_clock::{Clock as _, ManualClock};
 use juntos_proto::error::reason_of;
-use juntos_proto::login::v1::{DeviceInfo, Platform, SignInRequest, SignInResponse};
+use juntos_proto::login::v1::{DeviceInfo, Platform, Revocation, SignInRequest, SignInResponse};
 use juntos_proto::meta::Caller;
 use juntos_proto::otp::v1::VerifyCodeResponse;
 use juntos_proto::otp::v1::verify_code_response::Outcome;
@@ -19,6 +19,11 @@ use crate::store::SqliteStore;
 use juntos_token::{TokenIssuer, TokenVerifier};
 
 pub(crate) const T0: i64 = 1_750_000_000_000;
+
+// Valid numbers: ResolvePhones skips numbers libphonenumber does not know.
+pub(crate) const ANA: &str = "+12015550124";
+pub(crate) const BEA: &str = "+12015550123";
+pub(crate) const CAI: &str = "+447400123456";
 /// What the fake otp-service answers as the normalised form of every phone.
 pub(crate) const PHONE: &str = "+15550000001";
 
@@ -125,15 +130,26 @@ impl Harness {
 }
 
 impl Harness {
+    /// Signs a new device named `name` in with [`sign_in_request`]; the verifier answers as
+    /// scripted (by default OK for [`PHONE`]).
+    pub(crate) async fn sign_in(&self, name: &str) -> Result<SignInResponse, Error> {
+        self.service.sign_in(sign_in_request(name)).await
+    }
+
     /// Signs a new device named `name` in as `phone` (normalised E.164); its caller identity.
     pub(crate) async fn sign_in_as(&self, phone: &str, name: &str) -> Caller {
         self.verifier.confirm(phone);
-        let response = self
-            .service
-            .sign_in(sign_in_request(name))
-            .await
-            .expect("sign in");
+        let response = self.sign_in(name).await.expect("sign in");
         caller_at(&response, self.clock.now_ms())
+    }
+
+    /// The revocations `ListRevocations` answers for `since_ms`.
+    pub(crate) async fn revocations(&self, since_ms: i64) -> Vec<Revocation> {
+        self.service
+            .list_revocations(since_ms)
+            .await
+            .expect("list")
+            .revocations
     }
 }
 

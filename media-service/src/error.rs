@@ -5,6 +5,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use juntos_proto::error::{reason, resource_exhausted, status, status_with_metadata};
+use juntos_store::mongo::is_unreachable;
 use tonic::{Code, Status};
 
 use crate::blob::BlobError;
@@ -159,7 +160,7 @@ impl From<Error> for Status {
                     "the login service is unavailable; retry shortly",
                 )
             }
-            Error::Store(StoreError::Mongo(e)) if mongo_unreachable(&e) => {
+            Error::Store(StoreError::Mongo(e)) if is_unreachable(&e) => {
                 tracing::warn!(error = %e, "mongodb unreachable");
                 store_unavailable()
             }
@@ -177,17 +178,5 @@ fn store_unavailable() -> Status {
         Code::Unavailable,
         reason::STORE_UNAVAILABLE,
         "storage is unavailable; retry shortly",
-    )
-}
-
-/// Whether a MongoDB error means the server could not be reached (worth a retry later), not
-/// that it refused the operation.
-fn mongo_unreachable(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::ErrorKind;
-    matches!(
-        *e.kind,
-        ErrorKind::ServerSelection { .. }
-            | ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. }
     )
 }

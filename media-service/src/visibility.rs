@@ -7,7 +7,7 @@ use juntos_proto::login::v1::login_internal_client::LoginInternalClient;
 use juntos_proto::login::v1::{Aspect, VisibleToRequest};
 use tonic::transport::Channel;
 
-use crate::media::ProfileVisibility;
+use crate::service::media::ProfileVisibility;
 
 /// Asks login-service over `channel`.
 #[derive(Debug, Clone)]

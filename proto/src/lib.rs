@@ -1,11 +1,13 @@
 //! The Juntos wire protocol and nothing else: generated tonic/prost code for every `juntos.*.v1`
-//! package, the encoded file descriptor set (for gRPC reflection), and the two conventions every
-//! role shares on the wire: the identity headers the gateway injects ([`meta`]) and how errors
-//! look (`google.rpc.ErrorInfo` reasons and `RetryInfo`, [`error`]).
+//! package, the encoded file descriptor set (for gRPC reflection), and the conventions every role
+//! shares on the wire: the identity headers the gateway injects ([`meta`]), how errors look
+//! (`google.rpc.ErrorInfo` reasons and `RetryInfo`, [`error`]) and which ids a client may choose
+//! ([`ids`]).
 
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod ids;
 pub mod meta;
 
 /// `juntos.otp.v1`: one-time sign-in codes.

@@ -6,15 +6,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use juntos_chat::{
+    ChatConfig, ChatService, ChatStore, Cluster, LoginDirectory, MongoChatStore, NoticeSeed,
+    RedisRoutes, RoutesConfig, SqliteChatStore,
+};
 use juntos_clock::{OffsetFileClock, SharedClock, SystemClock};
 use juntos_store::Tasks;
+use juntos_store::mongo::MongoStore as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::chat::{
-    ChatConfig, ChatService, ChatStore, LoginDirectory, MongoChatStore, NoticeSeed, RedisRoutes,
-    RoutesConfig, SqliteChatStore,
-};
 use crate::cli::{
     AllArgs, CertsArgs, ChatArgs, ChatOptions, CommonArgs, GatewayArgs, GatewayOptions,
     InternalTlsArgs, LoginArgs, LoginOptions, MediaArgs, MediaOptions, OtpArgs, OtpOptions,
@@ -93,17 +94,57 @@ fn ensure_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))
 }
 
+/// What every role is started with besides its own options: the listener it serves on, its
+/// internal credentials, and the process's clock, shutdown and drain time.
+pub struct RoleContext {
+    pub listener: TcpListener,
+    pub tls: Arc<InternalTls>,
+    pub clock: SharedClock,
+    pub shutdown: Shutdown,
+    /// How long open calls may finish after `shutdown`.
+    pub drain: Duration,
+}
+
+impl RoleContext {
+    /// For a role run on its own: `role` listening on `listen` with the credentials `tls`, and
+    /// the clock and drain time of `common`.
+    async fn bind(
+        role: Role,
+        listen: SocketAddr,
+        tls: Arc<InternalTls>,
+        common: &CommonArgs,
+        shutdown: Shutdown,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            listener: bind(role.name(), listen).await?,
+            tls,
+            clock: clock(common),
+            shutdown,
+            drain: drain(common),
+        })
+    }
+
+    /// Serves `routes` as role `name` (see [`serve`]).
+    async fn serve(self, name: &str, routes: tonic::service::Routes) -> Result<(), String> {
+        serve(
+            name,
+            self.listener,
+            routes,
+            self.tls,
+            self.shutdown,
+            self.drain,
+        )
+        .await
+    }
+}
+
 // === otp ===
 
-/// Starts otp-service on `listener`.
+/// Starts otp-service on `role`'s listener.
 pub async fn start_otp(
-    listener: TcpListener,
-    tls: Arc<InternalTls>,
+    role: RoleContext,
     options: &OtpOptions,
     data_dir: &Path,
-    clock: SharedClock,
-    shutdown: Shutdown,
-    drain: Duration,
 ) -> Result<RoleTask, String> {
     ensure_dir(data_dir)?;
     let config = juntos_otp::OtpConfig {
@@ -157,48 +198,33 @@ pub async fn start_otp(
         juntos_otp::load_or_create_secret,
     )?;
     let service = Arc::new(juntos_otp::OtpService::new(
-        config, store, sms, secret, clock,
+        config,
+        store,
+        sms,
+        secret,
+        Arc::clone(&role.clock),
     ));
     let routes = local_routes(&["juntos.otp.v1.Otp"])
         .await?
         .add_service(juntos_otp::server(service));
-    Ok(tokio::spawn(serve(
-        "otp", listener, routes, tls, shutdown, drain,
-    )))
+    Ok(tokio::spawn(role.serve("otp", routes)))
 }
 
 /// `juntos otp`.
 pub async fn run_otp(args: OtpArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
     let tls = internal_tls(&args.tls, Role::Otp)?;
-    let listener = bind("otp", args.listen).await?;
-    let clock = clock(&args.common);
-    Ok(vec![
-        start_otp(
-            listener,
-            tls,
-            &args.otp,
-            &args.data_dir,
-            clock,
-            shutdown,
-            drain(&args.common),
-        )
-        .await?,
-    ])
+    let role = RoleContext::bind(Role::Otp, args.listen, tls, &args.common, shutdown).await?;
+    Ok(vec![start_otp(role, &args.otp, &args.data_dir).await?])
 }
 
 // === login ===
 
-/// Starts login-service on `listener`, verifying codes with the otp pool at `otp`.
-#[allow(clippy::too_many_arguments)]
+/// Starts login-service on `role`'s listener, verifying codes with the otp pool at `otp`.
 pub async fn start_login(
-    listener: TcpListener,
-    tls: Arc<InternalTls>,
+    role: RoleContext,
     options: &LoginOptions,
     otp: &str,
     data_dir: &Path,
-    clock: SharedClock,
-    shutdown: Shutdown,
-    drain: Duration,
 ) -> Result<RoleTask, String> {
     ensure_dir(data_dir)?;
     let seed = secret_or_file(
@@ -223,7 +249,7 @@ pub async fn start_login(
                 .map_err(|e| format!("login: database: {e}"))?,
         ),
     };
-    let otp_channel = channel(otp, &tls, Role::Otp)?;
+    let otp_channel = channel(otp, &role.tls, Role::Otp)?;
     let config = juntos_login::LoginConfig {
         max_devices_per_account: options.max_devices,
         ..juntos_login::LoginConfig::default()
@@ -233,7 +259,7 @@ pub async fn start_login(
         store,
         Arc::new(juntos_login::OtpCodeVerifier::new(otp_channel)),
         issuer,
-        clock,
+        Arc::clone(&role.clock),
     ));
     let (public, internal, directory) = juntos_login::servers(service);
     let routes = local_routes(&[
@@ -245,9 +271,7 @@ pub async fn start_login(
     .add_service(public)
     .add_service(internal)
     .add_service(directory);
-    Ok(tokio::spawn(serve(
-        "login", listener, routes, tls, shutdown, drain,
-    )))
+    Ok(tokio::spawn(role.serve("login", routes)))
 }
 
 /// A load-balanced channel to `peer` over a comma-separated endpoint list (a `dns:///` name is
@@ -276,39 +300,24 @@ fn channel(
 /// `juntos login`.
 pub async fn run_login(args: LoginArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
     let tls = internal_tls(&args.tls, Role::Login)?;
-    let listener = bind("login", args.listen).await?;
-    let clock = clock(&args.common);
-    let task = start_login(
-        listener,
-        tls,
-        &args.login,
-        &args.otp,
-        &args.data_dir,
-        clock,
-        shutdown,
-        drain(&args.common),
-    )
-    .await?;
+    let role = RoleContext::bind(Role::Login, args.listen, tls, &args.common, shutdown).await?;
+    let task = start_login(role, &args.login, &args.otp, &args.data_dir).await?;
     Ok(vec![task])
 }
 
 // === chat ===
 
-/// Starts the chat service on `listener`, checking device lists with the login pool at `login`;
-/// with `redis_url`, streams and doorbells span every chat pod on that Redis; with `mongodb_uri`,
-/// mailboxes live in that MongoDB (shared by every pod) instead of `<data_dir>/chat.db`.
-#[allow(clippy::too_many_arguments)]
+/// Starts the chat service on `role`'s listener, checking device lists with the login pool at
+/// `login`; with `redis_url`, streams and doorbells span every chat pod on that Redis; with
+/// `mongodb_uri`, mailboxes live in that MongoDB (shared by every pod) instead of
+/// `<data_dir>/chat.db`.
 pub async fn start_chat(
-    listener: TcpListener,
-    tls: Arc<InternalTls>,
+    role: RoleContext,
     options: &ChatOptions,
     login: &str,
     redis_url: Option<&str>,
     mongodb_uri: Option<&str>,
     data_dir: &Path,
-    clock: SharedClock,
-    shutdown: Shutdown,
-    drain: Duration,
 ) -> Result<RoleTask, String> {
     ensure_dir(data_dir)?;
     let config = ChatConfig {
@@ -333,49 +342,44 @@ pub async fn start_chat(
         ),
     };
     let directory = LoginDirectory::new(
-        channel(login, &tls, Role::Login)?,
+        channel(login, &role.tls, Role::Login)?,
         Duration::from_millis(options.chat_directory_cache_ms),
     );
-    let heartbeat = config.heartbeat;
-    let (service, mut tasks) = match redis_url {
+    let (cluster, mut tasks) = match redis_url {
         Some(url) => {
             let (routes, mut tasks) = RedisRoutes::start(
                 url,
-                crate::chat::Doorbell::new(),
-                RoutesConfig::for_heartbeat(heartbeat),
+                juntos_chat::Doorbell::new(),
+                RoutesConfig::for_heartbeat(config.heartbeat),
             )
             .await
             .map_err(|e| format!("chat: redis: {e}"))?;
             // Operators (and tests) match a route in Redis to the process holding it.
             println!("juntos: chat pod id {}", routes.pod_id());
-            let (presence, presence_tasks) = crate::chat::Presence::redis(url, heartbeat * 3)
-                .await
-                .map_err(|e| format!("chat: redis: {e}"))?;
+            let (presence, presence_tasks) =
+                juntos_chat::Presence::redis(url, config.heartbeat * 3)
+                    .await
+                    .map_err(|e| format!("chat: redis: {e}"))?;
             tasks.extend(presence_tasks);
-            let service = ChatService::with_routes(
-                config,
-                store,
-                Arc::new(directory),
-                clock,
-                shutdown.clone(),
-                routes,
-                presence,
-            );
-            (service, tasks)
+            (Some(Cluster { routes, presence }), tasks)
         }
-        None => {
-            let service =
-                ChatService::new(config, store, Arc::new(directory), clock, shutdown.clone());
-            (service, Tasks::default())
-        }
+        None => (None, Tasks::default()),
     };
+    let service = ChatService::new(
+        config,
+        store,
+        Arc::new(directory),
+        Arc::clone(&role.clock),
+        role.shutdown.clone(),
+        cluster,
+    );
     tasks.extend(service.start());
     let routes = local_routes(&["juntos.chat.v1.Chat", "juntos.chat.v1.Groups"])
         .await?
-        .add_service(crate::chat::server(Arc::clone(&service)))
-        .add_service(crate::chat::groups_server(service));
+        .add_service(juntos_chat::server(Arc::clone(&service)))
+        .add_service(juntos_chat::groups_server(service));
     Ok(tokio::spawn(async move {
-        let served = serve("chat", listener, routes, tls, shutdown, drain).await;
+        let served = role.serve("chat", routes).await;
         drop(tasks);
         served
     }))
@@ -398,19 +402,14 @@ fn notice_seed(options: &ChatOptions, data_dir: &Path) -> Result<NoticeSeed, Str
 /// `juntos chat`.
 pub async fn run_chat(args: ChatArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
     let tls = internal_tls(&args.tls, Role::Chat)?;
-    let listener = bind("chat", args.listen).await?;
-    let clock = clock(&args.common);
+    let role = RoleContext::bind(Role::Chat, args.listen, tls, &args.common, shutdown).await?;
     let task = start_chat(
-        listener,
-        tls,
+        role,
         &args.chat,
         &args.login,
         args.redis_url.as_deref(),
         args.mongodb_uri.as_deref(),
         &args.data_dir,
-        clock,
-        shutdown,
-        drain(&args.common),
     )
     .await?;
     Ok(vec![task])
@@ -418,21 +417,16 @@ pub async fn run_chat(args: ChatArgs, shutdown: Shutdown) -> Result<Vec<RoleTask
 
 // === media ===
 
-/// Starts the media service (statuses, media blobs, profile photos) on `listener`, asking the
-/// login pool at `login` who may see a profile photo; with `mongodb_uri`, statuses and the blob
-/// index live in that MongoDB (shared by every pod) instead of `<data_dir>/media.db`; blobs are
-/// in the S3 bucket of `options`, else in `<data_dir>/blobs`.
-#[allow(clippy::too_many_arguments)]
+/// Starts the media service (statuses, media blobs, profile photos) on `role`'s listener, asking
+/// the login pool at `login` who may see a profile photo; with `mongodb_uri`, statuses and the
+/// blob index live in that MongoDB (shared by every pod) instead of `<data_dir>/media.db`; blobs
+/// are in the S3 bucket of `options`, else in `<data_dir>/blobs`.
 pub async fn start_media(
-    listener: TcpListener,
-    tls: Arc<InternalTls>,
+    role: RoleContext,
     options: &MediaOptions,
     login: &str,
     mongodb_uri: Option<&str>,
     data_dir: &Path,
-    clock: SharedClock,
-    shutdown: Shutdown,
-    drain: Duration,
 ) -> Result<RoleTask, String> {
     ensure_dir(data_dir)?;
     let config = juntos_media::StatusConfig {
@@ -462,17 +456,17 @@ pub async fn start_media(
         }
     };
     let blobs = blob_store(options, data_dir).await?;
-    let service = juntos_media::StatusService::new(config, store, Arc::clone(&clock));
+    let service = juntos_media::StatusService::new(config, store, Arc::clone(&role.clock));
     let media = juntos_media::MediaService::new(
         media_config,
         index,
         blobs,
         Arc::new(juntos_media::LoginVisibility::new(channel(
             login,
-            &tls,
+            &role.tls,
             Role::Login,
         )?)),
-        clock,
+        Arc::clone(&role.clock),
     );
     let sweeper = service.start();
     let media_sweeper = media.start();
@@ -481,7 +475,7 @@ pub async fn start_media(
         .add_service(juntos_media::server(service, Arc::clone(&media)))
         .add_service(juntos_media::media_server(media));
     Ok(tokio::spawn(async move {
-        let served = serve("media", listener, routes, tls, shutdown, drain).await;
+        let served = role.serve("media", routes).await;
         drop((sweeper, media_sweeper));
         served
     }))
@@ -537,18 +531,13 @@ async fn blob_store(
 /// `juntos media`.
 pub async fn run_media(args: MediaArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
     let tls = internal_tls(&args.tls, Role::Media)?;
-    let listener = bind("media", args.listen).await?;
-    let clock = clock(&args.common);
+    let role = RoleContext::bind(Role::Media, args.listen, tls, &args.common, shutdown).await?;
     let task = start_media(
-        listener,
-        tls,
+        role,
         &args.media,
         &args.login,
         args.mongodb_uri.as_deref(),
         &args.data_dir,
-        clock,
-        shutdown,
-        drain(&args.common),
     )
     .await?;
     Ok(vec![task])
@@ -647,19 +636,14 @@ impl PublicTls {
     }
 }
 
-/// Starts the gateway on `listener` in front of otp, login and (optionally) chat, without
+/// Starts the gateway on `role`'s listener in front of otp, login and (optionally) chat, without
 /// media: [`start_gateway_with`] with no media endpoints, in plaintext.
-#[allow(clippy::too_many_arguments)]
 pub async fn start_gateway(
-    listener: TcpListener,
-    tls: Arc<InternalTls>,
+    role: RoleContext,
     options: &GatewayOptions,
     otp: &str,
     login: &str,
     chat: Option<&str>,
-    clock: SharedClock,
-    shutdown: Shutdown,
-    drain: Duration,
 ) -> Result<RoleTask, String> {
     let upstreams = Upstreams {
         otp,
@@ -667,32 +651,24 @@ pub async fn start_gateway(
         chat,
         media: None,
     };
-    start_gateway_with(
+    start_gateway_with(role, PublicTls::plaintext(), options, upstreams).await
+}
+
+/// Starts the gateway on `role`'s listener (served as `public` says), in front of `upstreams`,
+/// which it reaches with `role`'s internal credentials.
+pub async fn start_gateway_with(
+    role: RoleContext,
+    public: PublicTls,
+    options: &GatewayOptions,
+    upstreams: Upstreams<'_>,
+) -> Result<RoleTask, String> {
+    let RoleContext {
         listener,
-        PublicTls::plaintext(),
         tls,
-        options,
-        upstreams,
         clock,
         shutdown,
         drain,
-    )
-    .await
-}
-
-/// Starts the gateway on `listener` (served as `public` says), in front of `upstreams`, which
-/// it reaches with the internal credentials `tls`.
-#[allow(clippy::too_many_arguments)]
-pub async fn start_gateway_with(
-    listener: TcpListener,
-    public: PublicTls,
-    tls: Arc<InternalTls>,
-    options: &GatewayOptions,
-    upstreams: Upstreams<'_>,
-    clock: SharedClock,
-    shutdown: Shutdown,
-    drain: Duration,
-) -> Result<RoleTask, String> {
+    } = role;
     let optional = |endpoints: Option<&str>, flag: &str| {
         endpoints
             .map(parse_endpoints)
@@ -738,25 +714,14 @@ pub async fn start_gateway_with(
 pub async fn run_gateway(args: GatewayArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>, String> {
     let tls = internal_tls(&args.tls, Role::Gateway)?;
     let public = PublicTls::from_options(&args.gateway, args.listen, None)?;
-    let listener = bind("gateway", args.listen).await?;
-    let clock = clock(&args.common);
+    let role = RoleContext::bind(Role::Gateway, args.listen, tls, &args.common, shutdown).await?;
     let upstreams = Upstreams {
         otp: &args.otp,
         login: &args.login,
         chat: args.chat.as_deref(),
         media: args.media.as_deref(),
     };
-    let task = start_gateway_with(
-        listener,
-        public,
-        tls,
-        &args.gateway,
-        upstreams,
-        clock,
-        shutdown,
-        drain(&args.common),
-    )
-    .await?;
+    let task = start_gateway_with(role, public, &args.gateway, upstreams).await?;
     Ok(vec![task])
 }
 
@@ -773,12 +738,19 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     let clock = clock(&args.common);
     let drain = drain(&args.common);
     let mut credentials = InternalTls::ephemeral()?;
-    let mut take = |role: Role| {
+    // Each role takes its certificate out of `credentials`.
+    let mut context = |listener: TcpListener, role: Role| {
         let at = credentials
             .iter()
             .position(|(r, _)| *r == role)
             .expect("a certificate per role");
-        credentials.swap_remove(at).1
+        RoleContext {
+            listener,
+            tls: credentials.swap_remove(at).1,
+            clock: Arc::clone(&clock),
+            shutdown: shutdown.clone(),
+            drain,
+        }
     };
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let otp_listener = bind("otp", loopback).await?;
@@ -795,50 +767,29 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
     let login_url = url(&login_listener)?;
     let chat_url = url(&chat_listener)?;
     let media_url = url(&media_listener)?;
-    let otp = start_otp(
-        otp_listener,
-        take(Role::Otp),
-        &args.otp,
-        &args.data_dir,
-        Arc::clone(&clock),
-        shutdown.clone(),
-        drain,
-    )
-    .await?;
+    let otp = start_otp(context(otp_listener, Role::Otp), &args.otp, &args.data_dir).await?;
     let login = start_login(
-        login_listener,
-        take(Role::Login),
+        context(login_listener, Role::Login),
         &args.login,
         &otp_url,
         &args.data_dir,
-        Arc::clone(&clock),
-        shutdown.clone(),
-        drain,
     )
     .await?;
     let chat = start_chat(
-        chat_listener,
-        take(Role::Chat),
+        context(chat_listener, Role::Chat),
         &args.chat,
         &login_url,
         args.otp.redis_url.as_deref(),
         args.login.mongodb_uri.as_deref(),
         &args.data_dir,
-        Arc::clone(&clock),
-        shutdown.clone(),
-        drain,
     )
     .await?;
     let media = start_media(
-        media_listener,
-        take(Role::Media),
+        context(media_listener, Role::Media),
         &args.media,
         &login_url,
         args.login.mongodb_uri.as_deref(),
         &args.data_dir,
-        Arc::clone(&clock),
-        shutdown.clone(),
-        drain,
     )
     .await?;
     // The gateway binds last, so its "listening" line means the whole system is up.
@@ -850,14 +801,10 @@ pub async fn run_all(args: AllArgs, shutdown: Shutdown) -> Result<Vec<RoleTask>,
         media: Some(&media_url),
     };
     let gateway = start_gateway_with(
-        gateway_listener,
+        context(gateway_listener, Role::Gateway),
         public,
-        take(Role::Gateway),
         &args.gateway,
         upstreams,
-        clock,
-        shutdown,
-        drain,
     )
     .await?;
     Ok(vec![otp, login, chat, media, gateway])

@@ -1,43 +1,11 @@
 //! Graceful shutdown: one trigger, any number of listeners.
 //!
 //! SIGTERM (or Ctrl-C) fires the trigger; every server stops accepting, lets open calls and
-//! streams finish for a bounded drain time, and the process exits.
+//! streams finish for a bounded drain time, and the process exits. The trigger and its listeners
+//! live in `juntos-store` (shared with the services, whose streams end on it) and are re-exported
+//! here; this module adds [`signal`].
 
-use tokio::sync::watch;
-
-/// Fires the shutdown.
-#[derive(Debug)]
-pub struct ShutdownTrigger(watch::Sender<bool>);
-
-/// Waits for the shutdown; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
-
-/// A new, unfired shutdown.
-pub fn channel() -> (ShutdownTrigger, Shutdown) {
-    let (tx, rx) = watch::channel(false);
-    (ShutdownTrigger(tx), Shutdown(rx))
-}
-
-impl ShutdownTrigger {
-    /// Starts the shutdown.
-    pub fn fire(&self) {
-        let _ = self.0.send(true);
-    }
-}
-
-impl Shutdown {
-    /// Resolves once the shutdown has started (at once if it already has, or if the trigger is
-    /// gone).
-    pub async fn wait(&mut self) {
-        let _ = self.0.wait_for(|fired| *fired).await;
-    }
-
-    /// [`Shutdown::wait`] as an owned future.
-    pub async fn wait_owned(mut self) {
-        self.wait().await;
-    }
-}
+pub use juntos_store::{Shutdown, ShutdownTrigger, shutdown_channel as channel};
 
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn signal() {

@@ -16,9 +16,10 @@ use juntos_proto::login::v1::{DeviceInfo, Platform, SignInRequest};
 use juntos_proto::otp::v1::RequestCodeRequest;
 use juntos_proto::otp::v1::otp_client::OtpClient;
 use juntos_server::cli::{Cli, Role};
+use juntos_server::roles::{self, RoleContext};
+use juntos_server::shutdown;
 use juntos_server::tls::Role as TlsRole;
 use juntos_server::tls::internal::InternalTls;
-use juntos_server::{roles, shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
@@ -127,60 +128,47 @@ async fn chat_through_the_gateway() {
             .1
             .clone()
     };
+    let context = |listener: TcpListener, role: TlsRole| RoleContext {
+        listener,
+        tls: tls(role),
+        clock: clock.clone(),
+        shutdown: down.clone(),
+        drain,
+    };
     let mut tasks = vec![
-        roles::start_otp(
-            otp,
-            tls(TlsRole::Otp),
-            &args.otp,
-            dir.path(),
-            clock.clone(),
-            down.clone(),
-            drain,
-        )
-        .await
-        .expect("otp"),
+        roles::start_otp(context(otp, TlsRole::Otp), &args.otp, dir.path())
+            .await
+            .expect("otp"),
     ];
     tasks.push(
         roles::start_login(
-            login,
-            tls(TlsRole::Login),
+            context(login, TlsRole::Login),
             &args.login,
             &otp_url,
             dir.path(),
-            clock.clone(),
-            down.clone(),
-            drain,
         )
         .await
         .expect("login"),
     );
     tasks.push(
         roles::start_chat(
-            chat,
-            tls(TlsRole::Chat),
+            context(chat, TlsRole::Chat),
             &args.chat,
             &login_url,
             None,
             None,
             dir.path(),
-            clock.clone(),
-            down.clone(),
-            drain,
         )
         .await
         .expect("chat"),
     );
     tasks.push(
         roles::start_gateway(
-            gateway,
-            tls(TlsRole::Gateway),
+            context(gateway, TlsRole::Gateway),
             &args.gateway,
             &otp_url,
             &login_url,
             Some(&chat_url),
-            clock,
-            down.clone(),
-            drain,
         )
         .await
         .expect("gateway"),
@@ -338,16 +326,16 @@ async fn chat_through_the_gateway() {
     else {
         unreachable!("parsed `all`");
     };
+    let small_context = RoleContext {
+        clock: roles::clock(&small.common),
+        ..context(small_gateway, TlsRole::Gateway)
+    };
     let small_task = roles::start_gateway(
-        small_gateway,
-        tls(TlsRole::Gateway),
+        small_context,
         &small.gateway,
         &otp_url,
         &login_url,
         Some(&chat_url),
-        roles::clock(&small.common),
-        down.clone(),
-        drain,
     )
     .await
     .expect("gateway");

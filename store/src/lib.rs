@@ -7,7 +7,9 @@
 //!   transient error, duplicate-key and namespace checks, typed field getters.
 //! - [`StoreError`]: the failures every store shares.
 //! - [`file`]: a secret file created once, atomically, by whichever process gets there first.
-//! - [`Tasks`]: background tasks owned by the value that started them.
+//! - [`Tasks`]: background tasks owned by the value that started them; [`Shutdown`] (made with
+//!   [`shutdown_channel`], fired by its [`ShutdownTrigger`]): the signal servers and streams
+//!   drain on.
 //! - [`sync`]: the one way a `std::sync::Mutex` or `RwLock` is locked here ([`lock`]).
 //!
 //! Each service keeps its own store trait and its own schema; only the machinery lives here.
@@ -26,4 +28,4 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use sync::lock;
-pub use tasks::Tasks;
+pub use tasks::{Shutdown, ShutdownTrigger, Tasks, shutdown_channel};

@@ -10,6 +10,7 @@
 //!
 //! Every timestamp is an Int64 of Unix milliseconds.
 
+use std::future::Future;
 use std::time::Duration;
 
 pub use mongodb;
@@ -17,8 +18,8 @@ use mongodb::bson::{Binary, Bson, Document, spec::BinarySubtype};
 use mongodb::error::{
     ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT, WriteFailure,
 };
-use mongodb::options::{Acknowledgment, DatabaseOptions, WriteConcern};
-use mongodb::{Client, ClientSession, Database};
+use mongodb::options::{Acknowledgment, DatabaseOptions, IndexOptions, WriteConcern};
+use mongodb::{Client, ClientSession, Database, IndexModel};
 
 use crate::StoreError;
 
@@ -53,6 +54,67 @@ pub fn open(client: &Client, name: &str) -> Database {
         name,
         DatabaseOptions::builder().write_concern(majority()).build(),
     )
+}
+
+/// A store kept in one MongoDB database. It says how it is made from a client and that database
+/// ([`MongoStore::with_database`]); [`MongoStore::connect`] and [`MongoStore::with_client`] find
+/// the database.
+pub trait MongoStore: Sized {
+    /// Uses `db` (opened with write concern [`majority`]) through `client`, creating the
+    /// collections and indexes (idempotently: a restart or another pod changes nothing).
+    fn with_database(
+        client: Client,
+        db: Database,
+    ) -> impl Future<Output = Result<Self, StoreError>> + Send;
+
+    /// Connects to `uri` and uses its default database (or [`DEFAULT_DATABASE`]), creating the
+    /// collections and indexes.
+    fn connect(uri: &str) -> impl Future<Output = Result<Self, StoreError>> + Send {
+        async move {
+            let (client, db) = connect(uri).await?;
+            Self::with_database(client, db).await
+        }
+    }
+
+    /// Uses database `name` through `client`, creating the collections and indexes.
+    fn with_client(
+        client: Client,
+        name: &str,
+    ) -> impl Future<Output = Result<Self, StoreError>> + Send {
+        let db = open(&client, name);
+        Self::with_database(client, db)
+    }
+}
+
+/// An index on `keys` named `name`.
+pub fn index(keys: Document, name: &str) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(IndexOptions::builder().name(name.to_owned()).build())
+        .build()
+}
+
+/// A unique index on `keys` named `name`.
+pub fn unique_index(keys: Document, name: &str) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(
+            IndexOptions::builder()
+                .unique(true)
+                .name(name.to_owned())
+                .build(),
+        )
+        .build()
+}
+
+/// The indexes of `collection` in `db` (for tests and operators).
+pub async fn indexes(db: &Database, collection: &str) -> Result<Vec<IndexModel>, StoreError> {
+    let mut cursor = db.collection::<Document>(collection).list_indexes().await?;
+    let mut models = Vec::new();
+    while cursor.advance().await? {
+        models.push(cursor.deserialize_current()?);
+    }
+    Ok(models)
 }
 
 /// Creates `names` explicitly (so that no transaction has to create a collection), leaving
@@ -168,6 +230,17 @@ pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 /// Whether `e` says the collection exists already (code 48).
 pub fn is_namespace_exists(e: &mongodb::error::Error) -> bool {
     matches!(&*e.kind, ErrorKind::Command(c) if c.code == 48)
+}
+
+/// Whether `e` means the server could not be reached (worth a retry later), not that it refused
+/// the operation.
+pub fn is_unreachable(e: &mongodb::error::Error) -> bool {
+    matches!(
+        *e.kind,
+        ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+    )
 }
 
 /// Bytes as a generic BSON binary.

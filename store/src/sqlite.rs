@@ -200,6 +200,35 @@ pub fn migrate_to(
     }
 }
 
+/// For a service's schema test: migrates a new database at `path` with `migrations`, checks that
+/// it is then at the latest version with every table of `tables` and that migrating again is a
+/// no-op, and sets its `user_version` one past the latest, which the service must refuse to open
+/// ([`StoreError::SchemaTooNew`]). Returns that version; panics when a check fails.
+pub fn check_migrations(path: &Path, migrations: &[&str], tables: &[&str]) -> i64 {
+    let latest = i64::try_from(migrations.len()).expect("few");
+    let mut conn = Connection::open(path).expect("open");
+    migrate(&mut conn, migrations).expect("migrate");
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, latest);
+    for table in tables {
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(n, 1, "{table}");
+    }
+    // Running again is a no-op.
+    migrate(&mut conn, migrations).expect("again");
+    conn.pragma_update(None, "user_version", latest + 1)
+        .expect("bump");
+    latest + 1
+}
+
 // === readers ===
 
 /// The read connections.

@@ -1,7 +1,10 @@
-//! Background tasks with an owner: dropping [`Tasks`] aborts them.
+//! Background tasks with an owner: dropping [`Tasks`] aborts them. And the graceful shutdown
+//! they and the servers drain on: one [`ShutdownTrigger`], any number of [`Shutdown`] listeners
+//! ([`shutdown_channel`]).
 
 use std::future::Future;
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// A set of background tasks that are aborted when the set is dropped.
@@ -33,6 +36,40 @@ impl Drop for Tasks {
         for task in &self.0 {
             task.abort();
         }
+    }
+}
+
+/// Fires the shutdown.
+#[derive(Debug)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+/// Waits for the shutdown; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// A new, unfired shutdown.
+pub fn shutdown_channel() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger(tx), Shutdown(rx))
+}
+
+impl ShutdownTrigger {
+    /// Starts the shutdown.
+    pub fn fire(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Shutdown {
+    /// Resolves once the shutdown has started (at once if it already has, or if the trigger is
+    /// gone).
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|fired| *fired).await;
+    }
+
+    /// [`Shutdown::wait`] as an owned future.
+    pub async fn wait_owned(mut self) {
+        self.wait().await;
     }
 }
 

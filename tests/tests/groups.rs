@@ -24,7 +24,8 @@ fn user_id(client: &Client) -> String {
 async fn group_texts(client: &Client, group_id: &str) -> Vec<String> {
     texts(
         &client
-            .group_history(group_id.to_owned(), 100)
+            .groups()
+            .history(group_id.to_owned(), 100)
             .await
             .expect("history"),
     )
@@ -93,7 +94,8 @@ async fn group_messages_reach_every_member_device_and_a_removed_member_reads_not
     let carol_events = Arc::new(Recorder::default());
 
     let group = alice
-        .create_group("Sailing".to_owned(), vec![BOB.to_owned(), CAROL.to_owned()])
+        .groups()
+        .create("Sailing".to_owned(), vec![BOB.to_owned(), CAROL.to_owned()])
         .await
         .expect("create");
     assert!(group.admin);
@@ -106,12 +108,14 @@ async fn group_messages_reach_every_member_device_and_a_removed_member_reads_not
         .await
         .expect("start");
     alice
-        .send_group_text(id.clone(), "hello crew".to_owned())
+        .groups()
+        .send_text(id.clone(), "hello crew".to_owned())
         .await
         .expect("send");
     settle(&[&alice, &alice2, &dave]).await;
     carol
-        .send_group_text(id.clone(), "aye".to_owned())
+        .groups()
+        .send_text(id.clone(), "aye".to_owned())
         .await
         .expect("carol sends");
     assert_eq!(carol.flush_outbox().await.expect("flush"), 0);
@@ -124,7 +128,11 @@ async fn group_messages_reach_every_member_device_and_a_removed_member_reads_not
     }
     assert_eq!(group_texts(&carol, &id).await, ["hello crew", "aye"]);
     assert_eq!(group_texts(&alice, &id).await, ["hello crew", "aye"]);
-    let on_alice2 = alice2.group_history(id.clone(), 10).await.expect("history");
+    let on_alice2 = alice2
+        .groups()
+        .history(id.clone(), 10)
+        .await
+        .expect("history");
     assert_eq!(on_alice2.len(), 2);
     assert!(
         on_alice2[0].outgoing,
@@ -144,11 +152,13 @@ async fn group_messages_reach_every_member_device_and_a_removed_member_reads_not
         "bob is offline: both messages wait for him"
     );
     alice
-        .remove_group_members(id.clone(), vec![CAROL.to_owned()])
+        .groups()
+        .remove_members(id.clone(), vec![CAROL.to_owned()])
         .await
         .expect("remove");
     alice
-        .send_group_text(id.clone(), "carol is gone".to_owned())
+        .groups()
+        .send_text(id.clone(), "carol is gone".to_owned())
         .await
         .expect("send");
     settle(&[&alice, &alice2]).await;
@@ -176,7 +186,8 @@ async fn group_messages_reach_every_member_device_and_a_removed_member_reads_not
     );
     assert_eq!(group_texts(&carol, &id).await, ["hello crew", "aye"]);
     let refused = carol
-        .send_group_text(id.clone(), "still here?".to_owned())
+        .groups()
+        .send_text(id.clone(), "still here?".to_owned())
         .await
         .expect_err("no longer a member");
     assert!(
@@ -198,13 +209,22 @@ async fn group_messages_reach_every_member_device_and_a_removed_member_reads_not
     // (`--chat-directory-cache-ms`); a device younger than that may miss a send.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     alice
-        .send_group_text(id.clone(), "welcome, bob's phone".to_owned())
+        .groups()
+        .send_text(id.clone(), "welcome, bob's phone".to_owned())
         .await
         .expect("send");
     settle(&[&alice, &bob, &bob2]).await;
     assert_eq!(group_texts(&bob2, &id).await, ["welcome, bob's phone"]);
     assert_eq!(group_texts(&bob, &id).await.len(), 4);
-    assert_eq!(bob2.group(id.clone()).await.expect("get").members.len(), 2);
+    assert_eq!(
+        bob2.groups()
+            .get(id.clone())
+            .await
+            .expect("get")
+            .members
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -216,7 +236,8 @@ async fn only_admins_change_membership_and_the_last_admin_hands_over() {
     let dave = signed_in(&sys, "dave", DAVE).await;
     let alice_id = user_id(&alice);
     let group = alice
-        .create_group("Book club".to_owned(), vec![BOB.to_owned()])
+        .groups()
+        .create("Book club".to_owned(), vec![BOB.to_owned()])
         .await
         .expect("create");
     let id = group.group_id.clone();
@@ -224,21 +245,31 @@ async fn only_admins_change_membership_and_the_last_admin_hands_over() {
 
     // Bob is a member, not an admin: he may not change anything.
     for result in [
-        bob.add_group_members(id.clone(), vec![CAROL.to_owned()])
+        bob.groups()
+            .add_members(id.clone(), vec![CAROL.to_owned()])
             .await,
-        bob.remove_group_members(id.clone(), vec![ALICE.to_owned()])
+        bob.groups()
+            .remove_members(id.clone(), vec![ALICE.to_owned()])
             .await,
-        bob.rename_group(id.clone(), "Bob's club".to_owned()).await,
-        bob.set_group_admins(id.clone(), vec![BOB.to_owned()], true)
+        bob.groups()
+            .rename(id.clone(), "Bob's club".to_owned())
+            .await,
+        bob.groups()
+            .set_admins(id.clone(), vec![BOB.to_owned()], true)
             .await,
     ] {
         let e = result.expect_err("not an admin");
         assert!(e.to_string().contains("admins"), "{e}");
     }
     // Dave is no member: he can neither see nor send.
-    let e = dave.group(id.clone()).await.expect_err("not a member");
+    let e = dave
+        .groups()
+        .get(id.clone())
+        .await
+        .expect_err("not a member");
     assert!(e.to_string().contains("not a member"), "{e}");
-    dave.send_group_text(id.clone(), "let me in".to_owned())
+    dave.groups()
+        .send_text(id.clone(), "let me in".to_owned())
         .await
         .expect("queued locally");
     assert_eq!(
@@ -251,27 +282,31 @@ async fn only_admins_change_membership_and_the_last_admin_hands_over() {
 
     // The admin adds, renames, promotes; demoting the only admin is refused.
     let e = alice
-        .set_group_admins(id.clone(), vec![ALICE.to_owned()], false)
+        .groups()
+        .set_admins(id.clone(), vec![ALICE.to_owned()], false)
         .await
         .expect_err("last admin");
     assert!(e.to_string().contains("at least one admin"), "{e}");
     alice
-        .add_group_members(id.clone(), vec![CAROL.to_owned()])
+        .groups()
+        .add_members(id.clone(), vec![CAROL.to_owned()])
         .await
         .expect("add");
     let renamed = alice
-        .rename_group(id.clone(), "Readers".to_owned())
+        .groups()
+        .rename(id.clone(), "Readers".to_owned())
         .await
         .expect("rename");
     assert_eq!(renamed.name, "Readers");
     let e = alice
-        .rename_group(id.clone(), "\u{7}".to_owned())
+        .groups()
+        .rename(id.clone(), "\u{7}".to_owned())
         .await
         .expect_err("bad name");
     assert!(matches!(e, ClientError::InvalidInput { .. }), "{e}");
 
     // Alice leaves: Bob, the longest-standing member, becomes admin and may now add Dave.
-    let left = alice.leave_group(id.clone()).await.expect("leave");
+    let left = alice.groups().leave(id.clone()).await.expect("leave");
     assert!(!left.active);
     let bob_events = Arc::new(Recorder::default());
     Arc::clone(&bob)
@@ -299,18 +334,24 @@ async fn only_admins_change_membership_and_the_last_admin_hands_over() {
         [GroupAction::Added, GroupAction::Renamed, GroupAction::Left]
     );
     bob.stop();
-    let now = bob.group(id.clone()).await.expect("get");
+    let now = bob.groups().get(id.clone()).await.expect("get");
     assert!(now.admin, "bob took over");
     assert!(now.members.iter().all(|m| m.user_id != alice_id));
-    bob.add_group_members(id.clone(), vec![DAVE.to_owned()])
+    bob.groups()
+        .add_members(id.clone(), vec![DAVE.to_owned()])
         .await
         .expect("bob adds dave");
-    bob.send_group_text(id.clone(), "welcome dave".to_owned())
+    bob.groups()
+        .send_text(id.clone(), "welcome dave".to_owned())
         .await
         .expect("send");
     settle(&[&bob, &carol, &dave, &alice]).await;
     // Dave's refused attempt stays in his own history, failed; the group saw only Bob's text.
-    let on_dave = dave.group_history(id.clone(), 10).await.expect("history");
+    let on_dave = dave
+        .groups()
+        .history(id.clone(), 10)
+        .await
+        .expect("history");
     assert_eq!(texts(&on_dave), ["let me in", "welcome dave"]);
     assert_eq!(on_dave[0].status, MessageStatus::Failed);
     assert_eq!(group_texts(&carol, &id).await, ["welcome dave"]);
@@ -318,7 +359,7 @@ async fn only_admins_change_membership_and_the_last_admin_hands_over() {
         group_texts(&alice, &id).await.is_empty(),
         "alice left first"
     );
-    let listed = dave.groups().await.expect("groups");
+    let listed = dave.groups().list().await.expect("groups");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, "Readers");
 }
@@ -329,13 +370,15 @@ async fn the_server_stores_no_group_plaintext() {
     let alice = signed_in(&sys, "alice", ALICE).await;
     let bob = signed_in(&sys, "bob", BOB).await;
     let group = alice
-        .create_group("Plans".to_owned(), vec![BOB.to_owned()])
+        .groups()
+        .create("Plans".to_owned(), vec![BOB.to_owned()])
         .await
         .expect("create");
     let secrets = ["the treasure is under", "rendezvous at dawn"];
     for s in secrets {
         alice
-            .send_group_text(group.group_id.clone(), s.to_owned())
+            .groups()
+            .send_text(group.group_id.clone(), s.to_owned())
             .await
             .expect("send");
     }
@@ -355,12 +398,14 @@ async fn a_member_that_lost_a_chain_asks_for_it_and_reads_what_follows() {
     let alice = signed_in(&sys, "alice", ALICE).await;
     let bob = signed_in(&sys, "bob", BOB).await;
     let group = alice
-        .create_group("Knots".to_owned(), vec![BOB.to_owned()])
+        .groups()
+        .create("Knots".to_owned(), vec![BOB.to_owned()])
         .await
         .expect("create");
     let id = group.group_id.clone();
     alice
-        .send_group_text(id.clone(), "one".to_owned())
+        .groups()
+        .send_text(id.clone(), "one".to_owned())
         .await
         .expect("send");
     settle(&[&alice, &bob]).await;
@@ -372,14 +417,16 @@ async fn a_member_that_lost_a_chain_asks_for_it_and_reads_what_follows() {
         .expect("forget the chain");
     drop(db);
     alice
-        .send_group_text(id.clone(), "two".to_owned())
+        .groups()
+        .send_text(id.clone(), "two".to_owned())
         .await
         .expect("send");
     // Bob cannot read "two"; he asks Alice's device for the chain, which it hands over with
     // its next message.
     settle(&[&alice, &bob]).await;
     alice
-        .send_group_text(id.clone(), "three".to_owned())
+        .groups()
+        .send_text(id.clone(), "three".to_owned())
         .await
         .expect("send");
     settle(&[&alice, &bob]).await;

@@ -276,8 +276,9 @@ async fn an_interrupted_upload_resumes_where_the_server_stopped() {
         ..Reports::default()
     });
     let listener: Arc<dyn TransferListener> = first.clone();
+    let media = alice.media();
     tokio::select! {
-        sent = alice.send_file(BOB.to_owned(), path.clone(), String::new(), Some(listener)) => {
+        sent = media.send_file(BOB.to_owned(), path.clone(), String::new(), Some(listener)) => {
             panic!("the upload should have been interrupted: {sent:?}");
         }
         () = first.trigger.notified() => {}
@@ -288,6 +289,7 @@ async fn an_interrupted_upload_resumes_where_the_server_stopped() {
     let second = Arc::new(Reports::default());
     let listener: Arc<dyn TransferListener> = second.clone();
     let message = alice
+        .media()
         .send_file(BOB.to_owned(), path, "resumed".to_owned(), Some(listener))
         .await
         .expect("second attempt");
@@ -302,13 +304,14 @@ async fn an_interrupted_upload_resumes_where_the_server_stopped() {
 
     settle(&[&alice, &bob]).await;
     let out = work.path().join("got.bin");
-    bob.download(
-        message.message_id.clone(),
-        Some(out.to_str().expect("utf-8").to_owned()),
-        None,
-    )
-    .await
-    .expect("download");
+    bob.media()
+        .download(
+            message.message_id.clone(),
+            Some(out.to_str().expect("utf-8").to_owned()),
+            None,
+        )
+        .await
+        .expect("download");
     assert_eq!(sha256_of(&out), sha256_of(&file));
     // One blob on the server: the resumed upload, not a second copy.
     let blobs = std::fs::read_dir(sys.data_dir().join("blobs"))
@@ -340,6 +343,7 @@ async fn only_the_uploader_and_the_recipients_can_fetch_a_blob() {
     let work = tempfile::tempdir().expect("temp dir");
     let file = test_file(work.path(), "secret.pdf", 300_000, 3);
     let message = alice
+        .media()
         .send_file(
             BOB.to_owned(),
             file.to_str().expect("utf-8").to_owned(),
@@ -350,13 +354,14 @@ async fn only_the_uploader_and_the_recipients_can_fetch_a_blob() {
         .expect("send");
     settle(&[&alice, &bob]).await;
     let got = work.path().join("bob.pdf");
-    bob.download(
-        message.message_id.clone(),
-        Some(got.to_str().expect("utf-8").to_owned()),
-        None,
-    )
-    .await
-    .expect("bob, named in the message, downloads");
+    bob.media()
+        .download(
+            message.message_id.clone(),
+            Some(got.to_str().expect("utf-8").to_owned()),
+            None,
+        )
+        .await
+        .expect("bob, named in the message, downloads");
     assert_eq!(sha256_of(&got), sha256_of(&file));
 
     // Carol knows the blob's id (say it leaked) but was not sent the message.
@@ -412,6 +417,7 @@ async fn oversize_uploads_stop_at_the_cap() {
     let work = tempfile::tempdir().expect("temp dir");
     let big = test_file(work.path(), "big.zip", 2 * MIB, 5);
     let refused = alice
+        .media()
         .send_file(
             BOB.to_owned(),
             big.to_str().expect("utf-8").to_owned(),
@@ -496,11 +502,13 @@ async fn pictures_reach_a_group_and_a_status_with_a_thumbnail() {
     let picture = png(work.path(), "boat.png", 400, 200);
 
     let group = alice
-        .create_group("Sailing".to_owned(), vec![BOB.to_owned(), CAROL.to_owned()])
+        .groups()
+        .create("Sailing".to_owned(), vec![BOB.to_owned(), CAROL.to_owned()])
         .await
         .expect("group");
     let sent = alice
-        .send_group_file(
+        .groups()
+        .send_file(
             group.group_id.clone(),
             picture.to_str().expect("utf-8").to_owned(),
             "our boat".to_owned(),
@@ -511,7 +519,8 @@ async fn pictures_reach_a_group_and_a_status_with_a_thumbnail() {
     settle(&[&alice, &bob, &carol]).await;
     for (who, client) in [("bob", &bob), ("carol", &carol)] {
         let history = client
-            .group_history(group.group_id.clone(), 10)
+            .groups()
+            .history(group.group_id.clone(), 10)
             .await
             .expect("history");
         let got = history
@@ -526,6 +535,7 @@ async fn pictures_reach_a_group_and_a_status_with_a_thumbnail() {
         assert_eq!((thumb.width(), thumb.height()), (64, 32));
         let out = work.path().join(format!("{who}.png"));
         client
+            .media()
             .download(
                 sent.message_id.clone(),
                 Some(out.to_str().expect("utf-8").to_owned()),
@@ -538,7 +548,8 @@ async fn pictures_reach_a_group_and_a_status_with_a_thumbnail() {
 
     // A status with the picture, for Bob only.
     let status = alice
-        .post_status_media(
+        .statuses()
+        .post_media(
             picture.to_str().expect("utf-8").to_owned(),
             "view from the deck".to_owned(),
             StatusAudience::Only {
@@ -550,7 +561,7 @@ async fn pictures_reach_a_group_and_a_status_with_a_thumbnail() {
         .expect("post");
     assert!(status.attachment.is_some());
     bob.sync_now().await.expect("sync");
-    let seen = bob.statuses().await.expect("statuses");
+    let seen = bob.statuses().list().await.expect("statuses");
     let shown = seen
         .iter()
         .find(|s| s.status_id == status.status_id)
@@ -563,18 +574,20 @@ async fn pictures_reach_a_group_and_a_status_with_a_thumbnail() {
             .is_some_and(|a| !a.thumbnail.is_empty())
     );
     let out = work.path().join("status.png");
-    bob.download(
-        status.status_id.clone(),
-        Some(out.to_str().expect("utf-8").to_owned()),
-        None,
-    )
-    .await
-    .expect("download the status picture");
+    bob.media()
+        .download(
+            status.status_id.clone(),
+            Some(out.to_str().expect("utf-8").to_owned()),
+            None,
+        )
+        .await
+        .expect("download the status picture");
     assert_eq!(sha256_of(&out), sha256_of(&picture));
     carol.sync_now().await.expect("sync");
     assert!(
         carol
             .statuses()
+            .list()
             .await
             .expect("statuses")
             .iter()
@@ -618,6 +631,7 @@ async fn a_forwarded_picture_is_the_same_blob_for_the_new_recipient() {
     let work = tempfile::tempdir().expect("temp dir");
     let picture = png(work.path(), "sunset.png", 120, 90);
     let sent = alice
+        .media()
         .send_file(
             BOB.to_owned(),
             picture.to_str().expect("utf-8").to_owned(),
@@ -634,6 +648,7 @@ async fn a_forwarded_picture_is_the_same_blob_for_the_new_recipient() {
     settle(&[&bob, &carol]).await;
     let out = work.path().join("carol.png");
     carol
+        .media()
         .download(
             forwarded.message_id,
             Some(out.to_str().expect("utf-8").to_owned()),

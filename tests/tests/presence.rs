@@ -459,13 +459,15 @@ async fn client_core_sets_settings_reads_profiles_and_presence_and_follows_conta
     // Mutual contacts by phone number (the client resolves and records them).
     assert!(
         alice
-            .presence(vec![BOB.into()])
+            .presence()
+            .get(vec![BOB.into()])
             .await
             .expect("presence")
             .is_empty()
     );
     assert_eq!(
-        bob.presence(vec![ALICE.into()])
+        bob.presence()
+            .get(vec![ALICE.into()])
             .await
             .expect("presence")
             .len(),
@@ -473,21 +475,27 @@ async fn client_core_sets_settings_reads_profiles_and_presence_and_follows_conta
     );
 
     let settings = bob
-        .set_profile(Some(" Bob ".into()), Some("On a boat".into()))
+        .profile()
+        .update(Some(" Bob ".into()), Some("On a boat".into()))
         .await
         .expect("profile");
     assert_eq!(
         (settings.name.as_str(), settings.presence),
         ("Bob", V::Contacts)
     );
-    let profiles = alice.profiles(vec![BOB.into()]).await.expect("profiles");
+    let profiles = alice
+        .profile()
+        .get(vec![BOB.into()])
+        .await
+        .expect("profiles");
     assert_eq!(profiles.len(), 1);
     assert_eq!(
         (profiles[0].name.as_str(), profiles[0].about.as_str()),
         ("Bob", "On a boat")
     );
     let err = bob
-        .set_profile(Some("line\nbreak".into()), None)
+        .profile()
+        .update(Some("line\nbreak".into()), None)
         .await
         .expect_err("control characters");
     assert!(
@@ -498,7 +506,8 @@ async fn client_core_sets_settings_reads_profiles_and_presence_and_follows_conta
     // Alice follows Bob over her live connection.
     let events = std::sync::Arc::new(PresenceEvents::default());
     alice
-        .follow_presence(vec![BOB.into()])
+        .presence()
+        .follow(vec![BOB.into()])
         .await
         .expect("follow");
     std::sync::Arc::clone(&alice)
@@ -523,20 +532,23 @@ async fn client_core_sets_settings_reads_profiles_and_presence_and_follows_conta
         .await;
 
     // Bob hides his presence: Alice's view is withdrawn and she cannot ask for it either.
-    bob.set_privacy(Some(V::Nobody), None)
+    bob.profile()
+        .set_privacy(Some(V::Nobody), None)
         .await
         .expect("privacy");
     events.wait_for("bob hidden", |p| !p.visible).await;
     assert!(
         alice
-            .presence(vec![BOB.into()])
+            .presence()
+            .get(vec![BOB.into()])
             .await
             .expect("presence")
             .is_empty()
     );
     assert_eq!(
         alice
-            .profiles(vec![BOB.into()])
+            .profile()
+            .get(vec![BOB.into()])
             .await
             .expect("profiles")
             .len(),

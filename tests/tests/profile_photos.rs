@@ -62,7 +62,8 @@ async fn check_sizes(client: &Client, owner: &str) -> Vec<Vec<u8>> {
     let mut got = Vec::new();
     for (small, side) in [(false, 640), (true, 96)] {
         let jpeg = client
-            .profile_photo(owner.to_owned(), small)
+            .profile()
+            .photo(owner.to_owned(), small)
             .await
             .expect("photo");
         assert_eq!(
@@ -83,10 +84,18 @@ async fn photos_are_resized_stripped_and_shown_only_to_contacts() {
     let bob = signed_in(&sys, "bob", BOB).await;
     let carol = signed_in(&sys, "carol", CAROL).await;
     // Alice and Bob are mutual contacts; Carol found Alice, but Alice never found Carol.
-    alice.profiles(vec![BOB.to_owned()]).await.expect("lookup");
-    bob.profiles(vec![ALICE.to_owned()]).await.expect("lookup");
+    alice
+        .profile()
+        .get(vec![BOB.to_owned()])
+        .await
+        .expect("lookup");
+    bob.profile()
+        .get(vec![ALICE.to_owned()])
+        .await
+        .expect("lookup");
     carol
-        .profiles(vec![ALICE.to_owned()])
+        .profile()
+        .get(vec![ALICE.to_owned()])
         .await
         .expect("lookup");
     let work = tempfile::tempdir().expect("temp dir");
@@ -98,7 +107,8 @@ async fn photos_are_resized_stripped_and_shown_only_to_contacts() {
         ("me-webp.png", encoded(image::ImageFormat::WebP, 1000, 1000)),
     ] {
         let version = alice
-            .set_profile_photo(write(work.path(), name, &bytes))
+            .profile()
+            .set_photo(write(work.path(), name, &bytes))
             .await
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert!(!version.is_empty());
@@ -110,7 +120,8 @@ async fn photos_are_resized_stripped_and_shown_only_to_contacts() {
         }
         check_sizes(&alice, ALICE).await;
         let hidden = carol
-            .profile_photo(ALICE.to_owned(), false)
+            .profile()
+            .photo(ALICE.to_owned(), false)
             .await
             .expect_err("not a mutual contact");
         assert!(matches!(hidden, ClientError::NotFound { .. }), "{hidden:?}");
@@ -119,10 +130,11 @@ async fn photos_are_resized_stripped_and_shown_only_to_contacts() {
     juntos_tests::clients::assert_no_plaintext_in(sys.data_dir(), &[GPS_MARKER]);
 
     // Bob sees nothing once Alice hides her profile.
-    alice.delete_profile_photo().await.expect("delete");
+    alice.profile().delete_photo().await.expect("delete");
     assert_eq!(photo_blobs(&sys), 0);
     let gone = bob
-        .profile_photo(ALICE.to_owned(), true)
+        .profile()
+        .photo(ALICE.to_owned(), true)
         .await
         .expect_err("deleted");
     assert!(matches!(gone, ClientError::NotFound { .. }), "{gone:?}");
@@ -146,7 +158,8 @@ async fn bombs_damaged_files_and_other_formats_are_refused_and_nothing_is_stored
         ),
     ] {
         let refused = alice
-            .set_profile_photo(write(work.path(), name, &bytes))
+            .profile()
+            .set_photo(write(work.path(), name, &bytes))
             .await
             .expect_err(name);
         match &refused {
@@ -158,7 +171,8 @@ async fn bombs_damaged_files_and_other_formats_are_refused_and_nothing_is_stored
         }
         assert_eq!(photo_blobs(&sys), 0, "{name}: nothing stored");
         let none = alice
-            .profile_photo(ALICE.to_owned(), false)
+            .profile()
+            .photo(ALICE.to_owned(), false)
             .await
             .expect_err("no photo");
         assert!(matches!(none, ClientError::NotFound { .. }), "{none:?}");
@@ -166,7 +180,8 @@ async fn bombs_damaged_files_and_other_formats_are_refused_and_nothing_is_stored
     // Over 10 MiB is refused before it is sent.
     let big = vec![0xFFu8; 10 * 1024 * 1024 + 1];
     let refused = alice
-        .set_profile_photo(write(work.path(), "huge.jpg", &big))
+        .profile()
+        .set_photo(write(work.path(), "huge.jpg", &big))
         .await
         .expect_err("too big");
     assert!(

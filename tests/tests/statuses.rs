@@ -19,7 +19,7 @@ async fn system() -> System {
 /// The statuses `client` sees after picking up what waits in its mailbox (the posters' keys).
 async fn seen(client: &Client) -> Vec<StatusInfo> {
     client.sync_now().await.expect("sync");
-    client.statuses().await.expect("statuses")
+    client.statuses().list().await.expect("statuses")
 }
 
 fn texts(statuses: &[StatusInfo]) -> Vec<String> {
@@ -36,18 +36,21 @@ async fn statuses_reach_exactly_their_audience_and_the_poster_learns_who_saw_the
     let eve = signed_in(&sys, "eve", EVE).await;
     // Alice's contacts: Bob, Carol and Dave (found by number); Eve is a stranger to her.
     alice
-        .profiles(vec![BOB.to_owned(), CAROL.to_owned(), DAVE.to_owned()])
+        .profile()
+        .get(vec![BOB.to_owned(), CAROL.to_owned(), DAVE.to_owned()])
         .await
         .expect("look up contacts");
 
     let everyone = alice
-        .post_status("gone sailing".to_owned(), StatusAudience::Contacts)
+        .statuses()
+        .post("gone sailing".to_owned(), StatusAudience::Contacts)
         .await
         .expect("post");
     assert!(everyone.own);
     assert_eq!(everyone.expires_ms - everyone.posted_ms, DAY_MS);
     let not_carol = alice
-        .post_status(
+        .statuses()
+        .post(
             "surprise party for carol".to_owned(),
             StatusAudience::ContactsExcept {
                 excluded: vec![CAROL.to_owned()],
@@ -56,7 +59,8 @@ async fn statuses_reach_exactly_their_audience_and_the_poster_learns_who_saw_the
         .await
         .expect("post");
     alice
-        .post_status(
+        .statuses()
+        .post(
             "dave only".to_owned(),
             StatusAudience::Only {
                 members: vec![DAVE.to_owned()],
@@ -84,7 +88,8 @@ async fn statuses_reach_exactly_their_audience_and_the_poster_learns_who_saw_the
     let on_bob = seen(&bob).await;
     assert!(on_bob.iter().all(|s| !s.viewed));
     let viewed = bob
-        .view_status(everyone.status_id.clone())
+        .statuses()
+        .view(everyone.status_id.clone())
         .await
         .expect("view");
     assert!(viewed.viewed);
@@ -99,13 +104,15 @@ async fn statuses_reach_exactly_their_audience_and_the_poster_learns_who_saw_the
 
     // Alice deletes one early: gone for everyone.
     alice
-        .delete_status(not_carol.status_id.clone())
+        .statuses()
+        .delete(not_carol.status_id.clone())
         .await
         .expect("delete");
     assert_eq!(texts(&seen(&bob).await), ["gone sailing"]);
     assert_eq!(seen(&alice).await.len(), 2);
     let again = alice
-        .delete_status(not_carol.status_id.clone())
+        .statuses()
+        .delete(not_carol.status_id.clone())
         .await
         .expect_err("already gone");
     assert!(!matches!(again, ClientError::Network { .. }), "{again}");
@@ -120,18 +127,21 @@ async fn the_101st_status_of_a_day_waits_for_the_oldest_to_expire() {
         members: vec![BOB.to_owned()],
     };
     alice
-        .post_status("first".to_owned(), only_bob())
+        .statuses()
+        .post("first".to_owned(), only_bob())
         .await
         .expect("post 1");
     sys.advance_clock(Duration::from_secs(600));
     for i in 2..=100 {
         alice
-            .post_status(format!("status {i}"), only_bob())
+            .statuses()
+            .post(format!("status {i}"), only_bob())
             .await
             .unwrap_or_else(|e| panic!("post {i}: {e}"));
     }
     let refused = alice
-        .post_status("one too many".to_owned(), only_bob())
+        .statuses()
+        .post("one too many".to_owned(), only_bob())
         .await
         .expect_err("the 101st");
     let ClientError::RateLimited {
@@ -154,11 +164,13 @@ async fn the_101st_status_of_a_day_waits_for_the_oldest_to_expire() {
     // Once the first expires, one more fits (and only one).
     sys.advance_clock(Duration::from_secs(retry_after_seconds + 1));
     alice
-        .post_status("room again".to_owned(), only_bob())
+        .statuses()
+        .post("room again".to_owned(), only_bob())
         .await
         .expect("a slot freed");
     let refused = alice
-        .post_status("and again".to_owned(), only_bob())
+        .statuses()
+        .post("and again".to_owned(), only_bob())
         .await
         .expect_err("full again");
     assert!(
@@ -177,7 +189,8 @@ async fn statuses_expire_after_24_hours_everywhere_and_the_server_keeps_no_plain
     let bob = signed_in(&sys, "bob", BOB).await;
     let secret = "the key is under the mat";
     alice
-        .post_status(
+        .statuses()
+        .post(
             secret.to_owned(),
             StatusAudience::Only {
                 members: vec![BOB.to_owned()],

@@ -5,13 +5,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use juntos_clock::ManualClock;
-use juntos_proto::error::{resource_exhausted, status, status_with_metadata};
+use juntos_proto::error::{reason, resource_exhausted, status, status_with_metadata};
 use juntos_proto::login::v1::login_server::{Login, LoginServer};
 use juntos_proto::otp::v1 as otp;
 use juntos_proto::otp::v1::otp_server::{Otp, OtpServer};
-use tonic::{Request, Response};
+use tonic::{Code, Request, Response, Status};
+
+use juntos_proto::login::v1 as pb;
 
 use super::*;
+use crate::account::platform;
+use crate::error::ClientError;
+use crate::gateway::REFRESH_MARGIN_MS;
+use crate::shared::DATABASE_FILE;
 
 const NOW_MS: i64 = 1_700_000_000_000;
 const GOOD_CODE: &str = "123456";
@@ -304,6 +310,7 @@ async fn sign_in_stores_session_and_sends_public_keys() {
     // The public halves of the stored keys, nothing else, went to the server.
     let keys = s
         .client
+        .shared
         .store
         .identity()
         .expect("read")
@@ -437,7 +444,13 @@ async fn token_expired_answer_refreshes_once_and_retries() {
     assert_eq!(refreshes, 1);
     assert!(!reused);
     // The rotated tokens were stored.
-    let stored = s.client.store.session().expect("read").expect("session");
+    let stored = s
+        .client
+        .shared
+        .store
+        .session()
+        .expect("read")
+        .expect("session");
     assert_eq!(stored.tokens.refresh_token, "r2");
 }
 
@@ -473,7 +486,7 @@ async fn sign_out_clears_session_and_keys() {
     s.client.sign_out().await.expect("sign out");
     assert!(s.fake.state().signed_out);
     assert!(!s.client.is_signed_in());
-    assert!(s.client.store.identity().expect("read").is_none());
+    assert!(s.client.shared.store.identity().expect("read").is_none());
     assert!(matches!(
         s.client.sign_out().await,
         Err(ClientError::NotSignedIn)

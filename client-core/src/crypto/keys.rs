@@ -12,9 +12,9 @@ use super::encoding::{IdentityRecord, RECORD_VERSION, decode_versioned, encode_s
 use super::error::{CryptoError, Result};
 use super::primitives::{array32, public_of};
 
-/// A device's identity key pairs. Built from the same secret bytes as
-/// `crate::identity::IdentityKeys` (see [`IdentityKeyPair::from_secret_bytes`]), so both views
-/// of the device's identity agree.
+/// A device's identity key pairs. Built from the same secret bytes as the stored
+/// `IdentityKeys` (see [`IdentityKeyPair::from_secret_bytes`]), so both views of the device's
+/// identity agree.
 #[derive(Clone)]
 pub struct IdentityKeyPair {
     signing: SigningKey,
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn matches_the_device_identity_from_the_same_secrets() {
-        let device = crate::identity::IdentityKeys::generate(&mut OsRng);
+        let device = crate::crypto::IdentityKeys::generate(&mut OsRng);
         let keys = IdentityKeyPair::from_secret_bytes(
             &device.signing_secret_bytes(),
             &device.dh_secret_bytes(),

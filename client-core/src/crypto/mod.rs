@@ -16,6 +16,7 @@
 //!
 //! Layout, one protocol concept per file:
 //! - `primitives`: HKDF, HMAC, X25519 with a low-order check, ChaCha20-Poly1305.
+//! - `identity`: the device's identity keys as the client database keeps them.
 //! - [`keys`]: the device's identity key pairs and their public halves.
 //! - [`prekeys`]: signed and one-time prekeys, and the signature layout the server verifies.
 //! - `x3dh`: the initial key agreement.
@@ -30,6 +31,7 @@
 pub(crate) mod attachment;
 mod encoding;
 mod error;
+pub(crate) mod identity;
 pub mod keys;
 pub mod notice;
 pub mod prekeys;
@@ -50,6 +52,7 @@ mod sender_key_tests;
 mod test_rng;
 
 pub use error::CryptoError;
+pub(crate) use identity::IdentityKeys;
 pub use keys::{IdentityKeyPair, IdentityPublic};
 pub use notice::verify_notice;
 pub use prekeys::{

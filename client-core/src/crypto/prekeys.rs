@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::fmt;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use juntos_proto::login::v1 as pb;
 use rand::{CryptoRng, RngCore};
 use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
@@ -115,15 +114,6 @@ impl SignedPrekeyPair {
         Zeroizing::new(self.secret.to_bytes())
     }
 
-    /// The public half as uploaded to the directory.
-    pub fn to_proto(&self) -> pb::SignedPrekey {
-        pb::SignedPrekey {
-            key_id: self.key_id,
-            public_key: self.public.to_vec(),
-            signature: self.signature.to_vec(),
-        }
-    }
-
     /// The versioned storage encoding (holds the secret).
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let record = PrekeyRecord {
@@ -206,14 +196,6 @@ impl OneTimePrekeyPair {
     /// The X25519 secret key, for storage.
     pub fn secret_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
         Zeroizing::new(self.secret.to_bytes())
-    }
-
-    /// The public half as uploaded to the directory.
-    pub fn to_proto(&self) -> pb::OneTimePrekey {
-        pb::OneTimePrekey {
-            key_id: self.key_id,
-            public_key: self.public.to_vec(),
-        }
     }
 
     /// The versioned storage encoding (holds the secret).
@@ -363,19 +345,6 @@ mod tests {
             verify_signed_prekey(&signing, 42, &prekey.public(), &prekey.signature()[..63]),
             Err(CryptoError::BadSignature)
         );
-    }
-
-    #[test]
-    fn proto_carries_the_public_half() {
-        let identity = IdentityKeyPair::generate(&mut OsRng);
-        let prekey = SignedPrekeyPair::generate(&identity, 5, &mut OsRng);
-        let proto = prekey.to_proto();
-        assert_eq!(proto.key_id, 5);
-        assert_eq!(proto.public_key, prekey.public().to_vec());
-        assert_eq!(proto.signature, prekey.signature().to_vec());
-        let one_time = OneTimePrekeyPair::generate(9, &mut OsRng).to_proto();
-        assert_eq!(one_time.key_id, 9);
-        assert_eq!(one_time.public_key.len(), 32);
     }
 
     #[test]

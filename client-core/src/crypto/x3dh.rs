@@ -5,16 +5,15 @@
 //! signs prekeys. Both are bound into the associated data:
 //! `AD = Encode(IK_A) || Encode(IK_B)` with `Encode(IK) = Ed25519 public || X25519 public`.
 
-use juntos_proto::login::v1 as pb;
 use rand::{CryptoRng, RngCore};
 use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
-use super::error::{CryptoError, Result};
+use super::KEY_LEN;
+use super::error::Result;
 use super::keys::{IdentityKeyPair, IdentityPublic};
 use super::prekeys::verify_signed_prekey;
-use super::primitives::{SecretKey, array32, dh, hkdf_sha256, public_of};
-use super::{KEY_LEN, SIGNATURE_LEN};
+use super::primitives::{SecretKey, dh, hkdf_sha256, public_of};
 
 /// HKDF info of X3DH.
 const X3DH_INFO: &[u8] = b"juntos-x3dh-v1";
@@ -62,37 +61,6 @@ impl RemoteBundle {
             signing: self.identity_signing,
             dh: self.identity_dh,
         }
-    }
-}
-
-impl TryFrom<&pb::PrekeyBundle> for RemoteBundle {
-    type Error = CryptoError;
-
-    /// Checks lengths only; the signature is checked by [`Session::initiate`](super::Session::initiate).
-    fn try_from(bundle: &pb::PrekeyBundle) -> Result<Self> {
-        let signed = bundle
-            .signed_prekey
-            .as_ref()
-            .ok_or(CryptoError::InvalidKey)?;
-        if signed.signature.len() != SIGNATURE_LEN {
-            return Err(CryptoError::BadSignature);
-        }
-        let one_time_prekey = match &bundle.one_time_prekey {
-            Some(one_time) => Some((
-                one_time.key_id,
-                array32(&one_time.public_key).ok_or(CryptoError::InvalidKey)?,
-            )),
-            None => None,
-        };
-        Ok(Self {
-            identity_signing: array32(&bundle.identity_signing_key)
-                .ok_or(CryptoError::InvalidKey)?,
-            identity_dh: array32(&bundle.identity_dh_key).ok_or(CryptoError::InvalidKey)?,
-            signed_prekey_id: signed.key_id,
-            signed_prekey: array32(&signed.public_key).ok_or(CryptoError::InvalidKey)?,
-            signed_prekey_signature: signed.signature.clone(),
-            one_time_prekey,
-        })
     }
 }
 
@@ -193,6 +161,7 @@ mod tests {
     use rand::rngs::OsRng;
 
     use super::*;
+    use crate::crypto::CryptoError;
     use crate::crypto::prekeys::{OneTimePrekeyPair, SignedPrekeyPair};
 
     fn bundle(
@@ -274,31 +243,5 @@ mod tests {
             initiate(&alice, &bad, &mut OsRng),
             Err(CryptoError::InvalidKey)
         ));
-    }
-
-    #[test]
-    fn bundle_from_proto() {
-        let bob = IdentityKeyPair::generate(&mut OsRng);
-        let signed = SignedPrekeyPair::generate(&bob, 3, &mut OsRng);
-        let one_time = OneTimePrekeyPair::generate(4, &mut OsRng);
-        let proto = pb::PrekeyBundle {
-            identity_signing_key: bob.public().signing.to_vec(),
-            identity_dh_key: bob.public().dh.to_vec(),
-            signed_prekey: Some(signed.to_proto()),
-            one_time_prekey: Some(one_time.to_proto()),
-            ..Default::default()
-        };
-        let remote = RemoteBundle::try_from(&proto).expect("converts");
-        assert_eq!(remote, bundle(&bob, &signed, Some(&one_time)));
-
-        let mut short = proto.clone();
-        short.identity_dh_key.pop();
-        assert!(matches!(
-            RemoteBundle::try_from(&short),
-            Err(CryptoError::InvalidKey)
-        ));
-        let mut missing = proto;
-        missing.signed_prekey = None;
-        assert!(RemoteBundle::try_from(&missing).is_err());
     }
 }

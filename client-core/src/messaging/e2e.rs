@@ -1,6 +1,6 @@
 //! The messaging layer's view of the crypto module: encrypt for a device, decrypt from one,
 //! make prekeys, compute a safety number. Keys stay inside `crate::crypto`; this file only moves
-//! bytes between it and the store.
+//! bytes between it, the store and the directory's protobuf.
 
 use juntos_proto::login::v1 as login;
 use rand::rngs::OsRng;
@@ -8,11 +8,10 @@ use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 use crate::crypto::{
-    self, CryptoError, IdentityKeyPair, IdentityPublic, OneTimePrekeyPair, PrekeySecrets,
-    RemoteBundle, Session, SignedPrekeyPair,
+    self, CryptoError, IdentityKeyPair, IdentityKeys, IdentityPublic, OneTimePrekeyPair,
+    PrekeySecrets, RemoteBundle, Session, SignedPrekeyPair,
 };
 use crate::error::{ClientError, Result};
-use crate::identity::IdentityKeys;
 use crate::store::messaging::{self as db, DeviceRecord, StoredPrekey};
 
 /// What decrypting one envelope produced.
@@ -382,4 +381,112 @@ pub(crate) fn group_decrypt(
 /// Checks a group notice's signature under a notice key of the chat service.
 pub(crate) fn verify_notice(public_key: &[u8; 32], notice: &[u8], signature: &[u8]) -> bool {
     crypto::verify_notice(public_key, notice, signature).is_ok()
+}
+
+// === the directory's protobuf ===
+//
+// The crypto module knows nothing of the wire protocol; these conversions (public, for the
+// benchmarks' raw devices too) live on this side of it.
+
+impl TryFrom<&login::PrekeyBundle> for RemoteBundle {
+    type Error = CryptoError;
+
+    /// Checks lengths only; the signature is checked by [`Session::initiate`].
+    fn try_from(bundle: &login::PrekeyBundle) -> Result<Self, CryptoError> {
+        let key = |bytes: &[u8]| -> Result<[u8; crypto::KEY_LEN], CryptoError> {
+            bytes.try_into().map_err(|_| CryptoError::InvalidKey)
+        };
+        let signed = bundle
+            .signed_prekey
+            .as_ref()
+            .ok_or(CryptoError::InvalidKey)?;
+        if signed.signature.len() != crypto::SIGNATURE_LEN {
+            return Err(CryptoError::BadSignature);
+        }
+        let one_time_prekey = match &bundle.one_time_prekey {
+            Some(one_time) => Some((one_time.key_id, key(&one_time.public_key)?)),
+            None => None,
+        };
+        Ok(Self {
+            identity_signing: key(&bundle.identity_signing_key)?,
+            identity_dh: key(&bundle.identity_dh_key)?,
+            signed_prekey_id: signed.key_id,
+            signed_prekey: key(&signed.public_key)?,
+            signed_prekey_signature: signed.signature.clone(),
+            one_time_prekey,
+        })
+    }
+}
+
+impl SignedPrekeyPair {
+    /// The public half as uploaded to the directory.
+    pub fn to_proto(&self) -> login::SignedPrekey {
+        login::SignedPrekey {
+            key_id: self.key_id(),
+            public_key: self.public().to_vec(),
+            signature: self.signature().to_vec(),
+        }
+    }
+}
+
+impl OneTimePrekeyPair {
+    /// The public half as uploaded to the directory.
+    pub fn to_proto(&self) -> login::OneTimePrekey {
+        login::OneTimePrekey {
+            key_id: self.key_id(),
+            public_key: self.public().to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proto_carries_the_public_half() {
+        let identity = IdentityKeyPair::generate(&mut OsRng);
+        let prekey = SignedPrekeyPair::generate(&identity, 5, &mut OsRng);
+        let proto = prekey.to_proto();
+        assert_eq!(proto.key_id, 5);
+        assert_eq!(proto.public_key, prekey.public().to_vec());
+        assert_eq!(proto.signature, prekey.signature().to_vec());
+        let one_time = OneTimePrekeyPair::generate(9, &mut OsRng).to_proto();
+        assert_eq!(one_time.key_id, 9);
+        assert_eq!(one_time.public_key.len(), 32);
+    }
+
+    #[test]
+    fn bundle_from_proto() {
+        let bob = IdentityKeyPair::generate(&mut OsRng);
+        let signed = SignedPrekeyPair::generate(&bob, 3, &mut OsRng);
+        let one_time = OneTimePrekeyPair::generate(4, &mut OsRng);
+        let proto = login::PrekeyBundle {
+            identity_signing_key: bob.public().signing.to_vec(),
+            identity_dh_key: bob.public().dh.to_vec(),
+            signed_prekey: Some(signed.to_proto()),
+            one_time_prekey: Some(one_time.to_proto()),
+            ..Default::default()
+        };
+        let remote = RemoteBundle::try_from(&proto).expect("converts");
+        let expected = RemoteBundle {
+            identity_signing: bob.public().signing,
+            identity_dh: bob.public().dh,
+            signed_prekey_id: signed.key_id(),
+            signed_prekey: signed.public(),
+            signed_prekey_signature: signed.signature().to_vec(),
+            one_time_prekey: Some((one_time.key_id(), one_time.public())),
+        };
+        assert_eq!(remote, expected);
+
+        let mut short = proto.clone();
+        short.identity_dh_key.pop();
+        assert!(matches!(
+            RemoteBundle::try_from(&short),
+            Err(CryptoError::InvalidKey)
+        ));
+        let mut missing = proto;
+        missing.signed_prekey = None;
+        assert!(RemoteBundle::try_from(&missing).is_err());
+    }
 }

@@ -20,40 +20,21 @@ use std::time::UNIX_EPOCH;
 use juntos_proto::media::v1 as media;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::content::{self, Attachment, Body};
-use super::{To, check_text};
-use crate::Client;
+use super::limits::{MAX_ATTACHMENT, check_group_id, check_text};
+use super::queue::To;
+use crate::api::Api;
 use crate::crypto::attachment::{BlobKey, CHUNK, Opener, Sealer, ciphertext_len};
 use crate::error::{ClientError, Result};
-use crate::records::{Message, TransferListener};
+use crate::model::content::{self, Attachment, Body};
+use crate::model::records::{Message, TransferListener};
+use crate::shared::Shared;
 use crate::store::groups as gdb;
 use crate::store::media::{self as mdb, FileStamp, PendingUpload};
 
-/// Longest file name kept (bytes).
-const MAX_FILE_NAME: usize = 255;
-/// Longest MIME type accepted.
-const MAX_MIME: usize = 128;
-/// Largest thumbnail accepted from a peer.
-const MAX_THUMBNAIL: usize = 16 * 1024;
-/// Largest attachment accepted from a peer (the client's encryption handles up to 4 GiB).
-const MAX_ATTACHMENT: u64 = 4 << 30;
 /// Progress is reported at most once per this many bytes (and at the end).
 const REPORT_EVERY: u64 = 256 * 1024;
 /// Sealed chunks queued between the file reader and the network.
 const IN_FLIGHT: usize = 8;
-
-/// Whether a peer's attachment description is within what this client accepts.
-pub(super) fn attachment_within_bounds(a: &Attachment) -> bool {
-    !a.blob_id.is_empty()
-        && a.blob_id.len() <= 64
-        && a.capability.len() == 32
-        && a.key.len() == 32
-        && a.digest.len() == 32
-        && a.size <= MAX_ATTACHMENT
-        && a.mime_type.len() <= MAX_MIME
-        && a.file_name.len() <= MAX_FILE_NAME
-        && a.thumbnail.len() <= MAX_THUMBNAIL
-}
 
 /// Reports a transfer's progress to the app's listener, not too often.
 struct Progress {
@@ -257,12 +238,11 @@ async fn seal_file(
     sealer.finish().map_err(|e| invalid(e.to_string()))
 }
 
-#[uniffi::export(async_runtime = "tokio")]
-impl Client {
+impl Shared {
     /// Sends the file at `path` to `peer` (an E.164 number or a user id), with `caption`
     /// (may be empty). Encrypts and uploads it first (resuming an earlier interrupted upload of
     /// the same unchanged file), then queues the message; `progress` hears how the upload goes.
-    pub async fn send_file(
+    pub(crate) async fn send_file(
         &self,
         peer: String,
         path: String,
@@ -281,14 +261,14 @@ impl Client {
     }
 
     /// Sends the file at `path` to every member of a group (see `send_file`).
-    pub async fn send_group_file(
+    pub(crate) async fn send_group_file(
         &self,
         group_id: String,
         path: String,
         caption: String,
         progress: Option<Arc<dyn TransferListener>>,
     ) -> Result<Message> {
-        super::groups::check_group_id(&group_id)?;
+        check_group_id(&group_id)?;
         check_text(&caption)?;
         let known = self.store.read(|c| gdb::snapshot(c, &group_id))?;
         if known.is_some_and(|g| !g.info.active) {
@@ -306,7 +286,7 @@ impl Client {
     /// Downloads, checks and decrypts the attachment of `message_id` into `out_path` (default:
     /// `media/<file name>` in the client's home directory); returns where the file is. The file
     /// appears only once all of it checked out.
-    pub async fn download(
+    pub(crate) async fn download(
         &self,
         message_id: String,
         out_path: Option<String>,
@@ -359,85 +339,6 @@ impl Client {
         Ok(shown)
     }
 
-    /// Sets this account's profile photo from a JPEG, PNG or WebP file (at most 10 MiB). The
-    /// server checks, crops and resizes it; contacts see it as the privacy settings allow.
-    pub async fn set_profile_photo(&self, path: String) -> Result<String> {
-        const MAX: u64 = 10 * 1024 * 1024;
-        let meta = tokio::fs::metadata(&path).await?;
-        if meta.len() > MAX {
-            return Err(invalid("a profile photo is at most 10 MiB"));
-        }
-        let bytes = tokio::fs::read(&path).await?;
-        let api = self.api.clone();
-        let answer = self
-            .authorized(|token| {
-                let (api, bytes) = (api.clone(), bytes.clone());
-                async move {
-                    let messages: Vec<media::SetProfilePhotoRequest> = bytes
-                        .chunks(CHUNK)
-                        .map(|c| media::SetProfilePhotoRequest { data: c.to_vec() })
-                        .collect();
-                    api.set_profile_photo(&token, tokio_stream::iter(messages))
-                        .await
-                }
-            })
-            .await?;
-        Ok(answer.version)
-    }
-
-    /// `peer`'s profile photo (a square JPEG: 640 px, or 96 px with `small`), when they allow
-    /// this account to see it. NotFound when there is none to see.
-    pub async fn profile_photo(&self, peer: String, small: bool) -> Result<Vec<u8>> {
-        let user_id = self.resolve(&peer).await?;
-        let size = if small {
-            media::PhotoSize::Small
-        } else {
-            media::PhotoSize::Large
-        };
-        let api = self.api.clone();
-        let answer = self
-            .authorized(|token| {
-                let (api, user_id) = (api.clone(), user_id.clone());
-                async move {
-                    api.get_profile_photo(
-                        &token,
-                        media::GetProfilePhotoRequest {
-                            user_id,
-                            size: size as i32,
-                        },
-                    )
-                    .await
-                }
-            })
-            .await?;
-        Ok(answer.jpeg)
-    }
-
-    /// Removes this account's profile photo.
-    pub async fn delete_profile_photo(&self) -> Result<()> {
-        let api = self.api.clone();
-        self.authorized(|token| {
-            let api = api.clone();
-            async move {
-                api.delete_profile_photo(&token, media::DeleteProfilePhotoRequest {})
-                    .await
-            }
-        })
-        .await?;
-        Ok(())
-    }
-}
-
-fn media_body(caption: String, attachment: Attachment) -> Body {
-    Body::Text(content::Text {
-        text: caption,
-        quoted_message_id: String::new(),
-        forwarded: false,
-        attachment: Some(attachment),
-    })
-}
-
-impl Client {
     /// Encrypts and uploads the file at `path` (resuming an unfinished upload of it); returns
     /// the attachment describing it.
     pub(crate) async fn upload_file(
@@ -507,9 +408,10 @@ impl Client {
                 progress,
             ));
             // Not retried: a second attempt resumes from what the server stored instead.
-            let token = self.access_token().await?;
+            let token = self.gateway.access_token().await?;
             let sent = self
-                .api
+                .gateway
+                .api()
                 .upload(&token, tokio_stream::wrappers::ReceiverStream::new(rx))
                 .await;
             let sealed = sealing.await.map_err(|_| ClientError::Server {
@@ -563,16 +465,12 @@ impl Client {
             .read(|c| mdb::pending_upload(c, stamp))?
             .filter(|p| p.kind == kind as i32);
         if let Some(pending) = pending {
-            let api = self.api.clone();
-            let blob_id = pending.blob_id.clone();
+            let request = media::GetUploadRequest {
+                blob_id: pending.blob_id.clone(),
+            };
             let answer = self
-                .authorized_status(|token| {
-                    let (api, blob_id) = (api.clone(), blob_id.clone());
-                    async move {
-                        api.get_upload(&token, media::GetUploadRequest { blob_id })
-                            .await
-                    }
-                })
+                .gateway
+                .unary_status(Api::get_upload, request.clone())
                 .await?;
             match answer {
                 Ok(state) if state.size == ciphertext_len(size) => {
@@ -580,15 +478,9 @@ impl Client {
                 }
                 // Not what this file makes: give it up, freeing its slot, and start over.
                 Ok(_) => {
-                    let (api, blob_id) = (self.api.clone(), pending.blob_id.clone());
                     let aborted = self
-                        .authorized_status(|token| {
-                            let (api, blob_id) = (api.clone(), blob_id.clone());
-                            async move {
-                                api.abort_upload(&token, media::GetUploadRequest { blob_id })
-                                    .await
-                            }
-                        })
+                        .gateway
+                        .unary_status(Api::abort_upload, request)
                         .await?;
                     if let Err(status) = aborted {
                         tracing::debug!(code = ?status.code(), "could not abort an old upload");
@@ -600,25 +492,13 @@ impl Client {
             }
             self.store.write(|tx| tx.forget_upload(&pending.blob_id))?;
         }
-        let api = self.api.clone();
-        let created = self
-            .authorized(|token| {
-                let api = api.clone();
-                async move {
-                    api.create_upload(
-                        &token,
-                        media::CreateUploadRequest {
-                            kind: kind as i32,
-                            size: ciphertext_len(size),
-                            // Streamed through the service: resumable, and the same on every
-                            // backend.
-                            direct: false,
-                        },
-                    )
-                    .await
-                }
-            })
-            .await?;
+        let request = media::CreateUploadRequest {
+            kind: kind as i32,
+            size: ciphertext_len(size),
+            // Streamed through the service: resumable, and the same on every backend.
+            direct: false,
+        };
+        let created = self.gateway.unary(Api::create_upload, request).await?;
         let upload = PendingUpload {
             blob_id: created.blob_id,
             capability: created.capability,
@@ -644,18 +524,12 @@ impl Client {
             .try_into()
             .map_err(|_| damaged("bad digest"))?;
         let mut opener = Opener::new(&key, attachment.size, digest).map_err(damaged)?;
-        let api = self.api.clone();
         let request = media::DownloadRequest {
             blob_id: attachment.blob_id.clone(),
             capability: attachment.capability.clone(),
             offset: 0,
         };
-        let mut stream = self
-            .authorized(|token| {
-                let (api, request) = (api.clone(), request.clone());
-                async move { api.download(&token, request).await }
-            })
-            .await?;
+        let mut stream = self.gateway.unary(Api::download, request).await?;
         let file = tokio::fs::File::create(partial).await?;
         let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
         let mut written = 0u64;
@@ -671,6 +545,16 @@ impl Client {
         out.get_ref().sync_all().await?;
         Ok(())
     }
+}
+
+/// A media message's body: the attachment, with `caption` as its text.
+fn media_body(caption: String, attachment: Attachment) -> Body {
+    Body::Text(content::Text {
+        text: caption,
+        quoted_message_id: String::new(),
+        forwarded: false,
+        attachment: Some(attachment),
+    })
 }
 
 #[cfg(test)]
@@ -700,43 +584,5 @@ mod tests {
             kind_of(Path::new("fake.jpg"), b"hello").0,
             media::MediaKind::File
         );
-    }
-
-    #[test]
-    fn peer_attachments_are_bounded() {
-        let good = Attachment {
-            blob_id: "m-0123".into(),
-            capability: vec![0; 32],
-            key: vec![0; 32],
-            digest: vec![0; 32],
-            size: 10,
-            kind: 4,
-            mime_type: "text/plain".into(),
-            file_name: "a.txt".into(),
-            thumbnail: Vec::new(),
-            width: 0,
-            height: 0,
-        };
-        assert!(attachment_within_bounds(&good));
-        for bad in [
-            Attachment {
-                key: vec![0; 31],
-                ..good.clone()
-            },
-            Attachment {
-                blob_id: String::new(),
-                ..good.clone()
-            },
-            Attachment {
-                thumbnail: vec![0; MAX_THUMBNAIL + 1],
-                ..good.clone()
-            },
-            Attachment {
-                file_name: "x".repeat(256),
-                ..good.clone()
-            },
-        ] {
-            assert!(!attachment_within_bounds(&bad));
-        }
     }
 }

@@ -7,16 +7,20 @@ use std::time::Duration;
 use juntos_proto::chat::v1 as chat;
 use juntos_proto::chat::v1::client_frame::Frame as ClientFrame;
 use juntos_proto::chat::v1::server_frame::Frame as ServerFrame;
+use juntos_proto::login::v1 as login;
 use tokio::sync::mpsc;
 
-use super::content::{Body, Content, Receipt, ReceiptKind, Text};
+use super::apply::{Processed, accept_sender_key, apply_content};
 use super::e2e;
-use super::groups::Applied;
-use crate::Client;
-use crate::client::REFRESH_MARGIN_MS;
+use super::limits::{RECEIPT_CHUNK, within_bounds};
+use super::queue::queue_in;
+use crate::api::Api;
 use crate::error::{ClientError, Result};
-use crate::records::{Event, Message, MessageStatus};
-use crate::store::messaging::{self as db, NewMessage, Tx};
+use crate::gateway::REFRESH_MARGIN_MS;
+use crate::model::content::{Body, Content, Receipt, ReceiptKind};
+use crate::model::records::Event;
+use crate::shared::Shared;
+use crate::store::messaging as db;
 
 /// Acknowledge at least this often while envelopes stream in.
 const ACK_EVERY: u64 = 64;
@@ -51,14 +55,6 @@ fn token_keepalive_wait(expires_at_ms: i64, now_ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(due_in_ms).unwrap_or(0)).min(TOKEN_LOOK)
 }
 
-/// What processing one envelope came to.
-enum Processed {
-    /// Applied (or a harmless duplicate): acknowledge it.
-    Done,
-    /// Could not be decrypted or understood: acknowledge (it will never succeed) and tell the app.
-    Dropped,
-}
-
 /// Why a live connection ended.
 enum End {
     /// Another connection of this device took over.
@@ -68,7 +64,7 @@ enum End {
 }
 
 /// Keeps the live connection up, reconnecting with backoff.
-pub(super) async fn run_connection(client: Arc<Client>) {
+pub(super) async fn run_connection(client: Arc<Shared>) {
     let mut backoff = Duration::from_millis(250);
     loop {
         let started = std::time::Instant::now();
@@ -78,7 +74,7 @@ pub(super) async fn run_connection(client: Arc<Client>) {
                     reason: "another connection of this device took over".to_owned(),
                 });
                 // Two live copies of one device must not both advance its sessions.
-                client.stop();
+                client.runtime.stop();
                 return;
             }
             Ok(End::Closed(reason)) => client.emit(Event::Disconnected { reason }),
@@ -86,7 +82,7 @@ pub(super) async fn run_connection(client: Arc<Client>) {
                 client.emit(Event::Disconnected {
                     reason: "signed out".to_owned(),
                 });
-                client.stop();
+                client.runtime.stop();
                 return;
             }
             Err(e) => client.emit(Event::Disconnected {
@@ -101,15 +97,15 @@ pub(super) async fn run_connection(client: Arc<Client>) {
     }
 }
 
-impl Client {
+impl Shared {
     /// One live connection, until it ends.
     async fn connect_once(&self) -> Result<End> {
         let (frames, outgoing) = mpsc::channel::<chat::ClientFrame>(16);
         let outgoing = std::sync::Mutex::new(Some(outgoing));
-        let api = self.api.clone();
+        let api = self.gateway.api();
         let answer = self
+            .gateway
             .authorized_status(|token| {
-                let api = api.clone();
                 // The stream can only be handed over once; a retry after a refresh gets a fresh
                 // channel below.
                 let receiver = outgoing.lock().ok().and_then(|mut o| o.take());
@@ -127,18 +123,13 @@ impl Client {
         };
         self.emit(Event::Connected);
         // The network is back: whatever waits in the outbox can go, and prekeys may need refilling.
-        self.messaging.outbox_wake.notify_one();
+        self.runtime.outbox_wake.notify_one();
         if let Err(e) = self.ensure_prekeys().await {
             tracing::debug!(error = %e, "prekey refill failed");
         }
 
-        let followed = self.followed();
-        if !followed.is_empty()
-            && frames
-                .send(crate::presence::subscribe_frame(followed))
-                .await
-                .is_err()
-        {
+        let followed = self.runtime.followed();
+        if !followed.is_empty() && frames.send(subscribe_frame(followed)).await.is_err() {
             return Ok(End::Closed("connection closed".to_owned()));
         }
 
@@ -168,8 +159,8 @@ impl Client {
                     self.flush(&frames, &mut pending_ack, &mut since_ack).await?;
                     continue;
                 }
-                () = self.messaging.follow_wake.notified() => {
-                    let subscribe = crate::presence::subscribe_frame(self.followed());
+                () = self.runtime.follow_wake.notified() => {
+                    let subscribe = subscribe_frame(self.runtime.followed());
                     if frames.send(subscribe).await.is_err() {
                         return Ok(End::Closed("connection closed".to_owned()));
                     }
@@ -241,16 +232,12 @@ impl Client {
         }
     }
 
-    /// Refreshes the access token if it is about to expire (through the serialized refresh in
-    /// `authorized`) and makes one cheap call with it on the channel the live stream uses, so
+    /// Refreshes the access token if it is about to expire (through the gateway's serialized
+    /// refresh) and makes one cheap call with it on the channel the live stream uses, so
     /// the gateway holding the stream learns the session's new expiry. The expiry of the token
     /// now shown.
     async fn show_fresh_token(&self) -> Result<i64> {
-        let api = self.api.clone();
-        let call = self.authorized(|token| {
-            let api = api.clone();
-            async move { api.me(&token).await }
-        });
+        let call = self.gateway.unary(Api::me, login::MeRequest {});
         // Dropping a call mid-refresh is safe: the refresh finishes in its own task.
         tokio::time::timeout(TOKEN_CALL_TIMEOUT, call)
             .await
@@ -290,13 +277,11 @@ impl Client {
     pub(crate) async fn sync_mailbox(&self) -> Result<u64> {
         let mut processed = 0;
         loop {
-            let api = self.api.clone();
-            let page = self
-                .authorized(|token| {
-                    let api = api.clone();
-                    async move { api.sync(&token, 0, SYNC_PAGE).await }
-                })
-                .await?;
+            let request = chat::SyncRequest {
+                after_seq: 0,
+                limit: SYNC_PAGE,
+            };
+            let page = self.gateway.unary(Api::sync, request).await?;
             let Some(last) = page.envelopes.last().map(|e| e.seq) else {
                 break;
             };
@@ -305,11 +290,8 @@ impl Client {
                 processed += 1;
             }
             self.queue_receipts()?;
-            self.authorized(|token| {
-                let api = api.clone();
-                async move { api.ack(&token, last).await }
-            })
-            .await?;
+            let ack = chat::AckRequest { up_to_seq: last };
+            self.gateway.unary(Api::ack, ack).await?;
             if !page.more {
                 break;
             }
@@ -337,15 +319,11 @@ impl Client {
     }
 
     async fn apply(&self, envelope: &chat::Envelope) -> Result<Processed> {
-        let applied = match envelope.kind() {
-            chat::EnvelopeKind::Direct => return self.apply_direct(envelope).await,
-            chat::EnvelopeKind::Group => self.apply_group_message(envelope).await?,
-            chat::EnvelopeKind::Notice => self.apply_notice(envelope).await?,
-        };
-        Ok(match applied {
-            Applied::Done => Processed::Done,
-            Applied::Dropped => Processed::Dropped,
-        })
+        match envelope.kind() {
+            chat::EnvelopeKind::Direct => self.apply_direct(envelope).await,
+            chat::EnvelopeKind::Group => self.apply_group_message(envelope).await,
+            chat::EnvelopeKind::Notice => self.apply_notice(envelope).await,
+        }
     }
 
     /// A pairwise envelope: decrypted with the sending device's session.
@@ -357,7 +335,7 @@ impl Client {
         };
         let now = self.clock.now_ms();
         // From reading the session state to saving its successor, nothing else may advance it.
-        let _crypto = self.messaging.crypto();
+        let _crypto = self.runtime.crypto();
         let decrypted = self.store.read(|c| {
             let state = db::ratchet_session(c, &envelope.sender_device_id)?;
             Ok(e2e::decrypt(
@@ -423,7 +401,7 @@ impl Client {
                 tx.accept_base_key(&envelope.sender_device_id, base_key)?;
             }
             if let Some((group_id, distribution)) = sender_key {
-                if !super::groups::accept_sender_key(tx, envelope, group_id, distribution)? {
+                if !accept_sender_key(tx, envelope, group_id, distribution)? {
                     tracing::debug!("dropped a malformed group key");
                 }
                 return Ok(Vec::new());
@@ -442,26 +420,6 @@ impl Client {
         Ok(Processed::Done)
     }
 
-    /// The sender device's trusted identity, fetching the sender's device list when the device
-    /// is new to this one. None when the directory does not list it (drop the envelope).
-    async fn sender_device(&self, envelope: &chat::Envelope) -> Result<Option<db::DeviceRecord>> {
-        let find = |devices: Vec<db::DeviceRecord>| {
-            devices
-                .into_iter()
-                .find(|d| d.device_id == envelope.sender_device_id)
-        };
-        if let Some(device) = find(
-            self.store
-                .read(|c| db::devices_with_removed(c, &envelope.sender_user_id))?,
-        ) {
-            return Ok(Some(device));
-        }
-        self.refresh_devices(&envelope.sender_user_id).await?;
-        Ok(find(self.store.read(|c| {
-            db::devices_with_removed(c, &envelope.sender_user_id)
-        })?))
-    }
-
     /// Turns the owed delivered receipts into queued receipt messages (one per sender and
     /// chunk), in one transaction.
     fn queue_receipts(&self) -> Result<()> {
@@ -470,183 +428,29 @@ impl Client {
         let queued = self.store.write(|tx| {
             let owed = tx.take_owed_receipts()?;
             for (user, ids) in &owed {
-                for chunk in ids.chunks(super::RECEIPT_CHUNK) {
+                for chunk in ids.chunks(RECEIPT_CHUNK) {
                     let body = Body::Receipt(Receipt {
                         kind: ReceiptKind::Delivered as i32,
                         message_ids: chunk.to_vec(),
                     });
-                    super::queue_in(tx, &me, &my_device, user, body, now)?;
+                    queue_in(tx, &me, &my_device, user, body, now)?;
                 }
             }
             Ok(!owed.is_empty())
         })?;
         if queued {
-            self.messaging.outbox_wake.notify_one();
+            self.runtime.outbox_wake.notify_one();
         }
         Ok(())
     }
 }
 
-/// Whether peer-supplied content stays within what this client accepts.
-pub(super) fn within_bounds(content: &Content) -> bool {
-    match &content.body {
-        Some(Body::Text(t)) => {
-            t.text.len() <= super::MAX_TEXT_BYTES
-                && t.attachment
-                    .as_ref()
-                    .is_none_or(super::media::attachment_within_bounds)
-        }
-        Some(Body::Edit(e)) => e.text.len() <= super::MAX_TEXT_BYTES,
-        Some(Body::Reaction(r)) => r.emoji.chars().count() <= super::MAX_REACTION_CHARS,
-        Some(Body::Receipt(r)) => r.message_ids.len() <= super::RECEIPT_CHUNK,
-        Some(Body::SenderKey(k)) => k.distribution.len() <= 256,
-        Some(Body::StatusKey(k)) => k.distribution.len() <= 256,
-        Some(Body::StatusSeen(s)) => !s.status_id.is_empty() && s.status_id.len() <= 64,
-        Some(Body::SenderKeyRequest(r)) => r.group_id.len() <= 64,
-        Some(Body::Delete(_)) | None => true,
-    }
-}
-
-/// Applies decrypted content to the history of `conversation` (a user, or with `in_group` a
-/// group). The events to emit, and whether a delivered receipt is due (a new text from someone
-/// else, outside groups).
-pub(super) fn apply_content(
-    tx: &Tx<'_>,
-    envelope: &chat::Envelope,
-    content: &Content,
-    conversation: &str,
-    own: bool,
-    in_group: bool,
-) -> Result<(Vec<Event>, bool)> {
-    let sender = envelope.sender_user_id.as_str();
-    let changed = |tx: &Tx<'_>, id: &str| -> Result<Vec<Event>> {
-        Ok(tx
-            .message(id)?
-            .map(|message| Event::MessageChanged { message })
-            .into_iter()
-            .collect())
-    };
-    match &content.body {
-        Some(Body::Text(Text {
-            text,
-            quoted_message_id,
-            forwarded,
-            attachment,
-        })) => {
-            let inserted = tx.insert_message(&NewMessage {
-                in_group,
-                message_id: content.message_id.clone(),
-                conversation_user_id: conversation.to_owned(),
-                sender_user_id: sender.to_owned(),
-                sender_device_id: envelope.sender_device_id.clone(),
-                outgoing: own,
-                body: text.clone(),
-                quoted_message_id: Some(quoted_message_id.clone()).filter(|q| !q.is_empty()),
-                forwarded: *forwarded,
-                status: if own {
-                    MessageStatus::Sent
-                } else {
-                    MessageStatus::Received
-                },
-                sent_at_ms: content.sent_at_ms,
-                server_time_ms: Some(envelope.server_time_ms),
-                attachment: attachment.clone().map(|a| (a, None)),
-            })?;
-            if !inserted {
-                return Ok((Vec::new(), false));
-            }
-            let message: Option<Message> = tx.message(&content.message_id)?;
-            Ok((
-                message
-                    .map(|message| Event::MessageReceived { message })
-                    .into_iter()
-                    .collect(),
-                !own && !in_group,
-            ))
-        }
-        Some(Body::Edit(edit)) => {
-            if tx.edit_message(
-                &edit.target_message_id,
-                sender,
-                &edit.text,
-                content.sent_at_ms,
-            )? {
-                return Ok((changed(tx, &edit.target_message_id)?, false));
-            }
-            Ok((Vec::new(), false))
-        }
-        Some(Body::Delete(delete)) => {
-            if tx.delete_message(&delete.target_message_id, sender)? {
-                return Ok((changed(tx, &delete.target_message_id)?, false));
-            }
-            Ok((Vec::new(), false))
-        }
-        Some(Body::Reaction(reaction)) => {
-            if tx.set_reaction(
-                conversation,
-                &reaction.target_message_id,
-                sender,
-                &reaction.emoji,
-            )? {
-                return Ok((changed(tx, &reaction.target_message_id)?, false));
-            }
-            Ok((Vec::new(), false))
-        }
-        Some(Body::Receipt(receipt)) => {
-            let status = match ReceiptKind::try_from(receipt.kind) {
-                Ok(ReceiptKind::Delivered) => MessageStatus::Delivered,
-                Ok(ReceiptKind::Read) => MessageStatus::Read,
-                _ => return Ok((Vec::new(), false)),
-            };
-            let mut events = Vec::new();
-            if own {
-                // Another device of this account read these: they are read here too.
-                if status == MessageStatus::Read {
-                    tx.mark_read(conversation)?;
-                }
-                return Ok((events, false));
-            }
-            for id in &receipt.message_ids {
-                if tx.advance_status_in(conversation, id, status)? {
-                    events.extend(changed(tx, id)?);
-                }
-            }
-            Ok((events, false))
-        }
-        Some(Body::SenderKeyRequest(request)) => {
-            if !own {
-                // Only the audience of a later send gets anything: a stranger's request
-                // changes nothing.
-                let audience = if request.group_id.is_empty() {
-                    super::groups::status_audience(&content.to_user_id)
-                } else {
-                    request.group_id.clone()
-                };
-                tx.forget_sender_key_given(&audience, &envelope.sender_device_id)?;
-            }
-            Ok((Vec::new(), false))
-        }
-        Some(Body::StatusSeen(seen)) => {
-            let now = envelope.server_time_ms;
-            if own {
-                // Another device of this account viewed it.
-                tx.mark_status_viewed(&seen.status_id)?;
-                return Ok((Vec::new(), false));
-            }
-            let me = &content.to_user_id;
-            if tx.record_status_view(&seen.status_id, me, sender, now)? {
-                return Ok((
-                    vec![Event::StatusSeen {
-                        status_id: seen.status_id.clone(),
-                        viewer_user_id: sender.to_owned(),
-                    }],
-                    false,
-                ));
-            }
-            Ok((Vec::new(), false))
-        }
-        // Handled before the history (see `apply_direct`).
-        Some(Body::SenderKey(_) | Body::StatusKey(_)) | None => Ok((Vec::new(), false)),
+/// The frame that tells the server whom to follow.
+fn subscribe_frame(user_ids: Vec<String>) -> chat::ClientFrame {
+    chat::ClientFrame {
+        frame: Some(chat::client_frame::Frame::SubscribePresence(
+            chat::SubscribePresence { user_ids },
+        )),
     }
 }
 

@@ -9,19 +9,22 @@
 //! server answers the 101st status of a rolling 24 hours with RESOURCE_EXHAUSTED: the app sees
 //! `ClientError::RateLimited` with the wait until the next slot frees.
 //!
-//! Viewing: `statuses()` lists what the server holds for this account, decrypts what is new
-//! with the posters' chains (received in the mailbox: sync first) and forgets what expired or
-//! was deleted. Viewing one sends the poster an encrypted "seen".
+//! Viewing: a listing reads what the server holds for this account, decrypts what is new with
+//! the posters' chains (received in the mailbox: sync first) and forgets what expired or was
+//! deleted. Viewing one sends the poster an encrypted "seen".
 
 use juntos_proto::media::v1 as media;
 
-use super::content::{self, Body, Content};
 use super::e2e;
-use super::groups::{Chain, Keyed, status_audience};
-use crate::Client;
+use super::limits::{MAX_TEXT_BYTES, attachment_within_bounds, check_text};
+use super::queue::queue_in;
+use super::sender_keys::{Chain, Keyed};
+use crate::api::Api;
 use crate::error::{ClientError, Result};
-use crate::records::{StatusAudience, StatusInfo};
-use crate::store::groups as gdb;
+use crate::model::content::{self, Body, Content};
+use crate::model::records::{StatusAudience, StatusInfo, TransferListener};
+use crate::shared::Shared;
+use crate::store::groups::{self as gdb, status_audience};
 use crate::store::statuses as sdb;
 
 /// Most users a status may be addressed to (the server's cap).
@@ -31,24 +34,27 @@ const LIST_PAGE: u32 = 500;
 /// Pages one listing reads at most; a longer listing keeps what it did not reach.
 const MAX_LIST_PAGES: usize = 20;
 
-#[uniffi::export(async_runtime = "tokio")]
-impl Client {
+impl Shared {
     /// Posts `text` as a status for `audience`; it expires 24 hours from now.
-    pub async fn post_status(&self, text: String, audience: StatusAudience) -> Result<StatusInfo> {
-        super::check_text(&text)?;
+    pub(crate) async fn post_status(
+        &self,
+        text: String,
+        audience: StatusAudience,
+    ) -> Result<StatusInfo> {
+        check_text(&text)?;
         self.post_status_with(text, None, audience).await
     }
 
     /// Posts the picture or video at `path` as a status, with `caption`: encrypted and uploaded
     /// first (see `send_file`); the server deletes it with the status after 24 hours.
-    pub async fn post_status_media(
+    pub(crate) async fn post_status_media(
         &self,
         path: String,
         caption: String,
         audience: StatusAudience,
-        progress: Option<std::sync::Arc<dyn crate::records::TransferListener>>,
+        progress: Option<std::sync::Arc<dyn TransferListener>>,
     ) -> Result<StatusInfo> {
-        super::check_text(&caption)?;
+        check_text(&caption)?;
         let attachment = self
             .upload_file(std::path::Path::new(&path), progress)
             .await?;
@@ -60,9 +66,7 @@ impl Client {
         self.post_status_with(caption, Some((attachment, local)), audience)
             .await
     }
-}
 
-impl Client {
     async fn post_status_with(
         &self,
         text: String,
@@ -84,7 +88,7 @@ impl Client {
         // One chain user at a time, from keying to encrypting (as the outbox drains), so a
         // concurrent post can neither hand this chain to its audience nor start a new one in
         // between.
-        let _drain = self.messaging.drain.lock().await;
+        let _drain = self.runtime.drain.lock().await;
         match self.keyed(Chain::Status, &refs).await? {
             Keyed::All => {}
             Keyed::Behind => {
@@ -116,12 +120,9 @@ impl Client {
             audience_user_ids: audience,
             media_blob_ids: attachment.iter().map(|(a, _)| a.blob_id.clone()).collect(),
         };
-        let api = self.api.clone();
         let posted = self
-            .authorized(|token| {
-                let (api, request) = (api.clone(), request.clone());
-                async move { api.post_status(&token, request).await }
-            })
+            .gateway
+            .unary(Api::post_status, request)
             .await?
             .status
             .ok_or_else(|| ClientError::Server {
@@ -154,14 +155,11 @@ impl Client {
             .find(|s| s.status_id == info.status_id)
             .unwrap_or(info))
     }
-}
 
-#[uniffi::export(async_runtime = "tokio")]
-impl Client {
     /// The unexpired statuses this account may see (its own included), newest first. Fetches
     /// the server's list; call `sync_now` (or keep `start` running) first so the posters' keys
     /// have arrived.
-    pub async fn statuses(&self) -> Result<Vec<StatusInfo>> {
+    pub(crate) async fn statuses(&self) -> Result<Vec<StatusInfo>> {
         let (me, _) = self.me_ids()?;
         let mut listed: Vec<media::Status> = Vec::new();
         let mut before = String::new();
@@ -171,13 +169,7 @@ impl Client {
                 before_status_id: before.clone(),
                 limit: LIST_PAGE,
             };
-            let api = self.api.clone();
-            let page = self
-                .authorized(|token| {
-                    let (api, request) = (api.clone(), request.clone());
-                    async move { api.list_statuses(&token, request).await }
-                })
-                .await?;
+            let page = self.gateway.unary(Api::list_statuses, request).await?;
             let more = page.more;
             if let Some(last) = page.statuses.last() {
                 before.clone_from(&last.status_id);
@@ -201,7 +193,7 @@ impl Client {
     }
 
     /// Marks a status viewed and tells its poster (encrypted). Returns it.
-    pub async fn view_status(&self, status_id: String) -> Result<StatusInfo> {
+    pub(crate) async fn view_status(&self, status_id: String) -> Result<StatusInfo> {
         let (me, my_device) = self.me_ids()?;
         let poster = self
             .store
@@ -216,11 +208,11 @@ impl Client {
                 let body = Body::StatusSeen(content::StatusSeen {
                     status_id: status_id.clone(),
                 });
-                super::queue_in(tx, &me, &my_device, &poster, body, now)?;
+                queue_in(tx, &me, &my_device, &poster, body, now)?;
             }
             Ok(())
         })?;
-        self.messaging.outbox_wake.notify_one();
+        self.runtime.outbox_wake.notify_one();
         self.store
             .read(|c| sdb::statuses(c, &me, now))?
             .into_iter()
@@ -231,7 +223,7 @@ impl Client {
     }
 
     /// Deletes one of this account's statuses everywhere before it expires.
-    pub async fn delete_status(&self, status_id: String) -> Result<()> {
+    pub(crate) async fn delete_status(&self, status_id: String) -> Result<()> {
         if status_id.is_empty() || status_id.len() > 64 {
             return Err(ClientError::InvalidInput {
                 message: "not a status id".to_owned(),
@@ -240,17 +232,10 @@ impl Client {
         let request = media::DeleteStatusRequest {
             status_id: status_id.clone(),
         };
-        let api = self.api.clone();
-        self.authorized(|token| {
-            let (api, request) = (api.clone(), request.clone());
-            async move { api.delete_status(&token, request).await }
-        })
-        .await?;
+        self.gateway.unary(Api::delete_status, request).await?;
         self.store.write(|tx| tx.delete_status(&status_id))
     }
-}
 
-impl Client {
     /// The user ids a status for `audience` goes to (never this account itself).
     async fn audience_of(&self, me: &str, audience: StatusAudience) -> Result<Vec<String>> {
         let contacts = self.store.read(sdb::contact_ids)?;
@@ -298,7 +283,7 @@ impl Client {
             &status.client_status_id,
         );
         let now = self.clock.now_ms();
-        let _crypto = self.messaging.crypto();
+        let _crypto = self.runtime.crypto();
         let Some(state) = self
             .store
             .read(|c| gdb::received_sender_key(c, &audience, &status.poster_device_id, chain_id))?
@@ -323,11 +308,11 @@ impl Client {
         };
         if content.from_user_id != status.poster_user_id
             || content.to_user_id != audience
-            || text.text.len() > super::MAX_TEXT_BYTES
+            || text.text.len() > MAX_TEXT_BYTES
             || text
                 .attachment
                 .as_ref()
-                .is_some_and(|a| !super::media::attachment_within_bounds(a))
+                .is_some_and(|a| !attachment_within_bounds(a))
         {
             return Ok(());
         }

@@ -4,15 +4,22 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::messaging::Tx;
+use super::Tx;
 use crate::error::Result;
-use crate::records::{GroupInfo, GroupMemberInfo};
+use crate::model::records::{GroupInfo, GroupMemberInfo};
 
 /// Received chains kept per sender device and group (older ones are dropped).
 const RECEIVED_CHAINS_KEPT: i64 = 4;
 /// Received chains kept per sender device across groups and statuses (a user is in at most
 /// 1,000 groups; the newest are kept).
 const RECEIVED_CHAINS_PER_DEVICE: i64 = 2_000;
+
+/// The id this device's status chains (its own, and each poster's it received) are stored
+/// under, beside the groups' chains: `status:<user id>`, which no group id can be (group ids are
+/// alphanumeric).
+pub(crate) fn status_audience(user_id: &str) -> String {
+    format!("status:{user_id}")
+}
 
 /// A group with the member devices `digest` covers.
 #[derive(Debug, Clone)]

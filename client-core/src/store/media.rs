@@ -2,10 +2,10 @@
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::messaging::Tx;
+use super::Tx;
 use crate::error::Result;
-use crate::messaging::content::Attachment;
-use crate::records::AttachmentInfo;
+use crate::model::content::Attachment;
+use crate::model::records::AttachmentInfo;
 
 /// An upload started from a file and not finished.
 #[derive(Clone, PartialEq, Eq)]

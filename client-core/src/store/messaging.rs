@@ -2,11 +2,12 @@
 //! history and the outbox. Everything that must change together (a decrypted message, the
 //! session state that decrypted it and the prekey it consumed) changes in one [`Tx`].
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Store;
+use super::{Store, Tx};
 use crate::error::{ClientError, Result};
-use crate::records::{Conversation, Message, MessageReaction, MessageStatus};
+use crate::model::content::Attachment;
+use crate::model::records::{Conversation, Message, MessageReaction, MessageStatus};
 
 /// A remote device's public identity as the directory listed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,32 +42,6 @@ pub(crate) struct StoredPrekey {
     pub signature: Option<[u8; 64]>,
 }
 
-/// A write transaction on the client database.
-pub(crate) struct Tx<'a>(Transaction<'a>);
-
-impl Tx<'_> {
-    /// The transaction's connection, for the other store modules.
-    pub(super) fn conn(&self) -> &Connection {
-        &self.0
-    }
-}
-
-impl Store {
-    /// Runs `work` in one immediate transaction; commits when it returns `Ok`.
-    pub(crate) fn write<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn();
-        let tx = Tx(conn.transaction_with_behavior(TransactionBehavior::Immediate)?);
-        let answer = work(&tx)?;
-        tx.0.commit()?;
-        Ok(answer)
-    }
-
-    /// Runs `read` on the connection (no transaction needed for single reads).
-    pub(crate) fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        read(&self.conn())
-    }
-}
-
 // === prekeys ===
 
 impl Tx<'_> {
@@ -81,7 +56,7 @@ impl Tx<'_> {
             let signature = p
                 .signature
                 .ok_or_else(|| storage("signed prekey without signature"))?;
-            self.0.execute(
+            self.conn().execute(
                 "INSERT INTO signed_prekeys (key_id, secret, public, signature, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
@@ -93,7 +68,7 @@ impl Tx<'_> {
                 ],
             )?;
         }
-        let mut insert = self.0.prepare(
+        let mut insert = self.conn().prepare(
             "INSERT INTO one_time_prekeys (key_id, secret, public, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for p in one_time {
@@ -104,7 +79,7 @@ impl Tx<'_> {
 
     /// Deletes a one-time prekey a first message consumed.
     pub(crate) fn consume_one_time_prekey(&self, key_id: u32) -> Result<()> {
-        self.0
+        self.conn()
             .execute("DELETE FROM one_time_prekeys WHERE key_id = ?1", [key_id])?;
         Ok(())
     }
@@ -188,12 +163,12 @@ impl Tx<'_> {
         devices: &[DeviceRecord],
         now_ms: i64,
     ) -> Result<()> {
-        let known = devices_with_removed(&self.0, user_id)?;
-        self.0.execute(
+        let known = devices_with_removed(self.conn(), user_id)?;
+        self.conn().execute(
             "UPDATE devices SET removed_at_ms = ?2 WHERE user_id = ?1 AND removed_at_ms IS NULL",
             params![user_id, now_ms],
         )?;
-        self.0.execute(
+        self.conn().execute(
             "INSERT INTO device_lists (user_id, fetched_at_ms) VALUES (?1, ?2)
              ON CONFLICT DO UPDATE SET fetched_at_ms = excluded.fetched_at_ms",
             params![user_id, now_ms],
@@ -207,7 +182,7 @@ impl Tx<'_> {
                 tracing::warn!(device_id = %d.device_id, "a device's identity keys changed; not trusted");
                 continue;
             }
-            let elsewhere: bool = self.0.query_row(
+            let elsewhere: bool = self.conn().query_row(
                 "SELECT EXISTS (SELECT 1 FROM devices WHERE user_id <> ?1 AND (identity_signing = ?2 OR identity_dh = ?3))",
                 params![user_id, &d.identity_signing[..], &d.identity_dh[..]],
                 |r| r.get(0),
@@ -216,7 +191,7 @@ impl Tx<'_> {
                 tracing::warn!(device_id = %d.device_id, "identity keys listed under two users; not trusted");
                 continue;
             }
-            self.0.execute(
+            self.conn().execute(
                 "INSERT INTO devices (user_id, device_id, identity_signing, identity_dh) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (user_id, device_id) DO UPDATE SET removed_at_ms = NULL",
                 params![user_id, d.device_id, &d.identity_signing[..], &d.identity_dh[..]],
@@ -233,7 +208,7 @@ impl Tx<'_> {
         state: &[u8],
         now_ms: i64,
     ) -> Result<()> {
-        self.0.execute(
+        self.conn().execute(
             "INSERT INTO ratchet_sessions (device_id, user_id, state, updated_at_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (device_id) DO UPDATE SET user_id = excluded.user_id, state = excluded.state,
                  updated_at_ms = excluded.updated_at_ms",
@@ -246,7 +221,7 @@ impl Tx<'_> {
 impl Tx<'_> {
     /// Owes `user_id` a delivered receipt for `message_id`.
     pub(crate) fn owe_receipt(&self, user_id: &str, message_id: &str) -> Result<()> {
-        self.0.execute(
+        self.conn().execute(
             "INSERT OR IGNORE INTO pending_receipts (user_id, message_id) VALUES (?1, ?2)",
             params![user_id, message_id],
         )?;
@@ -256,11 +231,11 @@ impl Tx<'_> {
     /// Takes every owed receipt: `(user_id, message ids)`.
     pub(crate) fn take_owed_receipts(&self) -> Result<Vec<(String, Vec<String>)>> {
         let rows: Vec<(String, String)> = self
-            .0
+            .conn()
             .prepare("SELECT user_id, message_id FROM pending_receipts ORDER BY user_id, rowid")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        self.0.execute("DELETE FROM pending_receipts", [])?;
+        self.conn().execute("DELETE FROM pending_receipts", [])?;
         let mut owed: Vec<(String, Vec<String>)> = Vec::new();
         for (user, id) in rows {
             match owed.last_mut() {
@@ -274,7 +249,7 @@ impl Tx<'_> {
     /// Records that a session with `base_key` was accepted from `device_id`; false if it was
     /// before (a replayed first message).
     pub(crate) fn accept_base_key(&self, device_id: &str, base_key: &[u8]) -> Result<bool> {
-        Ok(self.0.execute(
+        Ok(self.conn().execute(
             "INSERT OR IGNORE INTO accepted_base_keys (device_id, base_key) VALUES (?1, ?2)",
             params![device_id, base_key],
         )? == 1)
@@ -284,7 +259,7 @@ impl Tx<'_> {
     /// prekeys, device lists, the outbox (queued messages become failed) and owed receipts.
     /// With `history`, the history and contacts go too.
     pub(crate) fn wipe_messaging(&self, history: bool) -> Result<()> {
-        self.0.execute_batch(
+        self.conn().execute_batch(
             "DELETE FROM ratchet_sessions; DELETE FROM archived_sessions; DELETE FROM accepted_base_keys;
              DELETE FROM signed_prekeys; DELETE FROM one_time_prekeys; DELETE FROM devices;
              DELETE FROM device_lists; DELETE FROM outbox; DELETE FROM pending_receipts;
@@ -294,7 +269,7 @@ impl Tx<'_> {
              UPDATE messages SET status = 'failed' WHERE outgoing = 1 AND status = 'queued';",
         )?;
         if history {
-            self.0.execute_batch(
+            self.conn().execute_batch(
                 "DELETE FROM messages; DELETE FROM reactions; DELETE FROM contacts;
                  DELETE FROM groups; DELETE FROM group_members;
                  DELETE FROM statuses; DELETE FROM status_views;",
@@ -334,11 +309,11 @@ const ARCHIVED_PER_DEVICE: i64 = 3;
 impl Tx<'_> {
     /// Keeps `state` as an earlier session of `device_id` (dropping the oldest beyond a few).
     pub(crate) fn archive_session(&self, device_id: &str, state: &[u8], now_ms: i64) -> Result<()> {
-        self.0.execute(
+        self.conn().execute(
             "INSERT INTO archived_sessions (device_id, state, archived_at_ms) VALUES (?1, ?2, ?3)",
             params![device_id, state, now_ms],
         )?;
-        self.0.execute(
+        self.conn().execute(
             "DELETE FROM archived_sessions WHERE device_id = ?1 AND id NOT IN
                  (SELECT id FROM archived_sessions WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2)",
             params![device_id, ARCHIVED_PER_DEVICE],
@@ -348,7 +323,7 @@ impl Tx<'_> {
 
     /// Forgets archived session `id` (it became current again).
     pub(crate) fn unarchive_session(&self, id: i64) -> Result<()> {
-        self.0
+        self.conn()
             .execute("DELETE FROM archived_sessions WHERE id = ?1", [id])?;
         Ok(())
     }
@@ -431,7 +406,7 @@ pub(crate) fn ratchet_session(conn: &Connection, device_id: &str) -> Result<Opti
 impl Tx<'_> {
     /// Remembers that `phone` is `user_id`.
     pub(crate) fn save_contact(&self, user_id: &str, phone: &str) -> Result<()> {
-        self.0.execute(
+        self.conn().execute(
             "INSERT INTO contacts (user_id, phone) VALUES (?1, ?2)
              ON CONFLICT DO UPDATE SET user_id = excluded.user_id, phone = excluded.phone",
             params![user_id, phone],
@@ -470,13 +445,13 @@ pub(crate) struct NewMessage {
     /// A message of the group `conversation_user_id`.
     pub in_group: bool,
     /// Its attachment, and where this device has the file (the sender's own).
-    pub attachment: Option<(crate::messaging::content::Attachment, Option<String>)>,
+    pub attachment: Option<(Attachment, Option<String>)>,
 }
 
 impl Tx<'_> {
     /// Inserts a message; false when its id is already in the history (a duplicate).
     pub(crate) fn insert_message(&self, m: &NewMessage) -> Result<bool> {
-        let inserted = self.0.execute(
+        let inserted = self.conn().execute(
             "INSERT OR IGNORE INTO messages (message_id, conversation_user_id, sender_user_id, sender_device_id,
                  outgoing, body, quoted_message_id, forwarded, status, sent_at_ms, server_time_ms, in_group)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -499,7 +474,7 @@ impl Tx<'_> {
             && let Some((attachment, local_path)) = &m.attachment
         {
             super::media::insert_attachment(
-                &self.0,
+                self.conn(),
                 &m.message_id,
                 attachment,
                 local_path.as_deref(),
@@ -538,7 +513,7 @@ impl Tx<'_> {
         content: &[u8],
         now_ms: i64,
     ) -> Result<()> {
-        self.0.execute(
+        self.conn().execute(
             "INSERT INTO outbox (client_msg_id, to_user_id, group_id, content, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![client_msg_id, to_user_id, group_id, content, now_ms],
@@ -548,13 +523,14 @@ impl Tx<'_> {
 
     /// Removes a drained outbox item.
     pub(crate) fn dequeue(&self, seq: i64) -> Result<()> {
-        self.0.execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
+        self.conn()
+            .execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
         Ok(())
     }
 
     /// Counts a failed attempt.
     pub(crate) fn count_attempt(&self, seq: i64) -> Result<()> {
-        self.0.execute(
+        self.conn().execute(
             "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1",
             [seq],
         )?;
@@ -569,7 +545,7 @@ impl Tx<'_> {
         message_id: &str,
         status: MessageStatus,
     ) -> Result<bool> {
-        let in_conversation: bool = self.0.query_row(
+        let in_conversation: bool = self.conn().query_row(
             "SELECT EXISTS (SELECT 1 FROM messages WHERE message_id = ?1 AND conversation_user_id = ?2)",
             params![message_id, conversation_user_id],
             |r| r.get(0),
@@ -586,7 +562,7 @@ impl Tx<'_> {
         server_time_ms: Option<i64>,
     ) -> Result<bool> {
         let Some(current) = self
-            .0
+            .conn()
             .query_row(
                 "SELECT status FROM messages WHERE message_id = ?1 AND outgoing = 1",
                 [message_id],
@@ -602,7 +578,7 @@ impl Tx<'_> {
             _ => status.rank() > current.rank(),
         };
         if moves {
-            self.0.execute(
+            self.conn().execute(
                 "UPDATE messages SET status = ?2, server_time_ms = COALESCE(?3, server_time_ms) WHERE message_id = ?1",
                 params![message_id, status.as_str(), server_time_ms],
             )?;
@@ -618,7 +594,7 @@ impl Tx<'_> {
         text: &str,
         at_ms: i64,
     ) -> Result<bool> {
-        Ok(self.0.execute(
+        Ok(self.conn().execute(
             "UPDATE messages SET body = ?3, edited_at_ms = ?4
              WHERE message_id = ?1 AND sender_user_id = ?2 AND deleted = 0",
             params![message_id, sender_user_id, text, at_ms],
@@ -627,16 +603,16 @@ impl Tx<'_> {
 
     /// Deletes `message_id` for everyone if `sender_user_id` sent it: the text and reactions go.
     pub(crate) fn delete_message(&self, message_id: &str, sender_user_id: &str) -> Result<bool> {
-        let deleted = self.0.execute(
+        let deleted = self.conn().execute(
             "UPDATE messages SET body = '', deleted = 1, quoted_message_id = NULL
              WHERE message_id = ?1 AND sender_user_id = ?2 AND deleted = 0",
             params![message_id, sender_user_id],
         )? == 1;
         if deleted {
-            self.0
+            self.conn()
                 .execute("DELETE FROM reactions WHERE message_id = ?1", [message_id])?;
             // Deleted for everyone: no preview, key or capability stays behind either.
-            self.0.execute(
+            self.conn().execute(
                 "DELETE FROM attachments WHERE message_id = ?1",
                 [message_id],
             )?;
@@ -654,7 +630,7 @@ impl Tx<'_> {
         user_id: &str,
         emoji: &str,
     ) -> Result<bool> {
-        let exists: bool = self.0.query_row(
+        let exists: bool = self.conn().query_row(
             "SELECT EXISTS (SELECT 1 FROM messages
                             WHERE message_id = ?1 AND conversation_user_id = ?2 AND deleted = 0)",
             params![message_id, conversation_user_id],
@@ -664,12 +640,12 @@ impl Tx<'_> {
             return Ok(false);
         }
         if emoji.is_empty() {
-            self.0.execute(
+            self.conn().execute(
                 "DELETE FROM reactions WHERE message_id = ?1 AND user_id = ?2",
                 params![message_id, user_id],
             )?;
         } else {
-            self.0.execute(
+            self.conn().execute(
                 "INSERT INTO reactions (message_id, user_id, emoji) VALUES (?1, ?2, ?3)
                  ON CONFLICT DO UPDATE SET emoji = excluded.emoji",
                 params![message_id, user_id, emoji],
@@ -681,14 +657,14 @@ impl Tx<'_> {
     /// Marks the incoming messages of a conversation read; their ids (to send read receipts).
     pub(crate) fn mark_read(&self, conversation_user_id: &str) -> Result<Vec<String>> {
         let ids: Vec<String> = self
-            .0
+            .conn()
             .prepare(
                 "SELECT message_id FROM messages
                  WHERE conversation_user_id = ?1 AND outgoing = 0 AND status = 'received' ORDER BY id",
             )?
             .query_map([conversation_user_id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        self.0.execute(
+        self.conn().execute(
             "UPDATE messages SET status = 'read' WHERE conversation_user_id = ?1 AND outgoing = 0 AND status = 'received'",
             [conversation_user_id],
         )?;
@@ -697,7 +673,7 @@ impl Tx<'_> {
 
     /// One message with its reactions.
     pub(crate) fn message(&self, message_id: &str) -> Result<Option<Message>> {
-        message(&self.0, message_id)
+        message(self.conn(), message_id)
     }
 }
 

@@ -8,11 +8,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use juntos_store::sqlite;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use crate::crypto::IdentityKeys;
 use crate::error::{ClientError, Result};
-use crate::identity::IdentityKeys;
-use crate::session::{Session, Tokens};
+use crate::model::session::{Session, Tokens};
 
 pub(crate) mod groups;
 pub(crate) mod media;
@@ -27,6 +27,17 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_statuses.sql"),
     include_str!("../../migrations/0005_attachments.sql"),
 ];
+
+/// A write transaction on the client database: every table's writes are methods on it (in the
+/// module of that table), so what must change together changes in one transaction.
+pub(crate) struct Tx<'a>(Transaction<'a>);
+
+impl Tx<'_> {
+    /// The transaction's connection, for the table modules.
+    fn conn(&self) -> &Connection {
+        &self.0
+    }
+}
 
 /// The client database.
 pub(crate) struct Store {
@@ -56,6 +67,20 @@ impl Store {
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         juntos_store::lock(&self.conn)
+    }
+
+    /// Runs `work` in one immediate transaction; commits when it returns `Ok`.
+    pub(crate) fn write<T>(&self, work: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = Tx(conn.transaction_with_behavior(TransactionBehavior::Immediate)?);
+        let answer = work(&tx)?;
+        tx.0.commit()?;
+        Ok(answer)
+    }
+
+    /// Runs `read` on the connection (no transaction needed for single reads).
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        read(&self.conn())
     }
 
     /// The stored identity keys, or `generate()`'s, stored first. Atomic, even across processes

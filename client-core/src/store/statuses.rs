@@ -3,9 +3,10 @@
 
 use rusqlite::{Connection, params};
 
-use super::messaging::Tx;
+use super::Tx;
 use crate::error::Result;
-use crate::records::StatusInfo;
+use crate::model::content::Attachment;
+use crate::model::records::StatusInfo;
 
 impl Tx<'_> {
     /// Stores a decrypted status (once; a second copy changes nothing).
@@ -64,11 +65,11 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Files a status's attachment (see `Client::download`).
+    /// Files a status's attachment (see `client.media().download`).
     pub(crate) fn save_status_attachment(
         &self,
         status_id: &str,
-        attachment: &crate::messaging::content::Attachment,
+        attachment: &Attachment,
         local_path: Option<&str>,
     ) -> Result<()> {
         super::media::insert_attachment(

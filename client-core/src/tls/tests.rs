@@ -18,7 +18,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use super::*;
-use crate::api::Api;
+use crate::api::{Api, CONNECT_TIMEOUT};
 use crate::error::tls_error_of;
 use crate::{Client, ClientConfig};
 
@@ -207,7 +207,7 @@ async fn unknown_issuer_is_a_certificate_error() {
 
 #[tokio::test]
 async fn a_refused_certificate_keeps_queued_sends_waiting() {
-    use crate::session::{Session, Tokens};
+    use crate::model::session::{Session, Tokens};
     use crate::store::messaging::outbox_head;
 
     // A captive portal, a TLS proxy, or a server certificate that expired before its renewal:
@@ -217,6 +217,7 @@ async fn a_refused_certificate_keeps_queued_sends_waiting() {
     let port = serve_tls(&cert, &key).await;
     let (client, _home) = client(&format!("https://localhost:{port}"), None);
     client
+        .shared
         .store
         .save_session(&Session {
             user_id: "u-me".to_owned(),
@@ -231,18 +232,20 @@ async fn a_refused_certificate_keeps_queued_sends_waiting() {
         })
         .expect("session");
     client
+        .shared
         .store
         .write(|tx| tx.enqueue("m-1", "u-peer", b"content", 0))
         .expect("queued");
     // More drains than the tries a send failing for any other reason gets.
     for _ in 0..25 {
-        let answer = client.drain_outbox().await;
+        let answer = client.shared.drain_outbox().await;
         assert!(
             matches!(&answer, Err(ClientError::Certificate { .. })),
             "{answer:?}"
         );
     }
     let head = client
+        .shared
         .store
         .read(outbox_head)
         .expect("outbox")

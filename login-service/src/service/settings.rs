@@ -8,7 +8,7 @@ use juntos_proto::login::v1::{
 };
 use juntos_proto::meta::Caller;
 
-use super::LoginService;
+use super::{LoginService, check_batch};
 use crate::error::{Error, Result};
 use crate::store::{Settings, SettingsUpdate, Visibility};
 
@@ -72,12 +72,7 @@ impl LoginService {
         user_ids: Vec<String>,
     ) -> Result<GetProfilesResponse> {
         self.require_active_session(caller).await?;
-        if user_ids.len() > MAX_PROFILE_USERS {
-            return Err(Error::BatchTooLarge {
-                what: "user ids",
-                max: MAX_PROFILE_USERS,
-            });
-        }
+        check_batch(user_ids.len(), MAX_PROFILE_USERS, "user ids")?;
         let visible = self
             .visible(&caller.user_id, &user_ids, Aspect::Profile)
             .await?;
@@ -102,12 +97,7 @@ impl LoginService {
         owner_user_ids: &[String],
         aspect: i32,
     ) -> Result<VisibleToResponse> {
-        if owner_user_ids.len() > MAX_VISIBLE_TO_OWNERS {
-            return Err(Error::BatchTooLarge {
-                what: "user ids",
-                max: MAX_VISIBLE_TO_OWNERS,
-            });
-        }
+        check_batch(owner_user_ids.len(), MAX_VISIBLE_TO_OWNERS, "user ids")?;
         let aspect = match Aspect::try_from(aspect) {
             Ok(aspect @ (Aspect::Presence | Aspect::Profile)) => aspect,
             _ => return Err(Error::Internal("VisibleTo needs a known aspect")),

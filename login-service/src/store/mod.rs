@@ -5,6 +5,8 @@
 //! (its atomicity is part of its contract), so a document store can implement it as well as SQL:
 //! nothing about tables, statements or transactions leaks out.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 
 mod mongo;
@@ -47,6 +49,22 @@ pub struct NewDevice {
     pub identity_dh_key: Vec<u8>,
     /// Unix milliseconds.
     pub created_at_ms: i64,
+}
+
+impl NewDevice {
+    /// The [`Device`] this is once registered: the same fields, not removed.
+    pub fn registered(&self) -> Device {
+        Device {
+            device_id: self.device_id.clone(),
+            user_id: self.user_id.clone(),
+            name: self.name.clone(),
+            platform: self.platform,
+            identity_signing_key: self.identity_signing_key.clone(),
+            identity_dh_key: self.identity_dh_key.clone(),
+            created_at_ms: self.created_at_ms,
+            removed_at_ms: None,
+        }
+    }
 }
 
 /// A registered device.
@@ -297,6 +315,18 @@ impl SettingsUpdate {
         settings.profile = self.profile.unwrap_or(settings.profile);
         settings
     }
+}
+
+/// `items` with repeats dropped, each kept where it first appears: the order in which
+/// [`LoginStore::devices_of`], [`LoginStore::users_by_phones`], [`LoginStore::mutual_contacts`]
+/// and [`LoginStore::settings_of`] answer.
+pub(crate) fn unique_in_order(items: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    items
+        .iter()
+        .filter(|item| seen.insert(item.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Storage of accounts, devices, sessions, refresh tokens, prekeys, contacts and settings.

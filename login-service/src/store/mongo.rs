@@ -26,15 +26,18 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use futures_util::TryStreamExt as _;
 pub use juntos_store::mongo::DEFAULT_DATABASE;
-use juntos_store::mongo::{Fields as _, Txn, binary, corrupt, is_duplicate_key, transaction};
+use juntos_store::mongo::{
+    Fields as _, MongoStore, Txn, binary, corrupt, index, is_duplicate_key, transaction,
+    unique_index,
+};
 use mongodb::bson::{Bson, Document, doc};
-use mongodb::options::{IndexOptions, ReturnDocument};
-use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+use mongodb::options::ReturnDocument;
+use mongodb::{Client, ClientSession, Collection, Database};
 
 use super::{
     Account, AddDeviceOutcome, Contact, Device, LoginStore, NewDevice, NewSession, OneTimePrekey,
     PrekeyBundle, Revocation, RevokeReason, RotateOutcome, Session, Settings, SettingsUpdate,
-    SignedPrekey, StoreError, UserDevices, Visibility,
+    SignedPrekey, StoreError, UserDevices, Visibility, unique_in_order,
 };
 
 /// A [`LoginStore`] in one MongoDB database.
@@ -52,135 +55,117 @@ impl std::fmt::Debug for MongoLoginStore {
     }
 }
 
+const ACCOUNTS: &str = "accounts";
+const DEVICES: &str = "devices";
+const SESSIONS: &str = "sessions";
+const REFRESH_TOKENS: &str = "refresh_tokens";
+const SIGNED_PREKEYS: &str = "signed_prekeys";
+const ONE_TIME_PREKEYS: &str = "one_time_prekeys";
+const CONTACTS: &str = "contacts";
+const SETTINGS: &str = "settings";
+
 /// The names of the collections, for tests and operators.
 pub const COLLECTIONS: &[&str] = &[
-    "accounts",
-    "devices",
-    "sessions",
-    "refresh_tokens",
-    "signed_prekeys",
-    "one_time_prekeys",
-    "contacts",
-    "settings",
+    ACCOUNTS,
+    DEVICES,
+    SESSIONS,
+    REFRESH_TOKENS,
+    SIGNED_PREKEYS,
+    ONE_TIME_PREKEYS,
+    CONTACTS,
+    SETTINGS,
 ];
 
-impl MongoLoginStore {
-    /// Connects to `uri` and uses its default database (or [`DEFAULT_DATABASE`]), creating the
-    /// indexes.
-    pub async fn connect(uri: &str) -> Result<Self, StoreError> {
-        let (client, db) = juntos_store::mongo::connect(uri).await?;
-        Self::with_database(client, db).await
-    }
-
-    /// Uses database `name` through `client`, creating the indexes (idempotently).
-    pub async fn with_client(client: Client, name: &str) -> Result<Self, StoreError> {
-        let db = juntos_store::mongo::open(&client, name);
-        Self::with_database(client, db).await
-    }
-
+/// Made with [`MongoStore::connect`] (or [`MongoStore::with_client`]).
+impl MongoStore for MongoLoginStore {
     async fn with_database(client: Client, db: Database) -> Result<Self, StoreError> {
         let store = Self { client, db };
         store.create_indexes().await?;
         Ok(store)
     }
+}
 
+impl MongoLoginStore {
     /// The database this store uses.
     pub fn database(&self) -> &Database {
         &self.db
     }
 
     async fn create_indexes(&self) -> Result<(), StoreError> {
-        let index = |keys: Document, unique: bool, name: &str| {
-            IndexModel::builder()
-                .keys(keys)
-                .options(
-                    IndexOptions::builder()
-                        .unique(unique.then_some(true))
-                        .name(name.to_owned())
-                        .build(),
-                )
-                .build()
-        };
-        self.accounts()
-            .create_index(index(doc! { "phone": 1 }, true, "phone_unique"))
-            .await?;
-        self.devices()
-            .create_index(index(
-                doc! { "user_id": 1, "removed_at_ms": 1, "created_at_ms": 1 },
-                false,
-                "by_user",
-            ))
-            .await?;
-        self.sessions()
-            .create_index(index(doc! { "device_id": 1 }, false, "by_device"))
-            .await?;
-        self.sessions()
-            .create_index(index(doc! { "revoked_at_ms": 1 }, false, "by_revoked_at"))
-            .await?;
-        self.refresh_tokens()
-            .create_index(index(doc! { "session_id": 1 }, false, "by_session"))
-            .await?;
-        self.one_time_prekeys()
-            .create_index(index(
-                doc! { "device_id": 1, "key_id": 1 },
-                true,
-                "device_key_unique",
-            ))
-            .await?;
-        self.one_time_prekeys()
-            .create_index(index(
-                doc! { "device_id": 1, "seq": 1 },
-                false,
-                "by_device_upload_order",
-            ))
-            .await?;
-        self.contacts()
-            .create_index(index(
-                doc! { "_id.o": 1, "added_at_ms": 1, "_id.c": 1 },
-                false,
-                "by_owner",
-            ))
-            .await?;
-        self.contacts()
-            .create_index(index(doc! { "_id.c": 1 }, false, "by_contact"))
-            .await?;
+        let indexes = [
+            (ACCOUNTS, unique_index(doc! { "phone": 1 }, "phone_unique")),
+            (
+                DEVICES,
+                index(
+                    doc! { "user_id": 1, "removed_at_ms": 1, "created_at_ms": 1 },
+                    "by_user",
+                ),
+            ),
+            (SESSIONS, index(doc! { "device_id": 1 }, "by_device")),
+            (
+                SESSIONS,
+                index(doc! { "revoked_at_ms": 1 }, "by_revoked_at"),
+            ),
+            (
+                REFRESH_TOKENS,
+                index(doc! { "session_id": 1 }, "by_session"),
+            ),
+            (
+                ONE_TIME_PREKEYS,
+                unique_index(doc! { "device_id": 1, "key_id": 1 }, "device_key_unique"),
+            ),
+            (
+                ONE_TIME_PREKEYS,
+                index(doc! { "device_id": 1, "seq": 1 }, "by_device_upload_order"),
+            ),
+            (
+                CONTACTS,
+                index(
+                    doc! { "_id.o": 1, "added_at_ms": 1, "_id.c": 1 },
+                    "by_owner",
+                ),
+            ),
+            (CONTACTS, index(doc! { "_id.c": 1 }, "by_contact")),
+        ];
+        for (collection, index) in indexes {
+            self.collection(collection).create_index(index).await?;
+        }
         Ok(())
     }
 
-    fn accounts(&self) -> Collection<Document> {
-        self.db.collection("accounts")
-    }
-    fn devices(&self) -> Collection<Document> {
-        self.db.collection("devices")
-    }
-    fn sessions(&self) -> Collection<Document> {
-        self.db.collection("sessions")
-    }
-    fn refresh_tokens(&self) -> Collection<Document> {
-        self.db.collection("refresh_tokens")
-    }
-    fn signed_prekeys(&self) -> Collection<Document> {
-        self.db.collection("signed_prekeys")
-    }
-    fn one_time_prekeys(&self) -> Collection<Document> {
-        self.db.collection("one_time_prekeys")
-    }
-    fn contacts(&self) -> Collection<Document> {
-        self.db.collection("contacts")
-    }
-    fn settings(&self) -> Collection<Document> {
-        self.db.collection("settings")
+    /// The collection `name` (one of [`COLLECTIONS`]).
+    fn collection(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
     }
 
-    /// Those of `user_ids` that are accounts.
-    async fn existing_accounts(&self, user_ids: &[String]) -> Result<HashSet<String>, StoreError> {
-        let docs: Vec<Document> = self
-            .accounts()
-            .find(doc! { "_id": { "$in": user_ids } })
-            .projection(doc! { "_id": 1 })
+    /// The document `_id: id` of collection `name`, read with `from_doc`.
+    async fn find_by_id<T>(
+        &self,
+        name: &str,
+        id: &str,
+        from_doc: fn(&Document) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.collection(name)
+            .find_one(doc! { "_id": id })
             .await?
-            .try_collect()
-            .await?;
+            .map(|d| from_doc(&d))
+            .transpose()
+    }
+
+    /// Those of `user_ids` that are accounts, read in the transaction of `s` when one is given.
+    async fn existing_accounts(
+        &self,
+        user_ids: &[String],
+        s: Option<&mut ClientSession>,
+    ) -> Result<HashSet<String>, StoreError> {
+        let accounts = self.collection(ACCOUNTS);
+        let find = accounts
+            .find(doc! { "_id": { "$in": user_ids } })
+            .projection(doc! { "_id": 1 });
+        let docs: Vec<Document> = match s {
+            Some(s) => find.session(&mut *s).await?.stream(s).try_collect().await?,
+            None => find.await?.try_collect().await?,
+        };
         docs.iter().map(|d| d.string_field("_id")).collect()
     }
 
@@ -196,7 +181,7 @@ impl MongoLoginStore {
         filter.insert("_id", device_id);
         filter.insert("removed_at_ms", Bson::Null);
         let removed = self
-            .devices()
+            .collection(DEVICES)
             .find_one_and_update(filter, doc! { "$set": { "removed_at_ms": now_ms } })
             .session(&mut *s)
             .await?;
@@ -204,7 +189,7 @@ impl MongoLoginStore {
             return Ok(false);
         };
         let user_id = device.str_field("user_id")?;
-        self.accounts()
+        self.collection(ACCOUNTS)
             .update_one(
                 doc! { "_id": user_id },
                 doc! { "$inc": { "active_devices": -1 } },
@@ -220,11 +205,11 @@ impl MongoLoginStore {
         s: &mut ClientSession,
         device_id: &str,
     ) -> Result<(), StoreError> {
-        self.signed_prekeys()
+        self.collection(SIGNED_PREKEYS)
             .delete_one(doc! { "_id": device_id })
             .session(&mut *s)
             .await?;
-        self.one_time_prekeys()
+        self.collection(ONE_TIME_PREKEYS)
             .delete_many(doc! { "device_id": device_id })
             .session(&mut *s)
             .await?;
@@ -242,7 +227,7 @@ impl MongoLoginStore {
     ) -> Result<Txn<RotateOutcome>, StoreError> {
         // The deciding write: only one caller marks the token rotated.
         let claimed = self
-            .refresh_tokens()
+            .collection(REFRESH_TOKENS)
             .find_one_and_update(
                 doc! { "_id": old_hash, "rotated_at_ms": Bson::Null },
                 doc! { "$set": { "rotated_at_ms": now_ms } },
@@ -253,7 +238,7 @@ impl MongoLoginStore {
             Some(token) => token,
             None => {
                 let found = self
-                    .refresh_tokens()
+                    .collection(REFRESH_TOKENS)
                     .find_one(doc! { "_id": old_hash })
                     .session(&mut *s)
                     .await?;
@@ -263,7 +248,7 @@ impl MongoLoginStore {
                 // Already rotated: reuse, unless the session is gone already.
                 let session_id = token.str_field("session_id")?;
                 let revoked = self
-                    .sessions()
+                    .collection(SESSIONS)
                     .find_one_and_update(
                         doc! { "_id": session_id, "revoked_at_ms": Bson::Null },
                         doc! { "$set": {
@@ -287,7 +272,7 @@ impl MongoLoginStore {
         };
         let session_id = token.str_field("session_id")?;
         let session = self
-            .sessions()
+            .collection(SESSIONS)
             .find_one(doc! { "_id": session_id })
             .session(&mut *s)
             .await?
@@ -300,7 +285,7 @@ impl MongoLoginStore {
             // Nothing may be written: abort the claim.
             return Ok(Txn::Abort(RotateOutcome::Invalid));
         }
-        self.refresh_tokens()
+        self.collection(REFRESH_TOKENS)
             .insert_one(doc! {
                 "_id": new_hash,
                 "session_id": session_id,
@@ -379,7 +364,7 @@ impl LoginStore for MongoLoginStore {
         loop {
             tries += 1;
             let result = self
-                .accounts()
+                .collection(ACCOUNTS)
                 .find_one_and_update(doc! { "phone": phone }, update.clone())
                 .upsert(true)
                 .return_document(ReturnDocument::After)
@@ -398,7 +383,11 @@ impl LoginStore for MongoLoginStore {
                 Err(e) if is_duplicate_key(&e) => {}
                 Err(e) => return Err(e.into()),
             }
-            if let Some(d) = self.accounts().find_one(doc! { "phone": phone }).await? {
+            if let Some(d) = self
+                .collection(ACCOUNTS)
+                .find_one(doc! { "phone": phone })
+                .await?
+            {
                 return Ok((account_from_doc(&d)?, false));
             }
             if tries >= 5 {
@@ -410,11 +399,7 @@ impl LoginStore for MongoLoginStore {
     }
 
     async fn account(&self, user_id: &str) -> Result<Option<Account>, StoreError> {
-        self.accounts()
-            .find_one(doc! { "_id": user_id })
-            .await?
-            .map(|d| account_from_doc(&d))
-            .transpose()
+        self.find_by_id(ACCOUNTS, user_id, account_from_doc).await
     }
 
     async fn add_device(
@@ -436,7 +421,7 @@ impl LoginStore for MongoLoginStore {
         transaction!(self.client, |s| {
             // The deciding write: take a slot on the account's counter, if one is free.
             let slot = self
-                .accounts()
+                .collection(ACCOUNTS)
                 .update_one(
                     doc! {
                         "_id": &device.user_id,
@@ -449,35 +434,22 @@ impl LoginStore for MongoLoginStore {
             if slot.matched_count == 0 {
                 Ok(Txn::Abort(AddDeviceOutcome::TooManyDevices))
             } else {
-                self.devices()
+                self.collection(DEVICES)
                     .insert_one(record.clone())
                     .session(&mut *s)
                     .await?;
-                Ok(Txn::Commit(AddDeviceOutcome::Added(Device {
-                    device_id: device.device_id.clone(),
-                    user_id: device.user_id.clone(),
-                    name: device.name.clone(),
-                    platform: device.platform,
-                    identity_signing_key: device.identity_signing_key.clone(),
-                    identity_dh_key: device.identity_dh_key.clone(),
-                    created_at_ms: device.created_at_ms,
-                    removed_at_ms: None,
-                })))
+                Ok(Txn::Commit(AddDeviceOutcome::Added(device.registered())))
             }
         })
     }
 
     async fn device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
-        self.devices()
-            .find_one(doc! { "_id": device_id })
-            .await?
-            .map(|d| device_from_doc(&d))
-            .transpose()
+        self.find_by_id(DEVICES, device_id, device_from_doc).await
     }
 
     async fn devices(&self, user_id: &str) -> Result<Vec<Device>, StoreError> {
         let docs: Vec<Document> = self
-            .devices()
+            .collection(DEVICES)
             .find(doc! { "user_id": user_id, "removed_at_ms": Bson::Null })
             .sort(ACTIVE_DEVICES_SORT())
             .await?
@@ -488,7 +460,7 @@ impl LoginStore for MongoLoginStore {
 
     async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
         transaction!(self.client, |s| {
-            self.sessions()
+            self.collection(SESSIONS)
                 .insert_one(doc! {
                     "_id": &session.session_id,
                     "user_id": &session.user_id,
@@ -499,7 +471,7 @@ impl LoginStore for MongoLoginStore {
                 })
                 .session(&mut *s)
                 .await?;
-            self.refresh_tokens()
+            self.collection(REFRESH_TOKENS)
                 .insert_one(doc! {
                     "_id": &session.refresh_token_hash,
                     "session_id": &session.session_id,
@@ -514,11 +486,8 @@ impl LoginStore for MongoLoginStore {
     }
 
     async fn session(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
-        self.sessions()
-            .find_one(doc! { "_id": session_id })
-            .await?
-            .map(|d| session_from_doc(&d))
-            .transpose()
+        self.find_by_id(SESSIONS, session_id, session_from_doc)
+            .await
     }
 
     async fn rotate_refresh_token(
@@ -543,7 +512,7 @@ impl LoginStore for MongoLoginStore {
     ) -> Result<Vec<String>, StoreError> {
         transaction!(self.client, |s| {
             let owned = self
-                .devices()
+                .collection(DEVICES)
                 .find_one(doc! { "_id": device_id, "user_id": user_id })
                 .session(&mut *s)
                 .await?;
@@ -554,7 +523,7 @@ impl LoginStore for MongoLoginStore {
                     .await?;
                 let filter = doc! { "device_id": device_id, "user_id": user_id, "revoked_at_ms": Bson::Null };
                 let active: Vec<Document> = self
-                    .sessions()
+                    .collection(SESSIONS)
                     .find(filter.clone())
                     .sort(doc! { "_id": 1 })
                     .session(&mut *s)
@@ -566,7 +535,7 @@ impl LoginStore for MongoLoginStore {
                     .iter()
                     .map(|d| d.string_field("_id"))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.sessions()
+                self.collection(SESSIONS)
                     .update_many(
                         doc! { "_id": { "$in": &ids }, "revoked_at_ms": Bson::Null },
                         doc! { "$set": { "revoked_at_ms": now_ms, "revoke_reason": reason.as_str() } },
@@ -583,7 +552,7 @@ impl LoginStore for MongoLoginStore {
 
     async fn revocations_since(&self, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
         let docs: Vec<Document> = self
-            .sessions()
+            .collection(SESSIONS)
             .find(doc! { "revoked_at_ms": { "$gte": since_ms } })
             .sort(doc! { "revoked_at_ms": 1, "_id": 1 })
             .projection(doc! { "revoked_at_ms": 1 })
@@ -609,7 +578,7 @@ impl LoginStore for MongoLoginStore {
         transaction!(self.client, |s| {
             // A write on the device, so a concurrent removal conflicts with this upload.
             let active = self
-                .devices()
+                .collection(DEVICES)
                 .update_one(
                     doc! { "_id": device_id, "removed_at_ms": Bson::Null },
                     doc! { "$set": { "signed_prekey_at_ms": now_ms } },
@@ -619,7 +588,7 @@ impl LoginStore for MongoLoginStore {
             if active.matched_count == 0 {
                 Ok(Txn::Abort(false))
             } else {
-                self.signed_prekeys()
+                self.collection(SIGNED_PREKEYS)
                     .replace_one(
                         doc! { "_id": device_id },
                         doc! {
@@ -639,11 +608,8 @@ impl LoginStore for MongoLoginStore {
     }
 
     async fn signed_prekey(&self, device_id: &str) -> Result<Option<SignedPrekey>, StoreError> {
-        self.signed_prekeys()
-            .find_one(doc! { "_id": device_id })
-            .await?
-            .map(|d| signed_prekey_from_doc(&d))
-            .transpose()
+        self.find_by_id(SIGNED_PREKEYS, device_id, signed_prekey_from_doc)
+            .await
     }
 
     async fn add_one_time_prekeys(
@@ -666,7 +632,7 @@ impl LoginStore for MongoLoginStore {
         transaction!(self.client, |s| {
             // Reserve `n` upload positions on the device (and check it is active) in one write.
             let device = self
-                .devices()
+                .collection(DEVICES)
                 .find_one_and_update(
                     doc! { "_id": device_id, "removed_at_ms": Bson::Null },
                     doc! { "$inc": { "prekey_seq": n } },
@@ -680,7 +646,7 @@ impl LoginStore for MongoLoginStore {
             let base = device.i64_field("prekey_seq")? - n;
             if !unique.is_empty() {
                 let ids: Vec<i64> = unique.iter().map(|(_, p)| i64::from(p.key_id)).collect();
-                self.one_time_prekeys()
+                self.collection(ONE_TIME_PREKEYS)
                     .delete_many(doc! { "device_id": device_id, "key_id": { "$in": ids } })
                     .session(&mut *s)
                     .await?;
@@ -693,20 +659,20 @@ impl LoginStore for MongoLoginStore {
                         "uploaded_at_ms": now_ms,
                     }
                 });
-                self.one_time_prekeys()
+                self.collection(ONE_TIME_PREKEYS)
                     .insert_many(docs)
                     .session(&mut *s)
                     .await?;
             }
             let count = self
-                .one_time_prekeys()
+                .collection(ONE_TIME_PREKEYS)
                 .count_documents(doc! { "device_id": device_id })
                 .session(&mut *s)
                 .await?;
             let count = u32::try_from(count).map_err(|e| corrupt("count", e))?;
             if count > max_stored {
                 let oldest: Vec<Document> = self
-                    .one_time_prekeys()
+                    .collection(ONE_TIME_PREKEYS)
                     .find(doc! { "device_id": device_id })
                     .sort(doc! { "seq": 1 })
                     .limit(i64::from(count - max_stored))
@@ -720,7 +686,7 @@ impl LoginStore for MongoLoginStore {
                     .into_iter()
                     .filter_map(|mut d| d.remove("_id"))
                     .collect();
-                self.one_time_prekeys()
+                self.collection(ONE_TIME_PREKEYS)
                     .delete_many(doc! { "_id": { "$in": ids } })
                     .session(&mut *s)
                     .await?;
@@ -733,7 +699,7 @@ impl LoginStore for MongoLoginStore {
 
     async fn one_time_prekey_count(&self, device_id: &str) -> Result<u32, StoreError> {
         let count = self
-            .one_time_prekeys()
+            .collection(ONE_TIME_PREKEYS)
             .count_documents(doc! { "device_id": device_id })
             .await?;
         u32::try_from(count).map_err(|e| corrupt("count", e))
@@ -752,7 +718,7 @@ impl LoginStore for MongoLoginStore {
             filter.insert("_id", doc! { "$ne": except });
         }
         let devices = self
-            .devices()
+            .collection(DEVICES)
             .find(filter)
             .sort(ACTIVE_DEVICES_SORT())
             .await?;
@@ -762,7 +728,7 @@ impl LoginStore for MongoLoginStore {
             .map(|d| d.str_field("_id"))
             .collect::<Result<_, _>>()?;
         let signed: Vec<Document> = self
-            .signed_prekeys()
+            .collection(SIGNED_PREKEYS)
             .find(doc! { "_id": { "$in": &ids } })
             .await?
             .try_collect()
@@ -778,7 +744,7 @@ impl LoginStore for MongoLoginStore {
             };
             // Each one-time prekey is handed out at most once: whoever deletes it gets it.
             let one_time = self
-                .one_time_prekeys()
+                .collection(ONE_TIME_PREKEYS)
                 .find_one_and_delete(doc! { "device_id": &device.device_id })
                 .sort(doc! { "seq": 1 })
                 .await?
@@ -801,21 +767,10 @@ impl LoginStore for MongoLoginStore {
     }
 
     async fn devices_of(&self, user_ids: &[String]) -> Result<Vec<UserDevices>, StoreError> {
-        let mut seen = HashSet::new();
-        let unique: Vec<&String> = user_ids.iter().filter(|u| seen.insert(*u)).collect();
-        let existing: Vec<Document> = self
-            .accounts()
-            .find(doc! { "_id": { "$in": &unique } })
-            .projection(doc! { "_id": 1 })
-            .await?
-            .try_collect()
-            .await?;
-        let existing: HashSet<&str> = existing
-            .iter()
-            .map(|d| d.str_field("_id"))
-            .collect::<Result<_, _>>()?;
+        let unique = unique_in_order(user_ids);
+        let existing = self.existing_accounts(&unique, None).await?;
         let devices: Vec<Document> = self
-            .devices()
+            .collection(DEVICES)
             .find(doc! { "user_id": { "$in": &unique }, "removed_at_ms": Bson::Null })
             .sort(ACTIVE_DEVICES_SORT())
             .await?
@@ -827,14 +782,14 @@ impl LoginStore for MongoLoginStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(unique
             .into_iter()
-            .filter(|u| existing.contains(u.as_str()))
-            .map(|u| UserDevices {
-                user_id: u.clone(),
+            .filter(|u| existing.contains(u))
+            .map(|user_id| UserDevices {
                 devices: devices
                     .iter()
-                    .filter(|d| d.user_id == *u)
+                    .filter(|d| d.user_id == user_id)
                     .cloned()
                     .collect(),
+                user_id,
             })
             .collect())
     }
@@ -843,10 +798,9 @@ impl LoginStore for MongoLoginStore {
         &self,
         phones: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let mut seen = HashSet::new();
-        let unique: Vec<&String> = phones.iter().filter(|p| seen.insert(*p)).collect();
+        let unique = unique_in_order(phones);
         let found: Vec<Document> = self
-            .accounts()
+            .collection(ACCOUNTS)
             .find(doc! { "phone": { "$in": &unique } })
             .projection(doc! { "_id": 1, "phone": 1 })
             .await?
@@ -858,7 +812,8 @@ impl LoginStore for MongoLoginStore {
                 .iter()
                 .find(|d| d.get_str("phone") == Ok(phone.as_str()))
             {
-                pairs.push((phone.clone(), d.string_field("_id")?));
+                let user_id = d.string_field("_id")?;
+                pairs.push((phone, user_id));
             }
         }
         Ok(pairs)
@@ -870,34 +825,22 @@ impl LoginStore for MongoLoginStore {
         contacts: &[(String, String)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let ids: Vec<&String> = contacts.iter().map(|(id, _)| id).collect();
+        let ids: Vec<String> = contacts.iter().map(|(id, _)| id.clone()).collect();
         transaction!(self.client, |s| {
             let owner = self
-                .accounts()
+                .collection(ACCOUNTS)
                 .find_one(doc! { "_id": owner_user_id })
                 .session(&mut *s)
                 .await?;
             if owner.is_none() {
                 return Ok(Txn::Abort(()));
             }
-            let existing: Vec<Document> = self
-                .accounts()
-                .find(doc! { "_id": { "$in": &ids } })
-                .projection(doc! { "_id": 1 })
-                .session(&mut *s)
-                .await?
-                .stream(&mut *s)
-                .try_collect()
-                .await?;
-            let existing: HashSet<String> = existing
-                .iter()
-                .map(|d| d.string_field("_id"))
-                .collect::<Result<_, _>>()?;
+            let existing = self.existing_accounts(&ids, Some(&mut *s)).await?;
             for (user_id, phone) in contacts {
                 if user_id == owner_user_id || !existing.contains(user_id) {
                     continue;
                 }
-                self.contacts()
+                self.collection(CONTACTS)
                     .update_one(
                         doc! { "_id": { "o": owner_user_id, "c": user_id } },
                         doc! {
@@ -915,7 +858,7 @@ impl LoginStore for MongoLoginStore {
 
     async fn contacts(&self, owner_user_id: &str) -> Result<Vec<Contact>, StoreError> {
         let docs: Vec<Document> = self
-            .contacts()
+            .collection(CONTACTS)
             .find(doc! { "_id.o": owner_user_id })
             .sort(doc! { "added_at_ms": 1, "_id.c": 1 })
             .await?
@@ -938,25 +881,19 @@ impl LoginStore for MongoLoginStore {
         user_id: &str,
         candidates: &[String],
     ) -> Result<Vec<String>, StoreError> {
-        let mut unique = Vec::new();
-        let mut seen = HashSet::new();
-        for candidate in candidates {
-            if seen.insert(candidate.as_str()) {
-                unique.push(candidate.as_str());
-            }
-        }
+        let unique = unique_in_order(candidates);
         // Both directions in one query: the user's contacts among the candidates, and the
         // candidates that have the user as a contact.
         let mine: Vec<Document> = unique
             .iter()
-            .map(|c| doc! { "o": user_id, "c": *c })
+            .map(|c| doc! { "o": user_id, "c": c })
             .collect();
         let theirs: Vec<Document> = unique
             .iter()
-            .map(|c| doc! { "o": *c, "c": user_id })
+            .map(|c| doc! { "o": c, "c": user_id })
             .collect();
         let found: Vec<Document> = self
-            .contacts()
+            .collection(CONTACTS)
             .find(doc! { "_id": { "$in": mine.into_iter().chain(theirs).collect::<Vec<_>>() } })
             .projection(doc! { "_id": 1 })
             .await?
@@ -975,8 +912,7 @@ impl LoginStore for MongoLoginStore {
         }
         Ok(unique
             .into_iter()
-            .filter(|c| outgoing.contains(*c) && incoming.contains(*c))
-            .map(str::to_owned)
+            .filter(|c| outgoing.contains(c) && incoming.contains(c))
             .collect())
     }
 
@@ -984,9 +920,9 @@ impl LoginStore for MongoLoginStore {
         &self,
         user_ids: &[String],
     ) -> Result<Vec<(String, Settings)>, StoreError> {
-        let existing = self.existing_accounts(user_ids).await?;
+        let existing = self.existing_accounts(user_ids, None).await?;
         let docs: Vec<Document> = self
-            .settings()
+            .collection(SETTINGS)
             .find(doc! { "_id": { "$in": user_ids } })
             .await?
             .try_collect()
@@ -995,15 +931,14 @@ impl LoginStore for MongoLoginStore {
         for d in &docs {
             stored.insert(d.string_field("_id")?, settings_from_doc(d)?);
         }
-        let mut found = Vec::new();
-        let mut seen = HashSet::new();
-        for user_id in user_ids {
-            if existing.contains(user_id) && seen.insert(user_id) {
-                let settings = stored.remove(user_id).unwrap_or_default();
-                found.push((user_id.clone(), settings));
-            }
-        }
-        Ok(found)
+        Ok(unique_in_order(user_ids)
+            .into_iter()
+            .filter(|u| existing.contains(u))
+            .map(|user_id| {
+                let settings = stored.remove(&user_id).unwrap_or_default();
+                (user_id, settings)
+            })
+            .collect())
     }
 
     async fn update_settings(
@@ -1014,7 +949,7 @@ impl LoginStore for MongoLoginStore {
     ) -> Result<Option<Settings>, StoreError> {
         // Accounts are never deleted, so checking first and writing after is safe.
         if self
-            .accounts()
+            .collection(ACCOUNTS)
             .find_one(doc! { "_id": user_id })
             .projection(doc! { "_id": 1 })
             .await?
@@ -1051,7 +986,7 @@ impl LoginStore for MongoLoginStore {
         if !on_insert.is_empty() {
             change.insert("$setOnInsert", on_insert);
         }
-        self.settings()
+        self.collection(SETTINGS)
             .find_one_and_update(doc! { "_id": user_id }, change)
             .upsert(true)
             .return_document(ReturnDocument::After)

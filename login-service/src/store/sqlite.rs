@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use super::{
     Account, AddDeviceOutcome, Contact, Device, LoginStore, NewDevice, NewSession, OneTimePrekey,
     PrekeyBundle, Revocation, RevokeReason, RotateOutcome, Session, Settings, SettingsUpdate,
-    SignedPrekey, StoreError, UserDevices, Visibility,
+    SignedPrekey, StoreError, UserDevices, Visibility, unique_in_order,
 };
 
 /// The schema migrations, in order; migration `i` (0-based) brings `user_version` to `i + 1`.
@@ -225,16 +225,7 @@ impl LoginStore for SqliteStore {
                     device.created_at_ms,
                 ],
             )?;
-            Ok(AddDeviceOutcome::Added(Device {
-                device_id: device.device_id.clone(),
-                user_id: device.user_id.clone(),
-                name: device.name.clone(),
-                platform: device.platform,
-                identity_signing_key: device.identity_signing_key.clone(),
-                identity_dh_key: device.identity_dh_key.clone(),
-                created_at_ms: device.created_at_ms,
-                removed_at_ms: None,
-            }))
+            Ok(AddDeviceOutcome::Added(device.registered()))
         })
         .await
     }
@@ -624,7 +615,7 @@ impl LoginStore for SqliteStore {
     }
 
     async fn devices_of(&self, user_ids: &[String]) -> Result<Vec<UserDevices>, StoreError> {
-        let user_ids = user_ids.to_vec();
+        let user_ids = unique_in_order(user_ids);
         self.db
             .read(move |conn| {
                 // One snapshot for the whole answer.
@@ -641,11 +632,7 @@ impl LoginStore for SqliteStore {
                      WHERE a.user_id = ?1
                      ORDER BY d.created_at_ms, d.device_id",
                     )?;
-                    let mut seen = std::collections::HashSet::new();
                     for user_id in &user_ids {
-                        if !seen.insert(user_id.as_str()) {
-                            continue;
-                        }
                         let rows = stmt
                             .query_map(params![user_id], |r| {
                                 let has_device: bool = r.get(1)?;
@@ -675,7 +662,7 @@ impl LoginStore for SqliteStore {
         &self,
         phones: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let phones = phones.to_vec();
+        let phones = unique_in_order(phones);
         self.db
             .read(move |conn| {
                 let tx = conn.unchecked_transaction()?;
@@ -683,17 +670,12 @@ impl LoginStore for SqliteStore {
                 {
                     let mut stmt =
                         tx.prepare_cached("SELECT user_id FROM accounts WHERE phone = ?1")?;
-                    let mut seen = std::collections::HashSet::new();
                     for phone in phones {
-                        if seen.contains(&phone) {
-                            continue;
-                        }
                         let user_id: Option<String> =
                             stmt.query_row(params![phone], |r| r.get(0)).optional()?;
                         if let Some(user_id) = user_id {
-                            found.push((phone.clone(), user_id));
+                            found.push((phone, user_id));
                         }
-                        seen.insert(phone);
                     }
                 }
                 tx.commit()?;
@@ -758,7 +740,7 @@ impl LoginStore for SqliteStore {
         candidates: &[String],
     ) -> Result<Vec<String>, StoreError> {
         let user_id = user_id.to_owned();
-        let candidates = candidates.to_vec();
+        let candidates = unique_in_order(candidates);
         self.db
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
@@ -766,12 +748,8 @@ impl LoginStore for SqliteStore {
                      ON b.owner_user_id = a.contact_user_id AND b.contact_user_id = a.owner_user_id
                      WHERE a.owner_user_id = ?1 AND a.contact_user_id = ?2)",
                 )?;
-                let mut seen = std::collections::HashSet::new();
                 let mut mutual = Vec::new();
                 for candidate in candidates {
-                    if !seen.insert(candidate.clone()) {
-                        continue;
-                    }
                     if stmt.query_row(params![user_id, candidate], |r| r.get::<_, bool>(0))? {
                         mutual.push(candidate);
                     }
@@ -785,16 +763,13 @@ impl LoginStore for SqliteStore {
         &self,
         user_ids: &[String],
     ) -> Result<Vec<(String, Settings)>, StoreError> {
-        let user_ids = user_ids.to_vec();
+        let user_ids = unique_in_order(user_ids);
         self.db
             .read(move |conn| {
                 let tx = conn.unchecked_transaction()?;
-                let mut seen = std::collections::HashSet::new();
                 let mut found = Vec::new();
                 for user_id in user_ids {
-                    if seen.insert(user_id.clone())
-                        && let Some(settings) = account_settings(&tx, &user_id)?
-                    {
+                    if let Some(settings) = account_settings(&tx, &user_id)? {
                         found.push((user_id, settings));
                     }
                 }

@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{
-    AddDeviceOutcome, Contact, LoginStore, NewDevice, NewSession, OneTimePrekey, Revocation,
-    RevokeReason, RotateOutcome, Settings, SettingsUpdate, SignedPrekey, Visibility,
+    AddDeviceOutcome, Contact, Device, LoginStore, NewDevice, NewSession, OneTimePrekey,
+    PrekeyBundle, Revocation, RevokeReason, RotateOutcome, Session, Settings, SettingsUpdate,
+    SignedPrekey, Visibility,
 };
 
 /// How a backend's test hands its fresh store to a case: cases take `&dyn LoginStore`, or
@@ -96,32 +97,98 @@ fn new_device(user_id: &str, device_id: &str, at: i64) -> NewDevice {
     }
 }
 
-fn new_session(user_id: &str, device_id: &str, session_id: &str, hash: &str) -> NewSession {
-    NewSession {
+/// `items` as owned strings.
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Creates account `u{n}` with phone `+1555000000{n}` at [`T0`].
+async fn account(store: &dyn LoginStore, n: u8) {
+    store
+        .find_or_create_account(&format!("+1555000000{n}"), &format!("u{n}"), T0)
+        .await
+        .expect("account");
+}
+
+/// Adds [`new_device`] `device_id` of `user_id` at `at`, under a cap of 8 devices.
+async fn add_device(
+    store: &dyn LoginStore,
+    user_id: &str,
+    device_id: &str,
+    at: i64,
+) -> AddDeviceOutcome {
+    store
+        .add_device(new_device(user_id, device_id, at), 8)
+        .await
+        .expect("add device")
+}
+
+/// Creates session `session_id` of `device_id` at [`T0`], its refresh token hashing to `hash`
+/// and expiring 30 days later.
+async fn create_session(
+    store: &dyn LoginStore,
+    user_id: &str,
+    device_id: &str,
+    session_id: &str,
+    hash: &str,
+) {
+    let session = NewSession {
         session_id: session_id.into(),
         user_id: user_id.into(),
         device_id: device_id.into(),
         refresh_token_hash: hash.into(),
         refresh_expires_at_ms: T0 + 30 * DAY,
         created_at_ms: T0,
-    }
+    };
+    store.create_session(session).await.expect("session");
 }
 
 /// An account `u1` with device `d1` and session `s1` whose refresh token hashes to `h1`.
 async fn signed_in(store: &dyn LoginStore) {
-    store
-        .find_or_create_account("+15550000001", "u1", T0)
-        .await
-        .expect("account");
-    let added = store
-        .add_device(new_device("u1", "d1", T0), 8)
-        .await
-        .expect("device");
+    account(store, 1).await;
+    let added = add_device(store, "u1", "d1", T0).await;
     assert!(matches!(added, AddDeviceOutcome::Added(_)));
+    create_session(store, "u1", "d1", "s1", "h1").await;
+}
+
+/// The stored session `session_id`, which must exist.
+async fn stored_session(store: &dyn LoginStore, session_id: &str) -> Session {
     store
-        .create_session(new_session("u1", "d1", "s1", "h1"))
+        .session(session_id)
         .await
-        .expect("session");
+        .expect("get")
+        .expect("session exists")
+}
+
+/// The stored device `device_id` (removed or not), which must exist.
+async fn stored_device(store: &dyn LoginStore, device_id: &str) -> Device {
+    store
+        .device(device_id)
+        .await
+        .expect("get")
+        .expect("device exists")
+}
+
+/// Exchanges the refresh token hashed `old_hash` for one hashed `new_hash`.
+async fn rotate(
+    store: &dyn LoginStore,
+    old_hash: &str,
+    new_hash: &str,
+    new_expires_at_ms: i64,
+    now_ms: i64,
+) -> RotateOutcome {
+    store
+        .rotate_refresh_token(old_hash, new_hash, new_expires_at_ms, now_ms)
+        .await
+        .expect("rotate")
+}
+
+/// Signs `device_id` out as `user_id` at `at`; the sessions this revoked.
+async fn sign_out(store: &dyn LoginStore, user_id: &str, device_id: &str, at: i64) -> Vec<String> {
+    store
+        .revoke_device_sessions(user_id, device_id, at, RevokeReason::SignOut)
+        .await
+        .expect("sign out")
 }
 
 pub(crate) async fn account_created_once_per_phone(store: &dyn LoginStore) {
@@ -170,10 +237,7 @@ pub(crate) async fn concurrent_account_creation(store: &dyn LoginStore) {
 }
 
 pub(crate) async fn device_cap(store: &dyn LoginStore) {
-    store
-        .find_or_create_account("+15550000001", "u1", T0)
-        .await
-        .expect("account");
+    account(store, 1).await;
     for i in 0..3 {
         let added = store
             .add_device(new_device("u1", &format!("d{i}"), T0 + i), 3)
@@ -197,10 +261,7 @@ pub(crate) async fn device_cap(store: &dyn LoginStore) {
     );
 
     // A removed device frees its slot.
-    store
-        .revoke_device_sessions("u1", "d0", T0 + 10, RevokeReason::SignOut)
-        .await
-        .expect("remove");
+    sign_out(store, "u1", "d0", T0 + 10).await;
     let added = store
         .add_device(new_device("u1", "d3", T0 + 11), 3)
         .await
@@ -209,10 +270,7 @@ pub(crate) async fn device_cap(store: &dyn LoginStore) {
 }
 
 pub(crate) async fn concurrent_device_cap(store: &dyn LoginStore) {
-    store
-        .find_or_create_account("+15550000001", "u1", T0)
-        .await
-        .expect("account");
+    account(store, 1).await;
     let results = tokio::join!(
         store.add_device(new_device("u1", "d0", T0), 2),
         store.add_device(new_device("u1", "d1", T0), 2),
@@ -229,32 +287,14 @@ pub(crate) async fn concurrent_device_cap(store: &dyn LoginStore) {
 }
 
 pub(crate) async fn devices_lists_active_only(store: &dyn LoginStore) {
-    store
-        .find_or_create_account("+15550000001", "u1", T0)
-        .await
-        .expect("account");
-    store
-        .find_or_create_account("+15550000002", "u2", T0)
-        .await
-        .expect("account");
+    account(store, 1).await;
+    account(store, 2).await;
     let stored = new_device("u1", "d1", T0 + 2);
     store.add_device(stored.clone(), 8).await.expect("add");
-    store
-        .add_device(new_device("u1", "d0", T0 + 1), 8)
-        .await
-        .expect("add");
-    store
-        .add_device(new_device("u1", "d2", T0 + 3), 8)
-        .await
-        .expect("add");
-    store
-        .add_device(new_device("u2", "dx", T0), 8)
-        .await
-        .expect("add");
-    store
-        .revoke_device_sessions("u1", "d2", T0 + 4, RevokeReason::SignOut)
-        .await
-        .expect("remove");
+    add_device(store, "u1", "d0", T0 + 1).await;
+    add_device(store, "u1", "d2", T0 + 3).await;
+    add_device(store, "u2", "dx", T0).await;
+    sign_out(store, "u1", "d2", T0 + 4).await;
 
     let devices = store.devices("u1").await.expect("list");
     let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
@@ -270,17 +310,13 @@ pub(crate) async fn devices_lists_active_only(store: &dyn LoginStore) {
     assert_eq!(d1.identity_dh_key, stored.identity_dh_key);
     assert_eq!(d1.created_at_ms, stored.created_at_ms);
 
-    let removed = store
-        .device("d2")
-        .await
-        .expect("get")
-        .expect("still stored");
+    let removed = stored_device(store, "d2").await;
     assert_eq!(removed.removed_at_ms, Some(T0 + 4));
 }
 
 pub(crate) async fn session_round_trip(store: &dyn LoginStore) {
     signed_in(store).await;
-    let session = store.session("s1").await.expect("get").expect("exists");
+    let session = stored_session(store, "s1").await;
     assert_eq!(session.user_id, "u1");
     assert_eq!(session.device_id, "d1");
     assert_eq!(session.created_at_ms, T0);
@@ -291,10 +327,7 @@ pub(crate) async fn session_round_trip(store: &dyn LoginStore) {
 
 pub(crate) async fn rotation(store: &dyn LoginStore) {
     signed_in(store).await;
-    let outcome = store
-        .rotate_refresh_token("h1", "h2", T0 + 31 * DAY, T0 + 1000)
-        .await
-        .expect("rotate");
+    let outcome = rotate(store, "h1", "h2", T0 + 31 * DAY, T0 + 1000).await;
     let RotateOutcome::Rotated { session } = outcome else {
         panic!("not rotated: {outcome:?}")
     };
@@ -303,37 +336,18 @@ pub(crate) async fn rotation(store: &dyn LoginStore) {
         ("s1", "d1")
     );
 
-    let outcome = store
-        .rotate_refresh_token("h2", "h3", T0 + 32 * DAY, T0 + 2000)
-        .await
-        .expect("rotate");
+    let outcome = rotate(store, "h2", "h3", T0 + 32 * DAY, T0 + 2000).await;
     assert!(matches!(outcome, RotateOutcome::Rotated { .. }));
 
-    let unknown = store
-        .rotate_refresh_token("hx", "hy", T0 + 32 * DAY, T0 + 3000)
-        .await
-        .expect("rotate");
+    let unknown = rotate(store, "hx", "hy", T0 + 32 * DAY, T0 + 3000).await;
     assert_eq!(unknown, RotateOutcome::Invalid);
-    assert!(
-        store
-            .session("s1")
-            .await
-            .expect("get")
-            .expect("exists")
-            .is_active()
-    );
+    assert!(stored_session(store, "s1").await.is_active());
 }
 
 pub(crate) async fn reuse_revokes_session(store: &dyn LoginStore) {
     signed_in(store).await;
-    store
-        .rotate_refresh_token("h1", "h2", T0 + 31 * DAY, T0 + 1000)
-        .await
-        .expect("rotate");
-    let outcome = store
-        .rotate_refresh_token("h1", "h9", T0 + 31 * DAY, T0 + 2000)
-        .await
-        .expect("reuse");
+    rotate(store, "h1", "h2", T0 + 31 * DAY, T0 + 1000).await;
+    let outcome = rotate(store, "h1", "h9", T0 + 31 * DAY, T0 + 2000).await;
     assert_eq!(
         outcome,
         RotateOutcome::Reused {
@@ -341,7 +355,7 @@ pub(crate) async fn reuse_revokes_session(store: &dyn LoginStore) {
         }
     );
 
-    let session = store.session("s1").await.expect("get").expect("exists");
+    let session = stored_session(store, "s1").await;
     assert_eq!(session.revoked_at_ms, Some(T0 + 2000));
     assert_eq!(
         session.revoke_reason,
@@ -352,21 +366,12 @@ pub(crate) async fn reuse_revokes_session(store: &dyn LoginStore) {
     assert!(store.devices("u1").await.expect("devices").is_empty());
 
     // The newest token of the family is dead too, and so is the reused one from now on.
-    let newest = store
-        .rotate_refresh_token("h2", "h3", T0 + 31 * DAY, T0 + 3000)
-        .await
-        .expect("rotate");
+    let newest = rotate(store, "h2", "h3", T0 + 31 * DAY, T0 + 3000).await;
     assert_eq!(newest, RotateOutcome::Invalid);
-    let again = store
-        .rotate_refresh_token("h1", "h4", T0 + 31 * DAY, T0 + 3000)
-        .await
-        .expect("rotate");
+    let again = rotate(store, "h1", "h4", T0 + 31 * DAY, T0 + 3000).await;
     assert_eq!(again, RotateOutcome::Invalid);
     // The attempted replacement token was never stored.
-    let ghost = store
-        .rotate_refresh_token("h9", "h5", T0 + 31 * DAY, T0 + 3000)
-        .await
-        .expect("rotate");
+    let ghost = rotate(store, "h9", "h5", T0 + 31 * DAY, T0 + 3000).await;
     assert_eq!(ghost, RotateOutcome::Invalid);
 
     assert_eq!(
@@ -396,143 +401,64 @@ pub(crate) async fn concurrent_rotation(store: &dyn LoginStore) {
             session_id: "s1".into()
         }
     );
-    assert!(
-        !store
-            .session("s1")
-            .await
-            .expect("get")
-            .expect("exists")
-            .is_active()
-    );
+    assert!(!stored_session(store, "s1").await.is_active());
 }
 
 pub(crate) async fn expired_refresh_token(store: &dyn LoginStore) {
     signed_in(store).await;
     let expires = T0 + 30 * DAY;
-    let outcome = store
-        .rotate_refresh_token("h1", "h2", expires + DAY, expires)
-        .await
-        .expect("rotate");
+    let outcome = rotate(store, "h1", "h2", expires + DAY, expires).await;
     assert_eq!(outcome, RotateOutcome::Invalid);
     // Refusing an expired token is not reuse: the session stays, nothing was rotated.
-    assert!(
-        store
-            .session("s1")
-            .await
-            .expect("get")
-            .expect("exists")
-            .is_active()
-    );
-    let outcome = store
-        .rotate_refresh_token("h1", "h2", expires + DAY, expires - 1)
-        .await
-        .expect("rotate");
+    assert!(stored_session(store, "s1").await.is_active());
+    let outcome = rotate(store, "h1", "h2", expires + DAY, expires - 1).await;
     assert!(matches!(outcome, RotateOutcome::Rotated { .. }));
 }
 
 pub(crate) async fn revoke_device_sessions(store: &dyn LoginStore) {
     signed_in(store).await;
-    store
-        .create_session(new_session("u1", "d1", "s2", "h2"))
-        .await
-        .expect("second session");
+    create_session(store, "u1", "d1", "s2", "h2").await;
 
     // Another user cannot sign this device out.
-    store
-        .find_or_create_account("+15550000002", "u2", T0)
-        .await
-        .expect("account");
-    let none = store
-        .revoke_device_sessions("u2", "d1", T0 + 5, RevokeReason::SignOut)
-        .await
-        .expect("revoke");
+    account(store, 2).await;
+    let none = sign_out(store, "u2", "d1", T0 + 5).await;
     assert!(none.is_empty());
-    assert_eq!(
-        store
-            .device("d1")
-            .await
-            .expect("get")
-            .expect("exists")
-            .removed_at_ms,
-        None
-    );
+    assert_eq!(stored_device(store, "d1").await.removed_at_ms, None);
 
-    let revoked = store
-        .revoke_device_sessions("u1", "d1", T0 + 10, RevokeReason::SignOut)
-        .await
-        .expect("revoke");
+    let revoked = sign_out(store, "u1", "d1", T0 + 10).await;
     assert_eq!(revoked, ["s1", "s2"]);
-    let s1 = store.session("s1").await.expect("get").expect("exists");
+    let s1 = stored_session(store, "s1").await;
     assert_eq!(s1.revoked_at_ms, Some(T0 + 10));
     assert_eq!(s1.revoke_reason, Some(RevokeReason::SignOut));
     assert_eq!(
-        store
-            .device("d1")
-            .await
-            .expect("get")
-            .expect("exists")
-            .removed_at_ms,
+        stored_device(store, "d1").await.removed_at_ms,
         Some(T0 + 10)
     );
     assert!(store.devices("u1").await.expect("list").is_empty());
 
     // Refresh tokens of a revoked session no longer work.
-    let outcome = store
-        .rotate_refresh_token("h1", "h3", T0 + 31 * DAY, T0 + 20)
-        .await
-        .expect("rotate");
+    let outcome = rotate(store, "h1", "h3", T0 + 31 * DAY, T0 + 20).await;
     assert_eq!(outcome, RotateOutcome::Invalid);
 
     // Idempotent: a second sign-out revokes nothing and keeps the first times.
-    let again = store
-        .revoke_device_sessions("u1", "d1", T0 + 30, RevokeReason::SignOut)
-        .await
-        .expect("revoke");
+    let again = sign_out(store, "u1", "d1", T0 + 30).await;
     assert!(again.is_empty());
     assert_eq!(
-        store
-            .session("s1")
-            .await
-            .expect("get")
-            .expect("exists")
-            .revoked_at_ms,
+        stored_session(store, "s1").await.revoked_at_ms,
         Some(T0 + 10)
     );
 }
 
 pub(crate) async fn revocations_since(store: &dyn LoginStore) {
-    store
-        .find_or_create_account("+15550000001", "u1", T0)
-        .await
-        .expect("account");
+    account(store, 1).await;
     for (i, at) in [(1, T0 + 100), (2, T0 + 200), (3, T0 + 300)] {
         let device = format!("d{i}");
-        store
-            .add_device(new_device("u1", &device, T0), 8)
-            .await
-            .expect("device");
-        store
-            .create_session(new_session(
-                "u1",
-                &device,
-                &format!("s{i}"),
-                &format!("h{i}"),
-            ))
-            .await
-            .expect("session");
-        store
-            .revoke_device_sessions("u1", &device, at, RevokeReason::SignOut)
-            .await
-            .expect("revoke");
+        add_device(store, "u1", &device, T0).await;
+        create_session(store, "u1", &device, &format!("s{i}"), &format!("h{i}")).await;
+        sign_out(store, "u1", &device, at).await;
     }
-    store
-        .add_device(new_device("u1", "d4", T0), 8)
-        .await
-        .expect("device");
-    store
-        .create_session(new_session("u1", "d4", "s4", "h4"))
-        .await
-        .expect("active session");
+    add_device(store, "u1", "d4", T0).await;
+    create_session(store, "u1", "d4", "s4", "h4").await;
 
     let ids = |r: Vec<Revocation>| r.into_iter().map(|r| r.session_id).collect::<Vec<_>>();
     assert_eq!(
@@ -582,16 +508,54 @@ fn one_time(key_ids: impl IntoIterator<Item = u32>) -> Vec<OneTimePrekey> {
         .collect()
 }
 
+/// Publishes `prekey` as the signed prekey of `device_id` at `at`; whether the device took it.
+async fn set_signed_prekey(
+    store: &dyn LoginStore,
+    device_id: &str,
+    prekey: SignedPrekey,
+    at: i64,
+) -> bool {
+    store
+        .set_signed_prekey(device_id, prekey, at)
+        .await
+        .expect("set signed prekey")
+}
+
+/// Adds `prekeys` to the one-time prekeys of `device_id` at `at`, keeping at most `max_stored`;
+/// how many the device now has (`None` for an unknown or removed device).
+async fn add_one_time_prekeys(
+    store: &dyn LoginStore,
+    device_id: &str,
+    prekeys: Vec<OneTimePrekey>,
+    max_stored: u32,
+    at: i64,
+) -> Option<u32> {
+    store
+        .add_one_time_prekeys(device_id, prekeys, max_stored, at)
+        .await
+        .expect("add one-time prekeys")
+}
+
+/// The bundles `take_bundles` hands out for `user_id` (which must exist), except for
+/// `except_device_id`.
+async fn bundles_of(
+    store: &dyn LoginStore,
+    user_id: &str,
+    except_device_id: Option<&str>,
+) -> Vec<PrekeyBundle> {
+    store
+        .take_bundles(user_id, except_device_id)
+        .await
+        .expect("take")
+        .expect("user exists")
+}
+
 /// The one-time prekey ids `take_bundles` hands out for `device_id` of `user_id` until none is
 /// left (the device must have a signed prekey).
 async fn drain(store: &dyn LoginStore, user_id: &str, device_id: &str) -> Vec<u32> {
     let mut ids = Vec::new();
     loop {
-        let bundles = store
-            .take_bundles(user_id, None)
-            .await
-            .expect("take")
-            .expect("user exists");
+        let bundles = bundles_of(store, user_id, None).await;
         let bundle = bundles
             .into_iter()
             .find(|b| b.device_id == device_id)
@@ -607,42 +571,23 @@ pub(crate) async fn signed_prekey_round_trip(store: &dyn LoginStore) {
     signed_in(store).await;
     assert_eq!(store.signed_prekey("d1").await.expect("get"), None);
     assert!(
-        !store
-            .set_signed_prekey("nope", signed(1), T0)
-            .await
-            .expect("set"),
+        !set_signed_prekey(store, "nope", signed(1), T0).await,
         "unknown device"
     );
-    assert!(
-        store
-            .set_signed_prekey("d1", signed(1), T0)
-            .await
-            .expect("set")
-    );
+    assert!(set_signed_prekey(store, "d1", signed(1), T0).await);
     assert_eq!(
         store.signed_prekey("d1").await.expect("get"),
         Some(signed(1))
     );
-    assert!(
-        store
-            .set_signed_prekey("d1", signed(2), T0 + 1)
-            .await
-            .expect("replace")
-    );
+    assert!(set_signed_prekey(store, "d1", signed(2), T0 + 1).await);
     assert_eq!(
         store.signed_prekey("d1").await.expect("get"),
         Some(signed(2))
     );
 
-    store
-        .revoke_device_sessions("u1", "d1", T0 + 2, RevokeReason::SignOut)
-        .await
-        .expect("sign out");
+    sign_out(store, "u1", "d1", T0 + 2).await;
     assert!(
-        !store
-            .set_signed_prekey("d1", signed(3), T0 + 3)
-            .await
-            .expect("set"),
+        !set_signed_prekey(store, "d1", signed(3), T0 + 3).await,
         "removed device"
     );
     assert_eq!(store.signed_prekey("d1").await.expect("get"), None);
@@ -651,19 +596,13 @@ pub(crate) async fn signed_prekey_round_trip(store: &dyn LoginStore) {
 pub(crate) async fn one_time_prekeys_cap_and_replace(store: &dyn LoginStore) {
     signed_in(store).await;
     assert_eq!(
-        store
-            .add_one_time_prekeys("nope", one_time(1..3), 5, T0)
-            .await
-            .expect("add"),
+        add_one_time_prekeys(store, "nope", one_time(1..3), 5, T0).await,
         None,
         "unknown device"
     );
     assert_eq!(store.one_time_prekey_count("nope").await.expect("count"), 0);
     assert_eq!(
-        store
-            .add_one_time_prekeys("d1", one_time(1..4), 5, T0)
-            .await
-            .expect("add"),
+        add_one_time_prekeys(store, "d1", one_time(1..4), 5, T0).await,
         Some(3)
     );
     // Re-uploading key 1 replaces it and makes it the newest.
@@ -672,55 +611,30 @@ pub(crate) async fn one_time_prekeys_cap_and_replace(store: &dyn LoginStore) {
         public_key: vec![0xee; 32],
     };
     assert_eq!(
-        store
-            .add_one_time_prekeys("d1", vec![replacement.clone()], 5, T0 + 1)
-            .await
-            .expect("add"),
+        add_one_time_prekeys(store, "d1", vec![replacement.clone()], 5, T0 + 1).await,
         Some(3)
     );
     // Over the cap of 5: the two oldest (2, 3) go.
     assert_eq!(
-        store
-            .add_one_time_prekeys("d1", one_time([10, 11, 12, 13]), 5, T0 + 2)
-            .await
-            .expect("add"),
+        add_one_time_prekeys(store, "d1", one_time([10, 11, 12, 13]), 5, T0 + 2).await,
         Some(5)
     );
     assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 5);
 
-    assert!(
-        store
-            .set_signed_prekey("d1", signed(1), T0)
-            .await
-            .expect("set")
-    );
-    let first = store
-        .take_bundles("u1", None)
-        .await
-        .expect("take")
-        .expect("user")
-        .remove(0);
+    assert!(set_signed_prekey(store, "d1", signed(1), T0).await);
+    let first = bundles_of(store, "u1", None).await.remove(0);
     assert_eq!(first.one_time_prekey, Some(replacement));
     assert_eq!(drain(store, "u1", "d1").await, [10, 11, 12, 13]);
     assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 0);
 
     // Within one call the order of the list is the upload order.
-    store
-        .add_one_time_prekeys("d1", one_time([30, 20, 25]), 5, T0 + 3)
-        .await
-        .expect("add");
+    add_one_time_prekeys(store, "d1", one_time([30, 20, 25]), 5, T0 + 3).await;
     assert_eq!(drain(store, "u1", "d1").await, [30, 20, 25]);
 
     // A removed device takes no more keys.
-    store
-        .revoke_device_sessions("u1", "d1", T0 + 4, RevokeReason::SignOut)
-        .await
-        .expect("sign out");
+    sign_out(store, "u1", "d1", T0 + 4).await;
     assert_eq!(
-        store
-            .add_one_time_prekeys("d1", one_time(1..3), 5, T0 + 5)
-            .await
-            .expect("add"),
+        add_one_time_prekeys(store, "d1", one_time(1..3), 5, T0 + 5).await,
         None
     );
     assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 0);
@@ -728,10 +642,7 @@ pub(crate) async fn one_time_prekeys_cap_and_replace(store: &dyn LoginStore) {
 
 pub(crate) async fn take_bundles(store: &dyn LoginStore) {
     assert_eq!(store.take_bundles("u1", None).await.expect("take"), None);
-    store
-        .find_or_create_account("+15550000001", "u1", T0)
-        .await
-        .expect("account");
+    account(store, 1).await;
     assert_eq!(
         store.take_bundles("u1", None).await.expect("take"),
         Some(vec![]),
@@ -744,37 +655,16 @@ pub(crate) async fn take_bundles(store: &dyn LoginStore) {
         ("d3", T0 + 3),
         ("d4", T0 + 4),
     ] {
-        store
-            .add_device(new_device("u1", device, at), 8)
-            .await
-            .expect("device");
+        add_device(store, "u1", device, at).await;
     }
     for (device, key) in [("d1", 1), ("d2", 2), ("d4", 4)] {
-        assert!(
-            store
-                .set_signed_prekey(device, signed(key), T0)
-                .await
-                .expect("set")
-        );
-        store
-            .add_one_time_prekeys(device, one_time([key * 100, key * 100 + 1]), 10, T0)
-            .await
-            .expect("add");
+        assert!(set_signed_prekey(store, device, signed(key), T0).await);
+        add_one_time_prekeys(store, device, one_time([key * 100, key * 100 + 1]), 10, T0).await;
     }
-    store
-        .add_one_time_prekeys("d3", one_time([300]), 10, T0)
-        .await
-        .expect("add");
-    store
-        .revoke_device_sessions("u1", "d4", T0 + 5, RevokeReason::SignOut)
-        .await
-        .expect("sign out");
+    add_one_time_prekeys(store, "d3", one_time([300]), 10, T0).await;
+    sign_out(store, "u1", "d4", T0 + 5).await;
 
-    let bundles = store
-        .take_bundles("u1", None)
-        .await
-        .expect("take")
-        .expect("user");
+    let bundles = bundles_of(store, "u1", None).await;
     let ids: Vec<&str> = bundles.iter().map(|b| b.device_id.as_str()).collect();
     assert_eq!(
         ids,
@@ -797,35 +687,20 @@ pub(crate) async fn take_bundles(store: &dyn LoginStore) {
         "a device left out keeps its keys"
     );
 
-    let second = store
-        .take_bundles("u1", None)
-        .await
-        .expect("take")
-        .expect("user");
+    let second = bundles_of(store, "u1", None).await;
     let keys: Vec<Option<u32>> = second
         .iter()
         .map(|b| b.one_time_prekey.as_ref().map(|k| k.key_id))
         .collect();
     assert_eq!(keys, [Some(201), Some(101)]);
-    let third = store
-        .take_bundles("u1", None)
-        .await
-        .expect("take")
-        .expect("user");
+    let third = bundles_of(store, "u1", None).await;
     assert_eq!(third.len(), 2, "bundles without one-time prekeys");
     assert!(third.iter().all(|b| b.one_time_prekey.is_none()));
     assert_eq!(third[0].signed_prekey, signed(2));
 
     // The fetching device is left out and keeps its keys.
-    store
-        .add_one_time_prekeys("d2", one_time([7]), 10, T0)
-        .await
-        .expect("add");
-    let others = store
-        .take_bundles("u1", Some("d2"))
-        .await
-        .expect("take")
-        .expect("user");
+    add_one_time_prekeys(store, "d2", one_time([7]), 10, T0).await;
+    let others = bundles_of(store, "u1", Some("d2")).await;
     let ids: Vec<&str> = others.iter().map(|b| b.device_id.as_str()).collect();
     assert_eq!(ids, ["d1"]);
     assert_eq!(store.one_time_prekey_count("d2").await.expect("count"), 1);
@@ -835,21 +710,10 @@ pub(crate) async fn concurrent_take_bundles(store: &Arc<dyn LoginStore>) {
     const KEYS: u32 = 40;
     const TASKS: usize = 64;
     signed_in(store.as_ref()).await;
-    store
-        .add_device(new_device("u1", "d2", T0 + 1), 8)
-        .await
-        .expect("device");
+    add_device(store.as_ref(), "u1", "d2", T0 + 1).await;
     for device in ["d1", "d2"] {
-        assert!(
-            store
-                .set_signed_prekey(device, signed(1), T0)
-                .await
-                .expect("set")
-        );
-        store
-            .add_one_time_prekeys(device, one_time(0..KEYS), 1000, T0)
-            .await
-            .expect("add");
+        assert!(set_signed_prekey(store.as_ref(), device, signed(1), T0).await);
+        add_one_time_prekeys(store.as_ref(), device, one_time(0..KEYS), 1000, T0).await;
     }
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -884,37 +748,19 @@ pub(crate) async fn concurrent_take_bundles(store: &Arc<dyn LoginStore>) {
 
 pub(crate) async fn sign_out_deletes_prekeys(store: &dyn LoginStore) {
     signed_in(store).await;
-    store
-        .find_or_create_account("+15550000002", "u2", T0)
-        .await
-        .expect("account");
-    store
-        .add_device(new_device("u1", "d2", T0), 8)
-        .await
-        .expect("device");
+    account(store, 2).await;
+    add_device(store, "u1", "d2", T0).await;
     for device in ["d1", "d2"] {
-        store
-            .set_signed_prekey(device, signed(1), T0)
-            .await
-            .expect("set");
-        store
-            .add_one_time_prekeys(device, one_time(0..5), 100, T0)
-            .await
-            .expect("add");
+        set_signed_prekey(store, device, signed(1), T0).await;
+        add_one_time_prekeys(store, device, one_time(0..5), 100, T0).await;
     }
 
     // Another user's sign-out attempt leaves the keys alone.
-    store
-        .revoke_device_sessions("u2", "d1", T0 + 1, RevokeReason::SignOut)
-        .await
-        .expect("revoke");
+    sign_out(store, "u2", "d1", T0 + 1).await;
     assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 5);
     assert!(store.signed_prekey("d1").await.expect("get").is_some());
 
-    store
-        .revoke_device_sessions("u1", "d1", T0 + 2, RevokeReason::SignOut)
-        .await
-        .expect("revoke");
+    sign_out(store, "u1", "d1", T0 + 2).await;
     assert_eq!(store.one_time_prekey_count("d1").await.expect("count"), 0);
     assert_eq!(store.signed_prekey("d1").await.expect("get"), None);
     // The other device keeps its keys.
@@ -923,15 +769,8 @@ pub(crate) async fn sign_out_deletes_prekeys(store: &dyn LoginStore) {
 }
 
 pub(crate) async fn devices_of(store: &dyn LoginStore) {
-    for (phone, user) in [
-        ("+15550000001", "u1"),
-        ("+15550000002", "u2"),
-        ("+15550000003", "u3"),
-    ] {
-        store
-            .find_or_create_account(phone, user, T0)
-            .await
-            .expect("account");
+    for n in 1..=3 {
+        account(store, n).await;
     }
     for (user, device, at) in [
         ("u1", "d1b", T0 + 2),
@@ -939,19 +778,11 @@ pub(crate) async fn devices_of(store: &dyn LoginStore) {
         ("u1", "d1x", T0 + 3),
         ("u2", "d2", T0),
     ] {
-        store
-            .add_device(new_device(user, device, at), 8)
-            .await
-            .expect("device");
+        add_device(store, user, device, at).await;
     }
-    store
-        .revoke_device_sessions("u1", "d1x", T0 + 4, RevokeReason::SignOut)
-        .await
-        .expect("sign out");
-
-    let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    sign_out(store, "u1", "d1x", T0 + 4).await;
     let users = store
-        .devices_of(&ids(&["u2", "nobody", "u3", "u1", "u2"]))
+        .devices_of(&strings(&["u2", "nobody", "u3", "u1", "u2"]))
         .await
         .expect("devices");
     let summary: Vec<(&str, Vec<&str>)> = users
@@ -980,19 +811,11 @@ pub(crate) async fn devices_of(store: &dyn LoginStore) {
 }
 
 pub(crate) async fn phones_and_contacts(store: &dyn LoginStore) {
-    for (phone, user) in [
-        ("+15550000001", "u1"),
-        ("+15550000002", "u2"),
-        ("+15550000003", "u3"),
-    ] {
-        store
-            .find_or_create_account(phone, user, T0)
-            .await
-            .expect("account");
+    for n in 1..=3 {
+        account(store, n).await;
     }
-    let phones = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     let found = store
-        .users_by_phones(&phones(&[
+        .users_by_phones(&strings(&[
             "+15550000003",
             "+15559999999",
             "+15550000001",
@@ -1056,16 +879,8 @@ pub(crate) async fn phones_and_contacts(store: &dyn LoginStore) {
 }
 
 pub(crate) async fn mutual_contacts(store: &dyn LoginStore) {
-    for (phone, user) in [
-        ("+15550000001", "u1"),
-        ("+15550000002", "u2"),
-        ("+15550000003", "u3"),
-        ("+15550000004", "u4"),
-    ] {
-        store
-            .find_or_create_account(phone, user, T0)
-            .await
-            .expect("account");
+    for n in 1..=4 {
+        account(store, n).await;
     }
     let pair = |u: &str| (u.to_owned(), format!("+1555000000{}", &u[1..]));
     // u1 and u2 have each other; u1 has u3 but not the other way round; u4 has u1 only.
@@ -1081,8 +896,7 @@ pub(crate) async fn mutual_contacts(store: &dyn LoginStore) {
         .add_contacts("u4", &[pair("u1")], T0)
         .await
         .expect("add");
-    let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let everyone = ids(&["u4", "u3", "u2", "u2", "ghost", "u1"]);
+    let everyone = strings(&["u4", "u3", "u2", "u2", "ghost", "u1"]);
     assert_eq!(
         store.mutual_contacts("u1", &everyone).await.expect("u1"),
         ["u2"]
@@ -1125,18 +939,11 @@ pub(crate) async fn mutual_contacts(store: &dyn LoginStore) {
 }
 
 pub(crate) async fn settings_round_trip(store: &dyn LoginStore) {
-    store
-        .find_or_create_account("+15550000001", "u1", T0)
-        .await
-        .expect("account");
-    store
-        .find_or_create_account("+15550000002", "u2", T0)
-        .await
-        .expect("account");
-    let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    account(store, 1).await;
+    account(store, 2).await;
     assert_eq!(
         store
-            .settings_of(&ids(&["u2", "ghost", "u1", "u2"]))
+            .settings_of(&strings(&["u2", "ghost", "u1", "u2"]))
             .await
             .expect("defaults"),
         [
@@ -1204,7 +1011,10 @@ pub(crate) async fn settings_round_trip(store: &dyn LoginStore) {
     assert_eq!(cleared.name, "Ana");
     assert_eq!(cleared.profile, Visibility::Nobody);
     assert_eq!(
-        store.settings_of(&ids(&["u1", "u2"])).await.expect("read"),
+        store
+            .settings_of(&strings(&["u1", "u2"]))
+            .await
+            .expect("read"),
         [
             ("u1".to_owned(), cleared),
             ("u2".to_owned(), Settings::default()),
@@ -1220,7 +1030,7 @@ pub(crate) async fn settings_round_trip(store: &dyn LoginStore) {
     );
     assert!(
         store
-            .settings_of(&ids(&["ghost"]))
+            .settings_of(&strings(&["ghost"]))
             .await
             .expect("read")
             .is_empty()

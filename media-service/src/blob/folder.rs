@@ -21,7 +21,8 @@ use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::{
-    BlobError, BlobInfo, BlobRead, BlobStore, ByteChunks, PresignedUrl, READ_CHUNK, validate_key,
+    BlobError, BlobInfo, BlobRead, BlobStore, ByteChunks, PresignedUrl, READ_CHUNK, exact_part,
+    validate_key,
 };
 
 const TMP_PREFIX: &str = ".tmp-";
@@ -241,7 +242,7 @@ impl BlobStore for FolderBlobStore {
         part_size: u64,
         number: u32,
         len: u64,
-        mut body: ByteChunks,
+        body: ByteChunks,
     ) -> Result<(), BlobError> {
         validate_key(key)?;
         if number == 0 || len > part_size {
@@ -256,21 +257,9 @@ impl BlobStore for FolderBlobStore {
             .map_err(not_found_as)?;
         file.seek(SeekFrom::Start(u64::from(number - 1) * part_size))
             .await?;
-        let mut written = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            written += chunk.len() as u64;
-            if written > len {
-                return Err(BlobError::Upload(format!(
-                    "part {number} is over {len} bytes"
-                )));
-            }
-            file.write_all(&chunk).await?;
-        }
-        if written != len {
-            return Err(BlobError::Upload(format!(
-                "part {number} has {written} of {len} bytes"
-            )));
+        let mut part = exact_part(body, number, len);
+        while let Some(chunk) = part.next().await {
+            file.write_all(&chunk?).await?;
         }
         file.flush().await?;
         file.sync_data().await?;

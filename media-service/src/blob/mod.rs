@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::stream::BoxStream;
+use futures_util::stream::{BoxStream, StreamExt as _};
 
 pub use self::folder::FolderBlobStore;
 pub use self::key::{MAX_KEY_LEN, validate_key};
@@ -42,6 +42,35 @@ pub fn part_count(size: u64, part_size: u64) -> u64 {
 pub fn part_len(size: u64, part_size: u64, number: u64) -> u64 {
     let start = (number.saturating_sub(1)).saturating_mul(part_size);
     size.saturating_sub(start).min(part_size)
+}
+
+/// Part `number`'s `body` as [`BlobStore::put_part`] takes it: exactly `len` bytes. A chunk that
+/// goes past `len` is not yielded but fails the stream, and so does a body that ends short of it,
+/// both with [`BlobError::Upload`]; the body's own error fails it with [`BlobError::Io`].
+pub(crate) fn exact_part(
+    body: ByteChunks,
+    number: u32,
+    len: u64,
+) -> BoxStream<'static, Result<Bytes, BlobError>> {
+    futures_util::stream::try_unfold((body, 0u64), move |(mut body, written)| async move {
+        let Some(chunk) = body.next().await else {
+            if written != len {
+                return Err(BlobError::Upload(format!(
+                    "part {number} has {written} of {len} bytes"
+                )));
+            }
+            return Ok(None);
+        };
+        let chunk = chunk?;
+        let written = written + chunk.len() as u64;
+        if written > len {
+            return Err(BlobError::Upload(format!(
+                "part {number} is over {len} bytes"
+            )));
+        }
+        Ok(Some((chunk, (body, written))))
+    })
+    .boxed()
 }
 
 /// What [`BlobStore::get`] returns.

@@ -20,7 +20,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 
 use super::{
-    BlobError, BlobInfo, BlobRead, BlobStore, ByteChunks, PresignedUrl, READ_CHUNK, validate_key,
+    BlobError, BlobInfo, BlobRead, BlobStore, ByteChunks, PresignedUrl, READ_CHUNK, exact_part,
+    validate_key,
 };
 
 /// The default multipart part size (S3's minimum is 5 MiB for all but the last part).
@@ -303,18 +304,7 @@ impl BlobStore for S3BlobStore {
                 .map_err(s3_error("put object"))?;
             return Ok(size);
         }
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(s3_error("create multipart upload"))?;
-        let upload_id = created.upload_id.ok_or_else(|| BlobError::S3 {
-            operation: "create multipart upload",
-            message: "no upload id in the answer".to_owned(),
-        })?;
+        let upload_id = self.begin_upload(key).await?;
         let mut guard = AbortOnDrop {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
@@ -479,7 +469,7 @@ impl BlobStore for S3BlobStore {
         part_size: u64,
         number: u32,
         len: u64,
-        mut body: ByteChunks,
+        body: ByteChunks,
     ) -> Result<(), BlobError> {
         validate_key(key)?;
         let number_i32 = i32::try_from(number)
@@ -497,20 +487,9 @@ impl BlobStore for S3BlobStore {
         }
         // One part in memory: S3 wants its length and checksum before the body.
         let mut buf = BytesMut::with_capacity(len_usize);
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            if buf.len() + chunk.len() > len_usize {
-                return Err(BlobError::Upload(format!(
-                    "part {number} is over {len} bytes"
-                )));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        if buf.len() != len_usize {
-            return Err(BlobError::Upload(format!(
-                "part {number} has {} of {len} bytes",
-                buf.len()
-            )));
+        let mut part = exact_part(body, number, len);
+        while let Some(chunk) = part.next().await {
+            buf.extend_from_slice(&chunk?);
         }
         self.upload_part(key, upload, number_i32, buf.freeze())
             .await

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
-use super::{IssueOutcome, IssuePolicy, OtpStore, PhoneState, VerifyOutcome, WindowOutcome};
+use super::{
+    FixedWindow, IssueOutcome, IssuePolicy, OtpStore, PhoneState, VerifyOutcome, WindowOutcome,
+};
 use crate::error::Result;
 
 /// How often (in store time) stale entries are swept.
@@ -42,9 +44,8 @@ struct PendingCode {
 
 #[derive(Debug)]
 struct Window {
-    index: i64,
+    span: FixedWindow,
     count: u32,
-    ends_at_ms: i64,
 }
 
 impl MemoryStore {
@@ -58,7 +59,7 @@ impl MemoryStore {
         if now_ms - inner.last_prune_ms >= PRUNE_EVERY_MS {
             inner.last_prune_ms = now_ms;
             inner.phones.retain(|_, r| r.keep_until_ms > now_ms);
-            inner.windows.retain(|_, w| w.ends_at_ms > now_ms);
+            inner.windows.retain(|_, w| w.span.ends_at_ms > now_ms);
         }
         inner
     }
@@ -73,25 +74,19 @@ impl OtpStore for MemoryStore {
         window_ms: i64,
         now_ms: i64,
     ) -> Result<WindowOutcome> {
-        let window_ms = window_ms.max(1);
-        let index = now_ms.div_euclid(window_ms);
-        let ends_at_ms = (index + 1) * window_ms;
+        let current = FixedWindow::at(window_ms, now_ms);
         let mut inner = self.lock(now_ms);
         let window = inner.windows.entry(key.to_owned()).or_insert(Window {
-            index,
+            span: current,
             count: 0,
-            ends_at_ms,
         });
-        if window.index != index {
-            *window = Window {
-                index,
-                count: 0,
-                ends_at_ms,
-            };
+        if window.span.index != current.index {
+            window.span = current;
+            window.count = 0;
         }
         if window.count >= limit {
             return Ok(WindowOutcome::Refused {
-                retry_after_ms: ends_at_ms - now_ms,
+                retry_after_ms: current.ends_at_ms - now_ms,
             });
         }
         window.count += 1;

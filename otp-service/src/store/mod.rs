@@ -23,6 +23,31 @@ pub const HOUR_MS: i64 = 3_600_000;
 /// One day in milliseconds.
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
+/// The fixed window of a rate limit that a moment falls in; both backends count hits per
+/// window [`index`](Self::index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FixedWindow {
+    /// The window's length in milliseconds (at least 1).
+    pub(crate) len_ms: i64,
+    /// `now_ms / len_ms`, rounded down: which window of that length `now_ms` is in.
+    pub(crate) index: i64,
+    /// When the window ends and the next one starts, Unix milliseconds.
+    pub(crate) ends_at_ms: i64,
+}
+
+impl FixedWindow {
+    /// The window of `window_ms` (a length below 1 counts as 1) that `now_ms` falls in.
+    pub(crate) fn at(window_ms: i64, now_ms: i64) -> Self {
+        let len_ms = window_ms.max(1);
+        let index = now_ms.div_euclid(len_ms);
+        Self {
+            len_ms,
+            index,
+            ends_at_ms: (index + 1) * len_ms,
+        }
+    }
+}
+
 /// The answer of [`OtpStore::hit_window`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowOutcome {

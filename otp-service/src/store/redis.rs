@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{IssueOutcome, IssuePolicy, OtpStore, PhoneState, VerifyOutcome, WindowOutcome};
+use super::{
+    FixedWindow, IssueOutcome, IssuePolicy, OtpStore, PhoneState, VerifyOutcome, WindowOutcome,
+};
 use crate::error::{Error, Result};
 
 /// Prefix of every key this store writes.
@@ -151,15 +153,13 @@ impl OtpStore for RedisStore {
         window_ms: i64,
         now_ms: i64,
     ) -> Result<WindowOutcome> {
-        let window_ms = window_ms.max(1);
-        let index = now_ms.div_euclid(window_ms);
-        let retry_after_ms = (index + 1) * window_ms - now_ms;
+        let window = FixedWindow::at(window_ms, now_ms);
         let reply: Vec<i64> = self
             .window
-            .key(format!("{PREFIX}win:{key}:{index}"))
+            .key(format!("{PREFIX}win:{key}:{}", window.index))
             .arg(limit)
-            .arg(retry_after_ms)
-            .arg(window_ms.saturating_mul(2))
+            .arg(window.ends_at_ms - now_ms)
+            .arg(window.len_ms.saturating_mul(2))
             .invoke_async(&mut self.conn.clone())
             .await?;
         match pair(&reply)? {

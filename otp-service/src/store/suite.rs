@@ -56,16 +56,43 @@ macro_rules! store_suite {
 
 type Store = Arc<dyn OtpStore>;
 
+/// Counts a hit against the hourly window `key` with `limit`, at `now`.
+async fn hit(store: &Store, key: &str, limit: u32, now: i64) -> WindowOutcome {
+    store
+        .hit_window(key, limit, HOUR_MS, now)
+        .await
+        .expect("hit")
+}
+
+/// Issues `code_hash` for `phone` at `now` under `policy`.
+async fn issue(
+    store: &Store,
+    phone: &str,
+    code_hash: &str,
+    now: i64,
+    policy: &IssuePolicy,
+) -> IssueOutcome {
+    store
+        .issue_code(phone, code_hash, now, policy)
+        .await
+        .expect("issue")
+}
+
+/// Checks `code_hash` for `phone` at `now`, with five attempts allowed.
+async fn verify(store: &Store, phone: &str, code_hash: &str, now: i64) -> VerifyOutcome {
+    store
+        .verify_code(phone, code_hash, now, 5)
+        .await
+        .expect("verify")
+}
+
 pub(crate) async fn window_counts_up_to_limit(store: Store) {
     for _ in 0..3 {
-        assert_eq!(
-            store.hit_window("ip:a", 3, HOUR_MS, T0).await.expect("hit"),
-            WindowOutcome::Allowed
-        );
+        assert_eq!(hit(&store, "ip:a", 3, T0).await, WindowOutcome::Allowed);
     }
     let window_end = (T0 / HOUR_MS + 1) * HOUR_MS;
     assert_eq!(
-        store.hit_window("ip:a", 3, HOUR_MS, T0).await.expect("hit"),
+        hit(&store, "ip:a", 3, T0).await,
         WindowOutcome::Refused {
             retry_after_ms: window_end - T0
         }
@@ -74,57 +101,30 @@ pub(crate) async fn window_counts_up_to_limit(store: Store) {
 
 pub(crate) async fn window_refusals_are_not_counted_and_windows_reset(store: Store) {
     let window_end = (T0 / HOUR_MS + 1) * HOUR_MS;
-    assert_eq!(
-        store.hit_window("k", 1, HOUR_MS, T0).await.expect("hit"),
-        WindowOutcome::Allowed
-    );
+    assert_eq!(hit(&store, "k", 1, T0).await, WindowOutcome::Allowed);
     for _ in 0..5 {
         assert!(matches!(
-            store
-                .hit_window("k", 1, HOUR_MS, T0 + 10)
-                .await
-                .expect("hit"),
+            hit(&store, "k", 1, T0 + 10).await,
             WindowOutcome::Refused { .. }
         ));
     }
     // A larger limit in the same window sees only the one counted hit.
+    assert_eq!(hit(&store, "k", 2, T0 + 20).await, WindowOutcome::Allowed);
     assert_eq!(
-        store
-            .hit_window("k", 2, HOUR_MS, T0 + 20)
-            .await
-            .expect("hit"),
-        WindowOutcome::Allowed
-    );
-    assert_eq!(
-        store
-            .hit_window("k", 2, HOUR_MS, window_end - 1)
-            .await
-            .expect("hit"),
+        hit(&store, "k", 2, window_end - 1).await,
         WindowOutcome::Refused { retry_after_ms: 1 }
     );
     assert_eq!(
-        store
-            .hit_window("k", 1, HOUR_MS, window_end)
-            .await
-            .expect("hit"),
+        hit(&store, "k", 1, window_end).await,
         WindowOutcome::Allowed
     );
 }
 
 pub(crate) async fn windows_are_independent_per_key(store: Store) {
-    assert_eq!(
-        store.hit_window("cc:1", 1, HOUR_MS, T0).await.expect("hit"),
-        WindowOutcome::Allowed
-    );
-    assert_eq!(
-        store
-            .hit_window("cc:44", 1, HOUR_MS, T0)
-            .await
-            .expect("hit"),
-        WindowOutcome::Allowed
-    );
+    assert_eq!(hit(&store, "cc:1", 1, T0).await, WindowOutcome::Allowed);
+    assert_eq!(hit(&store, "cc:44", 1, T0).await, WindowOutcome::Allowed);
     assert!(matches!(
-        store.hit_window("cc:1", 1, HOUR_MS, T0).await.expect("hit"),
+        hit(&store, "cc:1", 1, T0).await,
         WindowOutcome::Refused { .. }
     ));
 }
@@ -157,30 +157,21 @@ pub(crate) async fn resend_schedule_is_enforced(store: Store) {
     let mut now = T0;
     let expected = [30_000, 60_000, 300_000, 600_000, 600_000];
     assert_eq!(
-        store
-            .issue_code(PHONE, "h0", now, &policy)
-            .await
-            .expect("issue"),
+        issue(&store, PHONE, "h0", now, &policy).await,
         IssueOutcome::Issued {
             resend_after_ms: expected[0]
         }
     );
     for (i, wait) in expected.iter().enumerate() {
         assert_eq!(
-            store
-                .issue_code(PHONE, "early", now + wait - 1, &policy)
-                .await
-                .expect("issue"),
+            issue(&store, PHONE, "early", now + wait - 1, &policy).await,
             IssueOutcome::ResendTooSoon { retry_after_ms: 1 },
             "resend {i} came early"
         );
         now += wait;
         let next = expected.get(i + 1).copied().unwrap_or(600_000);
         assert_eq!(
-            store
-                .issue_code(PHONE, "h", now, &policy)
-                .await
-                .expect("issue"),
+            issue(&store, PHONE, "h", now, &policy).await,
             IssueOutcome::Issued {
                 resend_after_ms: next
             }
@@ -198,10 +189,7 @@ pub(crate) async fn resend_schedule_is_enforced(store: Store) {
     );
     // Another number is unaffected.
     assert!(matches!(
-        store
-            .issue_code(OTHER, "h", now, &policy)
-            .await
-            .expect("issue"),
+        issue(&store, OTHER, "h", now, &policy).await,
         IssueOutcome::Issued { .. }
     ));
 }
@@ -213,10 +201,7 @@ pub(crate) async fn daily_cap_holds_for_a_day_from_the_first_code(store: Store) 
     };
     let mut now = T0;
     for i in 1..=10 {
-        let outcome = store
-            .issue_code(PHONE, "h", now, &policy)
-            .await
-            .expect("issue");
+        let outcome = issue(&store, PHONE, "h", now, &policy).await;
         let expected = if i == 10 { DAY_MS - (now - T0) } else { 1_000 };
         assert_eq!(
             outcome,
@@ -228,26 +213,17 @@ pub(crate) async fn daily_cap_holds_for_a_day_from_the_first_code(store: Store) 
         now += 60_000;
     }
     assert_eq!(
-        store
-            .issue_code(PHONE, "h", now, &policy)
-            .await
-            .expect("issue"),
+        issue(&store, PHONE, "h", now, &policy).await,
         IssueOutcome::DailyLimit {
             retry_after_ms: T0 + DAY_MS - now
         }
     );
     assert_eq!(
-        store
-            .issue_code(PHONE, "h", T0 + DAY_MS - 1, &policy)
-            .await
-            .expect("issue"),
+        issue(&store, PHONE, "h", T0 + DAY_MS - 1, &policy).await,
         IssueOutcome::DailyLimit { retry_after_ms: 1 }
     );
     assert!(matches!(
-        store
-            .issue_code(PHONE, "h", T0 + DAY_MS, &policy)
-            .await
-            .expect("issue"),
+        issue(&store, PHONE, "h", T0 + DAY_MS, &policy).await,
         IssueOutcome::Issued {
             resend_after_ms: 1_000
         }
@@ -261,40 +237,22 @@ pub(crate) async fn daily_cap_holds_for_a_day_from_the_first_code(store: Store) 
 
 pub(crate) async fn issue_replaces_code_and_resets_attempts(store: Store) {
     let policy = policy();
-    store
-        .issue_code(PHONE, "old", T0, &policy)
-        .await
-        .expect("issue");
+    issue(&store, PHONE, "old", T0, &policy).await;
     for left in [4, 3] {
         assert_eq!(
-            store
-                .verify_code(PHONE, "bad", T0 + 1, 5)
-                .await
-                .expect("verify"),
+            verify(&store, PHONE, "bad", T0 + 1).await,
             VerifyOutcome::Wrong {
                 attempts_left: left
             }
         );
     }
     let now = T0 + 30_000;
-    store
-        .issue_code(PHONE, "new", now, &policy)
-        .await
-        .expect("issue");
+    issue(&store, PHONE, "new", now, &policy).await;
     assert_eq!(
-        store
-            .verify_code(PHONE, "old", now, 5)
-            .await
-            .expect("verify"),
+        verify(&store, PHONE, "old", now).await,
         VerifyOutcome::Wrong { attempts_left: 4 }
     );
-    assert_eq!(
-        store
-            .verify_code(PHONE, "new", now, 5)
-            .await
-            .expect("verify"),
-        VerifyOutcome::Ok
-    );
+    assert_eq!(verify(&store, PHONE, "new", now).await, VerifyOutcome::Ok);
 }
 
 pub(crate) async fn issue_is_atomic_under_concurrency(store: Store) {
@@ -323,129 +281,72 @@ pub(crate) async fn issue_is_atomic_under_concurrency(store: Store) {
 }
 
 pub(crate) async fn verify_right_code_once(store: Store) {
-    store
-        .issue_code(PHONE, "h", T0, &policy())
-        .await
-        .expect("issue");
+    issue(&store, PHONE, "h", T0, &policy()).await;
+    assert_eq!(verify(&store, OTHER, "h", T0).await, VerifyOutcome::NoCode);
+    assert_eq!(verify(&store, PHONE, "h", T0 + 1).await, VerifyOutcome::Ok);
     assert_eq!(
-        store.verify_code(OTHER, "h", T0, 5).await.expect("verify"),
-        VerifyOutcome::NoCode
-    );
-    assert_eq!(
-        store
-            .verify_code(PHONE, "h", T0 + 1, 5)
-            .await
-            .expect("verify"),
-        VerifyOutcome::Ok
-    );
-    assert_eq!(
-        store
-            .verify_code(PHONE, "h", T0 + 2, 5)
-            .await
-            .expect("verify"),
+        verify(&store, PHONE, "h", T0 + 2).await,
         VerifyOutcome::NoCode
     );
 }
 
 pub(crate) async fn verify_wrong_codes_burn_the_code(store: Store) {
-    store
-        .issue_code(PHONE, "h", T0, &policy())
-        .await
-        .expect("issue");
+    issue(&store, PHONE, "h", T0, &policy()).await;
     for left in [4, 3, 2, 1] {
         assert_eq!(
-            store
-                .verify_code(PHONE, "bad", T0, 5)
-                .await
-                .expect("verify"),
+            verify(&store, PHONE, "bad", T0).await,
             VerifyOutcome::Wrong {
                 attempts_left: left
             }
         );
     }
     assert_eq!(
-        store
-            .verify_code(PHONE, "bad", T0, 5)
-            .await
-            .expect("verify"),
+        verify(&store, PHONE, "bad", T0).await,
         VerifyOutcome::TooManyAttempts
     );
-    assert_eq!(
-        store.verify_code(PHONE, "h", T0, 5).await.expect("verify"),
-        VerifyOutcome::NoCode
-    );
+    assert_eq!(verify(&store, PHONE, "h", T0).await, VerifyOutcome::NoCode);
 }
 
 pub(crate) async fn verify_expired_code(store: Store) {
     let policy = policy();
-    store
-        .issue_code(PHONE, "h", T0, &policy)
-        .await
-        .expect("issue");
+    issue(&store, PHONE, "h", T0, &policy).await;
     let expiry = T0 + policy.code_ttl_ms;
     assert_eq!(
-        store
-            .verify_code(PHONE, "bad", expiry - 1, 5)
-            .await
-            .expect("verify"),
+        verify(&store, PHONE, "bad", expiry - 1).await,
         VerifyOutcome::Wrong { attempts_left: 4 }
     );
     assert_eq!(
-        store
-            .verify_code(PHONE, "h", expiry, 5)
-            .await
-            .expect("verify"),
+        verify(&store, PHONE, "h", expiry).await,
         VerifyOutcome::Expired
     );
     assert_eq!(
-        store
-            .verify_code(PHONE, "bad", expiry + 1, 5)
-            .await
-            .expect("verify"),
+        verify(&store, PHONE, "bad", expiry + 1).await,
         VerifyOutcome::Expired
     );
 }
 
 pub(crate) async fn verify_without_code(store: Store) {
-    assert_eq!(
-        store.verify_code(PHONE, "h", T0, 5).await.expect("verify"),
-        VerifyOutcome::NoCode
-    );
+    assert_eq!(verify(&store, PHONE, "h", T0).await, VerifyOutcome::NoCode);
     // A verify on an unknown number leaves no state behind that limits issuing.
     assert!(matches!(
-        store
-            .issue_code(PHONE, "h", T0, &policy())
-            .await
-            .expect("issue"),
+        issue(&store, PHONE, "h", T0, &policy()).await,
         IssueOutcome::Issued { .. }
     ));
 }
 
 pub(crate) async fn verify_success_resets_schedule_not_daily_count(store: Store) {
     let policy = policy();
-    store
-        .issue_code(PHONE, "a", T0, &policy)
-        .await
-        .expect("issue");
-    store
-        .issue_code(PHONE, "b", T0 + 30_000, &policy)
-        .await
-        .expect("issue");
+    issue(&store, PHONE, "a", T0, &policy).await;
+    issue(&store, PHONE, "b", T0 + 30_000, &policy).await;
     assert_eq!(
-        store
-            .verify_code(PHONE, "b", T0 + 31_000, 5)
-            .await
-            .expect("verify"),
+        verify(&store, PHONE, "b", T0 + 31_000).await,
         VerifyOutcome::Ok
     );
     let state = store.phone_state(PHONE, T0 + 31_000).await.expect("peek");
     assert_eq!((state.sends, state.day_count), (0, 2));
     // No wait after a successful sign-in: the schedule starts over at 30 s.
     assert_eq!(
-        store
-            .issue_code(PHONE, "c", T0 + 31_000, &policy)
-            .await
-            .expect("issue"),
+        issue(&store, PHONE, "c", T0 + 31_000, &policy).await,
         IssueOutcome::Issued {
             resend_after_ms: 30_000
         }

@@ -55,6 +55,7 @@ pub use self::pool::PoolSettings;
 use self::pool::{ForwardBody, Member, Pool};
 use self::routes::{Access, Retry, Route, Upstream};
 use self::stream_guard::{Cut, StreamGuard};
+use crate::serve::accept;
 use crate::shutdown::Shutdown;
 use crate::tls::Role;
 use crate::tls::internal::InternalTls;
@@ -194,14 +195,7 @@ impl Gateway {
         let mut connections = JoinSet::new();
         loop {
             let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                accepted = accept(&listener) => accepted,
                 () = shutdown.wait() => break,
             };
             let _ = stream.set_nodelay(true);

@@ -237,12 +237,7 @@ mod tests {
     async fn a_stopped_session_ends_the_answer_and_cuts_the_request() {
         let (_health, rx) = watch::channel(true);
         let cut = Cut::new();
-        let mut request = cut.wrap(
-            http_body_util::StreamBody::new(futures_util::stream::pending::<
-                Result<Frame<Bytes>, BoxError>,
-            >())
-            .boxed_unsync(),
-        );
+        let mut request = cut.wrap(pending_body());
         let (end, ended) = tokio::sync::oneshot::channel::<()>();
         let stop: Stop = Box::pin(async move {
             let _ = ended.await;

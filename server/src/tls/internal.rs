@@ -187,14 +187,7 @@ impl InternalTls {
             loop {
                 let (stream, addr) = tokio::select! {
                     () = tx.closed() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
+                    accepted = crate::serve::accept(&listener) => accepted,
                 };
                 let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
                     throttled_warn(|suppressed| {

@@ -86,14 +86,14 @@ pub(crate) enum GroupCommand {
 /// members.
 pub(crate) async fn run(client: &Client, command: GroupCommand) -> Result<(), ClientError> {
     let shown = match command {
-        GroupCommand::Create { name, members } => client.create_group(name, members).await?,
+        GroupCommand::Create { name, members } => client.groups().create(name, members).await?,
         GroupCommand::Add { group, members } => {
             let id = group_id(client, &group).await?;
-            client.add_group_members(id, members).await?
+            client.groups().add_members(id, members).await?
         }
         GroupCommand::Remove { group, members } => {
             let id = group_id(client, &group).await?;
-            client.remove_group_members(id, members).await?
+            client.groups().remove_members(id, members).await?
         }
         GroupCommand::Admins {
             group,
@@ -101,23 +101,23 @@ pub(crate) async fn run(client: &Client, command: GroupCommand) -> Result<(), Cl
             demote,
         } => {
             let id = group_id(client, &group).await?;
-            client.set_group_admins(id, members, !demote).await?
+            client.groups().set_admins(id, members, !demote).await?
         }
         GroupCommand::Rename { group, name } => {
             let id = group_id(client, &group).await?;
-            client.rename_group(id, name).await?
+            client.groups().rename(id, name).await?
         }
         GroupCommand::Leave { group } => {
             let id = group_id(client, &group).await?;
-            client.leave_group(id).await?
+            client.groups().leave(id).await?
         }
         GroupCommand::Show { group } => {
             let id = group_id(client, &group).await?;
-            client.group(id).await?
+            client.groups().get(id).await?
         }
         GroupCommand::Send { group, text } => {
             let id = group_id(client, &group).await?;
-            let message = client.send_group_text(id, text).await?;
+            let message = client.groups().send_text(id, text).await?;
             return report_send(client, &message).await;
         }
         GroupCommand::SendFile {
@@ -128,7 +128,8 @@ pub(crate) async fn run(client: &Client, command: GroupCommand) -> Result<(), Cl
             let id = group_id(client, &group).await?;
             let bar = Bar::new("uploading");
             let message = client
-                .send_group_file(id, path_string(&path)?, caption, Some(bar.clone()))
+                .groups()
+                .send_file(id, path_string(&path)?, caption, Some(bar.clone()))
                 .await;
             bar.done();
             report_send(client, &message?).await?;
@@ -137,7 +138,7 @@ pub(crate) async fn run(client: &Client, command: GroupCommand) -> Result<(), Cl
         GroupCommand::History { group, limit } => {
             let id = group_id(client, &group).await?;
             catch_up(client).await;
-            for m in client.group_history(id, limit).await? {
+            for m in client.groups().history(id, limit).await? {
                 println!("{}", history_line(&m));
             }
             return Ok(());
@@ -152,7 +153,7 @@ pub(crate) async fn run(client: &Client, command: GroupCommand) -> Result<(), Cl
 
 /// `groups`: the groups you are in (and those you left).
 pub(crate) async fn list(client: &Client) -> Result<(), ClientError> {
-    for g in client.groups().await? {
+    for g in client.groups().list().await? {
         println!("{}", group_line(&g));
     }
     Ok(())
@@ -165,6 +166,7 @@ async fn group_id(client: &Client, arg: &str) -> Result<String, ClientError> {
     }
     let named: Vec<GroupInfo> = client
         .groups()
+        .list()
         .await?
         .into_iter()
         .filter(|g| g.name == arg && g.active)

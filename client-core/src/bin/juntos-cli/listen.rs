@@ -18,7 +18,7 @@ pub(crate) async fn listen(
     follow: Vec<String>,
 ) -> Result<(), ClientError> {
     if !follow.is_empty() {
-        client.follow_presence(follow).await?;
+        client.presence().follow(follow).await?;
     }
     let printer: Arc<dyn EventListener> = Arc::new(Printer { json });
     Arc::clone(client).start(Some(printer)).await?;

@@ -17,6 +17,7 @@ pub(crate) async fn send_file(
 ) -> Result<(), ClientError> {
     let bar = Bar::new("uploading");
     let message = client
+        .media()
         .send_file(to, path_string(path)?, caption, Some(bar.clone()))
         .await;
     bar.done();
@@ -34,7 +35,10 @@ pub(crate) async fn download(
     catch_up(client).await;
     let out = out.map(path_string).transpose()?;
     let bar = Bar::new("downloading");
-    let saved = client.download(message_id, out, Some(bar.clone())).await;
+    let saved = client
+        .media()
+        .download(message_id, out, Some(bar.clone()))
+        .await;
     bar.done();
     println!("saved {}", saved?);
     Ok(())

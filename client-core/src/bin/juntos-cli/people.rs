@@ -5,7 +5,7 @@ use juntos_client::{Client, ClientError, PresenceInfo};
 
 /// `presence`: whether `peers` are online, or when they were last seen (those you may see).
 pub(crate) async fn presence(client: &Client, peers: Vec<String>) -> Result<(), ClientError> {
-    let seen = client.presence(peers).await?;
+    let seen = client.presence().get(peers).await?;
     if seen.is_empty() {
         println!("nobody you may see");
     }
@@ -17,7 +17,7 @@ pub(crate) async fn presence(client: &Client, peers: Vec<String>) -> Result<(), 
 
 /// `profiles`: the names and about lines of `peers` (those you may see).
 pub(crate) async fn profiles(client: &Client, peers: Vec<String>) -> Result<(), ClientError> {
-    let seen = client.profiles(peers).await?;
+    let seen = client.profile().get(peers).await?;
     if seen.is_empty() {
         println!("nobody you may see");
     }

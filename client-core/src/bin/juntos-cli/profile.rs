@@ -38,9 +38,9 @@ pub(crate) async fn profile(
     about: Option<String>,
 ) -> Result<(), ClientError> {
     let settings = if name.is_none() && about.is_none() {
-        client.settings().await?
+        client.profile().settings().await?
     } else {
-        client.set_profile(name, about).await?
+        client.profile().update(name, about).await?
     };
     print_settings(&settings);
     Ok(())
@@ -56,14 +56,14 @@ pub(crate) async fn photo(client: &Client, command: ProfileCommand) -> Result<()
         small,
     } = command;
     if delete {
-        client.delete_profile_photo().await?;
+        client.profile().delete_photo().await?;
         println!("profile photo removed");
     } else if let (Some(peer), Some(out)) = (of, out) {
-        let jpeg = client.profile_photo(peer, small).await?;
+        let jpeg = client.profile().photo(peer, small).await?;
         std::fs::write(&out, &jpeg)?;
         println!("saved {} ({} bytes)", out.display(), jpeg.len());
     } else if let Some(path) = path {
-        let version = client.set_profile_photo(path_string(&path)?).await?;
+        let version = client.profile().set_photo(path_string(&path)?).await?;
         println!("profile photo set (version {version})");
     }
     Ok(())
@@ -77,9 +77,9 @@ pub(crate) async fn privacy(
     profile: Option<Visibility>,
 ) -> Result<(), ClientError> {
     let settings = if presence.is_none() && profile.is_none() {
-        client.settings().await?
+        client.profile().settings().await?
     } else {
-        client.set_privacy(presence, profile).await?
+        client.profile().set_privacy(presence, profile).await?
     };
     print_settings(&settings);
     Ok(())

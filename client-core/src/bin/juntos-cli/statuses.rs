@@ -55,18 +55,19 @@ pub(crate) async fn run(client: &Client, command: StatusCommand) -> Result<(), C
                 Some(path) => {
                     let bar = Bar::new("uploading");
                     let posted = client
-                        .post_status_media(path_string(&path)?, text, audience, Some(bar.clone()))
+                        .statuses()
+                        .post_media(path_string(&path)?, text, audience, Some(bar.clone()))
                         .await;
                     bar.done();
                     posted?
                 }
-                None => client.post_status(text, audience).await?,
+                None => client.statuses().post(text, audience).await?,
             };
             println!("{}", status_line(&posted));
         }
         StatusCommand::List => {
             catch_up(client).await;
-            let all = client.statuses().await?;
+            let all = client.statuses().list().await?;
             if all.is_empty() {
                 println!("no statuses");
             }
@@ -76,13 +77,13 @@ pub(crate) async fn run(client: &Client, command: StatusCommand) -> Result<(), C
         }
         StatusCommand::View { status_id } => {
             catch_up(client).await;
-            client.statuses().await?;
-            let seen = client.view_status(status_id).await?;
+            client.statuses().list().await?;
+            let seen = client.statuses().view(status_id).await?;
             let _ = client.flush_outbox().await;
             println!("{}", status_line(&seen));
         }
         StatusCommand::Delete { status_id } => {
-            client.delete_status(status_id).await?;
+            client.statuses().delete(status_id).await?;
             println!("deleted");
         }
     }

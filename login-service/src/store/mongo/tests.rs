@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use futures_util::TryStreamExt as _;
+use juntos_store::mongo::MongoStore as _;
 use juntos_testkit::{MongoTestServer, unique_database};
 use mongodb::bson::{Document, doc};
 
@@ -24,13 +24,7 @@ async fn fresh() -> (MongoTestServer, MongoLoginStore) {
 login_store_suite!(fresh());
 
 async fn indexes(store: &MongoLoginStore, collection: &str) -> Vec<Document> {
-    store
-        .database()
-        .collection::<Document>(collection)
-        .list_indexes()
-        .await
-        .expect("list indexes")
-        .try_collect::<Vec<_>>()
+    juntos_store::mongo::indexes(store.database(), collection)
         .await
         .expect("indexes")
         .into_iter()

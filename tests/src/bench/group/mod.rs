@@ -115,7 +115,8 @@ pub(crate) async fn run(
         .ok_or_else(|| BenchError::Setup("a member has no session".to_owned()))?;
     let creating = Instant::now();
     let group = sender
-        .create_group("juntos-bench".to_owned(), member_ids)
+        .groups()
+        .create("juntos-bench".to_owned(), member_ids)
         .await
         .map_err(client_err("create_group"))?;
     let create_group_secs = creating.elapsed().as_secs_f64();
@@ -259,7 +260,8 @@ pub(crate) async fn run(
     let limit = history_limit(messages);
     for (index, receiver) in receivers.iter().enumerate() {
         let history = receiver
-            .group_history(group_id.clone(), limit)
+            .groups()
+            .history(group_id.clone(), limit)
             .await
             .map_err(client_err("group_history"))?;
         let mut copies = vec![0u64; messages as usize];

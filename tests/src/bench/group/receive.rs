@@ -81,7 +81,7 @@ pub(super) async fn poll_receivers(
             brought = true;
             // Everything the sync fetched is applied when it returns.
             let now_ns = nanos_since(tracker.clock);
-            match member.group_history(group_id.clone(), limit).await {
+            match member.groups().history(group_id.clone(), limit).await {
                 Ok(history) => {
                     for message in history.iter().filter(|m| !m.outgoing) {
                         tracker.deliver(*index, &message.body, now_ns, false);

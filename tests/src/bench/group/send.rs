@@ -22,7 +22,8 @@ pub(super) async fn send_group_message(
 ) -> Result<(), BenchError> {
     let body = tracker.body(seq, nanos_since(tracker.clock));
     sender
-        .send_group_text(group_id.to_owned(), body)
+        .groups()
+        .send_text(group_id.to_owned(), body)
         .await
         .map_err(client_err("send_group_text"))?;
     let mut last = String::new();
@@ -49,7 +50,8 @@ pub(super) async fn sender_statuses(
     tracker: &Tracker,
 ) -> Result<Vec<Option<MessageStatus>>, BenchError> {
     let history: Vec<Message> = sender
-        .group_history(group_id.to_owned(), history_limit(tracker.messages))
+        .groups()
+        .history(group_id.to_owned(), history_limit(tracker.messages))
         .await
         .map_err(client_err("group_history"))?;
     let mut statuses = vec![None; tracker.messages as usize];
