@@ -36,7 +36,7 @@ pub enum Error {
     TooManyUsers { count: usize, limit: usize },
     /// Presence (Redis) cannot be reached.
     #[error("presence is unavailable; retry shortly")]
-    PresenceUnavailable(#[source] crate::service::presence::PresenceError),
+    PresenceUnavailable(#[source] PresenceError),
     /// A group request is malformed; the text says which part (never a value).
     #[error("invalid group request: {0}")]
     InvalidGroup(&'static str),
@@ -156,5 +156,22 @@ impl From<Error> for Status {
                 status(Code::Internal, reason::INTERNAL, "internal error")
             }
         }
+    }
+}
+
+/// Presence could not be read or written (Redis unreachable).
+#[derive(Debug, thiserror::Error)]
+#[error("presence unavailable: {0}")]
+pub struct PresenceError(String);
+
+impl From<redis::RedisError> for PresenceError {
+    fn from(e: redis::RedisError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<redis::ParsingError> for PresenceError {
+    fn from(e: redis::ParsingError) -> Self {
+        Self(format!("unexpected answer: {e}"))
     }
 }

@@ -18,7 +18,7 @@ use crate::directory::FakeDirectory;
 use crate::service::connect::ServerFrames;
 use crate::service::{ChatConfig, ChatService};
 use crate::store::sqlite::SqliteChatStore;
-use crate::store::{OutgoingEnvelope, StoredEnvelope};
+use crate::store::{ChatStore, OutgoingEnvelope, StoredEnvelope};
 
 pub(crate) const T0: i64 = 1_750_000_000_000;
 
@@ -80,7 +80,7 @@ impl Fixture {
 
     /// Every envelope in `device`'s mailbox.
     pub async fn mailbox(&self, device: &str) -> Vec<StoredEnvelope> {
-        crate::store::suite::mailbox(&*self.store, device).await
+        mailbox(&*self.store, device).await
     }
 
     /// Opens a `Connect` stream for `caller`.
@@ -218,4 +218,13 @@ impl Stream {
             .await
             .expect("stream open");
     }
+}
+
+/// Every envelope in `device`'s mailbox (up to a thousand), oldest first.
+pub(crate) async fn mailbox(store: &dyn ChatStore, device: &str) -> Vec<StoredEnvelope> {
+    store
+        .fetch(device, 0, 1_000)
+        .await
+        .expect("fetch")
+        .envelopes
 }

@@ -131,31 +131,13 @@ mod tests {
 
     use image::{Rgb, Rgba, RgbaImage};
 
-    use std::io::Cursor;
-
     use image::{DynamicImage, ImageFormat};
 
     use juntos_testkit::images::png_header_only;
 
     use super::*;
 
-    fn pattern(width: u32, height: u32) -> RgbImage {
-        RgbImage::from_fn(width, height, |x, y| {
-            Rgb([
-                (x * 255 / width) as u8,
-                (y * 255 / height) as u8,
-                ((x ^ y) & 0xff) as u8,
-            ])
-        })
-    }
-
-    fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
-        let mut out = Vec::new();
-        image
-            .write_to(&mut Cursor::new(&mut out), format)
-            .expect("encoding a test image");
-        out
-    }
+    use juntos_testkit::images::{encode, pattern};
 
     /// Asserts `thumb` is a metadata-free JPEG of `width`×`height` under the size cap.
     fn assert_thumbnail_jpeg(thumb: &Thumbnail, width: u32, height: u32) {

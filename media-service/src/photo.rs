@@ -155,8 +155,6 @@ mod tests {
 
     use image::{Rgb, Rgba, RgbaImage};
 
-    use std::io::Cursor;
-
     use image::ImageFormat;
 
     use juntos_testkit::images::png_header_only;
@@ -167,24 +165,7 @@ mod tests {
         juntos_imaging::check_jpeg_structure(jpeg).map_err(photo_error)
     }
 
-    /// A 320×200 image with some structure, so the encoders have real work to do.
-    fn pattern(width: u32, height: u32) -> RgbImage {
-        RgbImage::from_fn(width, height, |x, y| {
-            Rgb([
-                (x * 255 / width) as u8,
-                (y * 255 / height) as u8,
-                ((x ^ y) & 0xff) as u8,
-            ])
-        })
-    }
-
-    fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
-        let mut out = Vec::new();
-        image
-            .write_to(&mut Cursor::new(&mut out), format)
-            .expect("encoding a test image");
-        out
-    }
+    use juntos_testkit::images::{encode, pattern};
 
     /// The marker types of a JPEG's segments from SOI up to its first SOS.
     fn header_markers(jpeg: &[u8]) -> Vec<u8> {

@@ -1,11 +1,10 @@
 //! Serving a role: its gRPC services plus `grpc.health.v1` and gRPC reflection, on a listener,
 //! behind mutual TLS with the other roles, until shutdown.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
@@ -42,20 +41,6 @@ pub async fn health_and_reflection(
         .build_v1alpha()
         .map_err(|e| format!("reflection: {e}"))?;
     Ok(Routes::new(health).add_service(v1).add_service(v1alpha))
-}
-
-/// The next connection on `listener`. A failed accept (out of file descriptors, say) is logged
-/// and tried again after a short pause.
-pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 /// Serves `routes` on `listener` to callers with an internal certificate from `tls`'s CA

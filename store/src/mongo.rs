@@ -117,6 +117,16 @@ pub async fn indexes(db: &Database, collection: &str) -> Result<Vec<IndexModel>,
     Ok(models)
 }
 
+/// Those of `names` that are no collection of `db` (what a schema check asserts is empty).
+pub async fn missing_collections(db: &Database, names: &[&str]) -> Result<Vec<String>, StoreError> {
+    let existing = db.list_collection_names().await?;
+    Ok(names
+        .iter()
+        .filter(|name| !existing.iter().any(|e| e == *name))
+        .map(|name| (*name).to_owned())
+        .collect())
+}
+
 /// Creates `names` explicitly (so that no transaction has to create a collection), leaving
 /// those that exist.
 pub async fn create_collections(db: &Database, names: &[&str]) -> Result<(), StoreError> {

@@ -1,5 +1,6 @@
 //! Hand-made PNG fixtures: chunks with their CRC, and the header of a decompression bomb (a PNG
-//! that declares more pixels than any decoder should allocate, with no pixel data behind it).
+//! that declares more pixels than any decoder should allocate, with no pixel data behind it);
+//! with feature `image`, real pictures encoded in any format ([`pattern`], [`encode`]).
 
 /// The eight bytes every PNG starts with.
 pub const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
@@ -57,6 +58,29 @@ pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
 /// A decompression bomb: [`png_header_only`] of [`BOMB_SIDE`]×[`BOMB_SIDE`], under 100 bytes.
 pub fn png_bomb() -> Vec<u8> {
     png_header_only(BOMB_SIDE, BOMB_SIDE)
+}
+
+/// A `width`×`height` picture with some structure (gradients and a XOR pattern), so encoders
+/// and scalers have real work to do.
+#[cfg(feature = "image")]
+pub fn pattern(width: u32, height: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([
+            (x * 255 / width) as u8,
+            (y * 255 / height) as u8,
+            ((x ^ y) & 0xff) as u8,
+        ])
+    })
+}
+
+/// `picture` encoded as `format`.
+#[cfg(feature = "image")]
+pub fn encode(picture: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    picture
+        .write_to(&mut std::io::Cursor::new(&mut out), format)
+        .expect("encoding a test image");
+    out
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //!   `JUNTOS_TEST_MONGODB_URI`).
 //! - [`s3`]: `s3s-fs`, an S3-compatible server over a temporary folder.
 //! - `twilio` (feature `twilio`): a fake Twilio speaking the Messages API over HTTP.
-//! - [`images`]: PNG fixtures (chunks with their CRC, a decompression bomb's header).
+//! - [`images`]: PNG fixtures (chunks with their CRC, a decompression bomb's header), and with
+//!   feature `image` encoded pictures.
+//! - `tls` (feature `tls`): a private certificate authority issuing server certificates.
 //!
 //! A missing binary fails the test with instructions to install it: tests never skip silently.
 
@@ -16,6 +18,8 @@ pub mod images;
 pub mod mongo;
 pub mod redis;
 pub mod s3;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(feature = "twilio")]
 pub mod twilio;
 

@@ -3,10 +3,10 @@
 //! machines; set `JUNTOS_TEST_MONGODB_URI` to run against a real MongoDB instead.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::net::{free_port, unique_name, wait_until_listening};
+use crate::net::{free_port, spawn_quiet, unique_name, wait_until_listening};
 
 /// Where the server comes from when the tests use one.
 pub enum MongoTestServer {
@@ -32,20 +32,18 @@ impl MongoTestServer {
         }
         let binary = secantusd_binary();
         let port = free_port();
-        let child = Command::new(&binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--storage-path", ":memory:"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
+        let child = spawn_quiet(
+            Command::new(&binary)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--storage-path", ":memory:"]),
+            |e| {
+                format!(
                     "cannot start {} ({e}): run scripts/test.sh, which installs SecantusDB into \
                      .venv (or set JUNTOS_SECANTUSD, or JUNTOS_TEST_MONGODB_URI for a real MongoDB)",
                     binary.display()
                 )
-            });
+            },
+        );
         // Dropping the server kills the process, also when waiting panics.
         let mut server = Self::Secantus { child, port };
         if let Self::Secantus { child, .. } = &mut server {

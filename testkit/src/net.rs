@@ -1,7 +1,7 @@
 //! Ports and readiness of the servers the harnesses start.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A loopback port that was free a moment ago.
@@ -10,6 +10,20 @@ pub(crate) fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free loopback port")
         .port()
+}
+
+/// Starts `command` with no input and its output discarded, panicking with `missing(error)` (which
+/// says how to install the server) when it cannot start.
+pub(crate) fn spawn_quiet(
+    command: &mut Command,
+    missing: impl FnOnce(std::io::Error) -> String,
+) -> Child {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}", missing(e)))
 }
 
 /// Waits until something accepts connections on `port` of 127.0.0.1, panicking when `child`

@@ -1,10 +1,10 @@
 //! A real `redis-server` on a free loopback port with no persistence, killed on drop. A test can
 //! kill it (an outage: everything it held is gone) and start it again, empty, on the same port.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::net::{free_port, wait_until_listening};
+use crate::net::{free_port, spawn_quiet, wait_until_listening};
 
 /// A `redis-server` this test started.
 pub struct RedisServer {
@@ -39,21 +39,19 @@ impl RedisServer {
     /// until it accepts connections.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "redis-server is running already");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
+        let child = spawn_quiet(
+            Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(self.dir.path()),
+            |e| {
+                format!(
                     "cannot start redis-server ({e}): install it with \
                      `apt-get install redis-server` (scripts/test.sh does this)"
                 )
-            });
+            },
+        );
         let child = self.child.insert(child);
         wait_until_listening(child, "redis-server", self.port, Duration::from_secs(10));
     }

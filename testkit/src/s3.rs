@@ -4,10 +4,10 @@
 //! a client signs with.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::net::{free_port, unique_name, wait_until_listening};
+use crate::net::{free_port, spawn_quiet, unique_name, wait_until_listening};
 
 /// The access key id the server accepts.
 pub const ACCESS_KEY: &str = "juntos-test-access";
@@ -34,22 +34,20 @@ impl S3TestServer {
         // s3s-fs keeps a bucket as a folder of its root: creating the folder creates the bucket.
         std::fs::create_dir_all(root.join(BUCKET)).expect("create the s3s-fs data folder");
         let port = free_port();
-        let child = Command::new(&binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
+        let child = spawn_quiet(
+            Command::new(&binary)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+                .arg(&root),
+            |e| {
                 let _ = std::fs::remove_dir_all(&root);
-                panic!(
+                format!(
                     "cannot start {} ({e}): install it with `cargo install s3s-fs@0.14.1 \
                      --features binary --locked` (scripts/test.sh does), or set JUNTOS_S3S_FS",
                     binary.display()
                 )
-            });
+            },
+        );
         // Dropping the server kills the process and removes the folder, also when waiting panics.
         let mut server = Self { child, port, root };
         wait_until_listening(&mut server.child, "s3s-fs", port, Duration::from_secs(30));

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use juntos_client::{Client, Event, EventListener, GroupAction, Message};
+use juntos_client::{Account, Client, Event, EventListener, GroupAction, Message};
 
 use crate::{System, SystemBuilder};
 
@@ -19,9 +19,19 @@ pub fn bulk_builder() -> SystemBuilder {
         .arg("--chat-send-burst", "100000")
 }
 
-/// Signs `phone` in on a new device called `name`.
-pub async fn signed_in(sys: &System, name: &str, phone: &str) -> Arc<Client> {
+/// A new device called `name` that has requested a code for `phone`.
+pub async fn awaiting_code(sys: &System, name: &str, phone: &str) -> Arc<Client> {
     let client = sys.client(name);
+    client
+        .request_code(phone.to_owned())
+        .await
+        .expect("code requested");
+    client
+}
+
+/// Requests a code for `phone` on `client` and signs in with it as a device called `name`
+/// (without waiting out the resend time: see [`signed_in`]).
+pub async fn sign_in_with_code(sys: &System, client: &Client, name: &str, phone: &str) -> Account {
     client
         .request_code(phone.to_owned())
         .await
@@ -29,10 +39,51 @@ pub async fn signed_in(sys: &System, name: &str, phone: &str) -> Arc<Client> {
     client
         .sign_in(phone.to_owned(), sys.last_code(phone), name.to_owned())
         .await
+        .expect("signed in")
+}
+
+/// Another device called `name` for the account of `phone`, signed in (the caller waits out
+/// the resend time first).
+pub async fn another_device(sys: &System, name: &str, phone: &str) -> (Arc<Client>, Account) {
+    let device = sys.client(name);
+    device
+        .request_code(phone.to_owned())
+        .await
+        .expect("second code");
+    let account = device
+        .sign_in(phone.to_owned(), sys.last_code(phone), name.to_owned())
+        .await
         .expect("signed in");
+    (device, account)
+}
+
+/// Signs `phone` in on a new device called `name`.
+pub async fn signed_in(sys: &System, name: &str, phone: &str) -> Arc<Client> {
+    signed_in_on(sys, sys.client(name), name, phone).await
+}
+
+/// Signs `phone` in on `client`, a device called `name`, then waits out the resend time.
+pub async fn signed_in_on(
+    sys: &System,
+    client: Arc<Client>,
+    name: &str,
+    phone: &str,
+) -> Arc<Client> {
+    sign_in_with_code(sys, &client, name, phone).await;
     // The next code for the same number may only be requested after the resend wait.
     sys.advance_clock(Duration::from_secs(601));
     client
+}
+
+/// Flushes `sender`'s outbox, then asserts that none of `secrets` lies in plaintext in the
+/// system's stores, and that the stores were there to scan.
+pub async fn assert_flushed_without_plaintext(sys: &System, sender: &Client, secrets: &[&str]) {
+    assert_eq!(sender.flush_outbox().await.expect("flush"), 0);
+    let scanned = assert_no_plaintext(sys, secrets);
+    assert!(
+        scanned > 10_000,
+        "the stores were scanned ({scanned} bytes)"
+    );
 }
 
 /// Everything queued leaves, and everything waiting arrives, on each client, until quiet.

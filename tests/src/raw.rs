@@ -1,6 +1,8 @@
 //! Raw gRPC helpers for tests that need to see exactly what is on the wire (tokens, statuses),
 //! beneath what client-core shows an app.
 
+use juntos_proto::chat::v1::chat_client::ChatClient;
+use juntos_proto::chat::v1::{OutgoingEnvelope, SendRequest};
 use juntos_proto::login::v1::login_client::LoginClient;
 use juntos_proto::login::v1::{DeviceInfo, Platform, SignInRequest, SignInResponse};
 use juntos_proto::otp::v1::otp_client::OtpClient;
@@ -57,6 +59,50 @@ pub async fn sign_in(
         .await
         .expect("signed in")
         .into_inner()
+}
+
+/// A device signed in through raw gRPC, with the channel (hence the gateway) it talks to.
+pub struct SignedInDevice {
+    pub channel: Channel,
+    pub token: String,
+    pub user_id: String,
+    pub device_id: String,
+}
+
+/// [`sign_in`] over `channel`, keeping the channel with the device's access token and ids.
+pub async fn signed_in_device(
+    sys: &System,
+    channel: Channel,
+    phone: &str,
+    device_name: &str,
+) -> SignedInDevice {
+    let signed = sign_in(sys, &channel, phone, device_name).await;
+    SignedInDevice {
+        channel,
+        token: signed.tokens.expect("tokens").access_token,
+        user_id: signed.user_id,
+        device_id: signed.device_id,
+    }
+}
+
+impl SignedInDevice {
+    /// Sends `body` to `to`'s one device as message `id`; the send must be answered OK.
+    pub async fn send(&self, to: &SignedInDevice, id: &str, body: &[u8]) {
+        ChatClient::new(self.channel.clone())
+            .send(authed(
+                SendRequest {
+                    client_msg_id: id.to_owned(),
+                    envelopes: vec![OutgoingEnvelope {
+                        recipient_user_id: to.user_id.clone(),
+                        recipient_device_id: to.device_id.clone(),
+                        ciphertext: body.to_vec(),
+                    }],
+                },
+                &self.token,
+            ))
+            .await
+            .expect("send answered OK");
+    }
 }
 
 /// A request carrying `authorization: Bearer <token>`.

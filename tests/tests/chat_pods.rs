@@ -9,30 +9,16 @@
 use std::time::{Duration, Instant};
 
 use juntos_proto::chat::v1::chat_client::ChatClient;
-use juntos_proto::chat::v1::{
-    ClientFrame, Envelope, OutgoingEnvelope, SendRequest, ServerFrame, server_frame,
-};
+use juntos_proto::chat::v1::{ClientFrame, Envelope, ServerFrame, server_frame};
 use juntos_tests::raw::{self, authed};
 use juntos_tests::{ALICE, BOB, System};
-use tonic::transport::Channel;
 
 /// A signed-in device and the gateway (hence chat pod) it talks to.
-struct Device {
-    channel: Channel,
-    token: String,
-    user_id: String,
-    device_id: String,
-}
+type Device = raw::SignedInDevice;
 
 async fn sign_in(sys: &System, pod: usize, phone: &str, name: &str) -> Device {
     let channel = System::channel_to(sys.chat_pod_gateway_url(pod)).await;
-    let signed = raw::sign_in(sys, &channel, phone, name).await;
-    Device {
-        channel,
-        token: signed.tokens.expect("tokens").access_token,
-        user_id: signed.user_id,
-        device_id: signed.device_id,
-    }
+    raw::signed_in_device(sys, channel, phone, name).await
 }
 
 /// Two chat pods on one Redis, each with its own gateway, heartbeats every `heartbeat` seconds.
@@ -63,24 +49,6 @@ async fn connect(device: &Device) -> tonic::Streaming<ServerFrame> {
         "a new stream with an empty mailbox is quiet"
     );
     stream
-}
-
-/// Sends `body` from `from` to `to`'s one device.
-async fn send(from: &Device, to: &Device, id: &str, body: &[u8]) {
-    ChatClient::new(from.channel.clone())
-        .send(authed(
-            SendRequest {
-                client_msg_id: id.to_owned(),
-                envelopes: vec![OutgoingEnvelope {
-                    recipient_user_id: to.user_id.clone(),
-                    recipient_device_id: to.device_id.clone(),
-                    ciphertext: body.to_vec(),
-                }],
-            },
-            &from.token,
-        ))
-        .await
-        .expect("send answered OK");
 }
 
 /// The next envelope on `stream` (heartbeats skipped) and how long it took, within `within`.
@@ -115,14 +83,14 @@ async fn users_on_different_pods_get_each_others_messages_at_once() {
 
     for i in 0..3 {
         let body = format!("hello bob {i}");
-        send(&alice, &bob, &format!("a{i}"), body.as_bytes()).await;
+        alice.send(&bob, &format!("a{i}"), body.as_bytes()).await;
         let (envelope, _) = next_envelope(&mut bob_stream, Duration::from_secs(2)).await;
         assert_eq!(envelope.ciphertext, body.as_bytes());
         assert_eq!(envelope.sender_user_id, alice.user_id);
         assert_eq!(envelope.sender_device_id, alice.device_id);
     }
 
-    send(&bob, &alice, "b0", b"hi alice").await;
+    bob.send(&alice, "b0", b"hi alice").await;
     let (envelope, _) = next_envelope(&mut alice_stream, Duration::from_secs(2)).await;
     assert_eq!(envelope.ciphertext, b"hi alice");
     assert_eq!(envelope.sender_user_id, bob.user_id);
@@ -134,13 +102,13 @@ async fn with_redis_down_sends_succeed_and_arrive_by_heartbeat_then_doorbells_re
     let bob = sign_in(&sys, 0, BOB, "bob").await;
     let alice = sign_in(&sys, 1, ALICE, "alice").await;
     let mut bob_stream = connect(&bob).await;
-    send(&alice, &bob, "before", b"before").await;
+    alice.send(&bob, "before", b"before").await;
     let (envelope, _) = next_envelope(&mut bob_stream, Duration::from_secs(2)).await;
     assert_eq!(envelope.ciphertext, b"before");
 
     sys.redis.as_mut().expect("redis").kill();
     let started = Instant::now();
-    send(&alice, &bob, "during", b"during").await;
+    alice.send(&bob, "during", b"during").await;
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "a send does not wait for Redis"
@@ -161,7 +129,9 @@ async fn with_redis_down_sends_succeed_and_arrive_by_heartbeat_then_doorbells_re
             "doorbells did not resume after Redis came back"
         );
         let body = format!("after {i}");
-        send(&alice, &bob, &format!("after{i}"), body.as_bytes()).await;
+        alice
+            .send(&bob, &format!("after{i}"), body.as_bytes())
+            .await;
         let (envelope, took) = next_envelope(&mut bob_stream, Duration::from_secs(5)).await;
         assert_eq!(envelope.ciphertext, body.as_bytes());
         fast_in_a_row = if took < Duration::from_millis(300) {

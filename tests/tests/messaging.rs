@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use juntos_client::{Event, Message, MessageStatus};
 use juntos_tests::clients::{
-    Recorder, assert_no_plaintext, bulk_builder, settle, signed_in, texts,
+    Recorder, assert_flushed_without_plaintext, bulk_builder, settle, signed_in, texts,
 };
 use juntos_tests::{ALICE, BOB, System};
 
@@ -276,12 +276,7 @@ async fn the_server_stores_no_plaintext() {
             .expect("send");
     }
     // Sent but not yet fetched: the envelopes sit in Bob's mailbox on the server.
-    assert_eq!(alice.flush_outbox().await.expect("flush"), 0);
-    let scanned = assert_no_plaintext(&sys, &secrets);
-    assert!(
-        scanned > 10_000,
-        "the stores were scanned ({scanned} bytes)"
-    );
+    assert_flushed_without_plaintext(&sys, &alice, &secrets).await;
     // And the recipient still reads them.
     bob.sync_now().await.expect("sync");
     let alice_id = alice.session().expect("alice").user_id;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use juntos_tests::clients::{another_device, sign_in_with_code};
 use juntos_tests::{ALICE, MongoTestServer, System, unique_database};
 
 #[tokio::test]
@@ -16,27 +17,12 @@ async fn sign_in_twice_with_login_on_mongodb() {
     let sys = System::builder().arg("--mongodb-uri", &uri).start().await;
 
     let phone = sys.client("phone");
-    phone
-        .request_code(ALICE.to_owned())
-        .await
-        .expect("code requested");
-    let first = phone
-        .sign_in(ALICE.to_owned(), sys.last_code(ALICE), "phone".to_owned())
-        .await
-        .expect("signed in");
+    let first = sign_in_with_code(&sys, &phone, "phone", ALICE).await;
     assert!(first.new_account);
 
     // The same account on a second device.
     sys.advance_clock(Duration::from_secs(31));
-    let laptop = sys.client("laptop");
-    laptop
-        .request_code(ALICE.to_owned())
-        .await
-        .expect("second code");
-    let second = laptop
-        .sign_in(ALICE.to_owned(), sys.last_code(ALICE), "laptop".to_owned())
-        .await
-        .expect("signed in");
+    let (laptop, second) = another_device(&sys, "laptop", ALICE).await;
     assert!(!second.new_account);
     assert_eq!(second.user_id, first.user_id);
     assert_ne!(second.device_id, first.device_id);

@@ -8,7 +8,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use juntos_client::{Client, Event, EventListener, MessageStatus};
+use juntos_client::{Event, EventListener, MessageStatus};
+use juntos_tests::clients::{bulk_builder, signed_in_on};
 use juntos_tests::{ALICE, BOB, System};
 
 /// Records every event.
@@ -34,20 +35,6 @@ impl Recorder {
             })
             .collect()
     }
-}
-
-async fn signed_in(sys: &System, client: Arc<Client>, name: &str, phone: &str) -> Arc<Client> {
-    client
-        .request_code(phone.to_owned())
-        .await
-        .expect("code requested");
-    client
-        .sign_in(phone.to_owned(), sys.last_code(phone), name.to_owned())
-        .await
-        .expect("signed in");
-    // The next code for the same number may only be requested after the resend wait.
-    sys.advance_clock(Duration::from_secs(601));
-    client
 }
 
 /// The pod id each chat process printed at start-up, in start order.
@@ -100,24 +87,18 @@ async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) 
 
 #[tokio::test]
 async fn three_pods_on_mongodb_lose_nothing_when_the_recipients_pod_is_killed() {
-    let mut sys = System::builder()
+    let mut sys = bulk_builder()
         .chat_pods(3)
         .gateway_per_chat_pod()
         .with_redis()
         .with_mongodb()
-        .arg("--ip-rate", "100000")
-        .arg("--ip-burst", "100000")
-        .arg("--user-rate", "100000")
-        .arg("--user-burst", "100000")
-        .arg("--chat-send-rate", "100000")
-        .arg("--chat-send-burst", "100000")
         .arg("--chat-heartbeat-secs", "2")
         .start()
         .await;
     let pods = pod_ids(&mut sys).await;
 
     // Bob through the gateway in front of all three pods; find the pod holding his stream.
-    let bob = signed_in(&sys, sys.client("bob"), "bob", BOB).await;
+    let bob = signed_in_on(&sys, sys.client("bob"), "bob", BOB).await;
     let bob_events = Arc::new(Recorder::default());
     Arc::clone(&bob)
         .start(Some(bob_events.clone()))
@@ -132,7 +113,7 @@ async fn three_pods_on_mongodb_lose_nothing_when_the_recipients_pod_is_killed() 
 
     // Alice on another pod, through a gateway that routes her chat calls to it alone.
     let alice_pod = (killed + 1) % 3;
-    let alice = signed_in(
+    let alice = signed_in_on(
         &sys,
         sys.client_at("alice", sys.chat_pod_gateway_url(alice_pod)),
         "alice",

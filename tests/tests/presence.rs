@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use juntos_proto::chat::v1::chat_client::ChatClient;
 use juntos_proto::chat::v1::{
-    ClientFrame, GetPresenceRequest, OutgoingEnvelope, Presence, SendRequest, ServerFrame,
-    SubscribePresence, client_frame, server_frame,
+    ClientFrame, GetPresenceRequest, Presence, ServerFrame, SubscribePresence, client_frame,
+    server_frame,
 };
 use juntos_proto::login::v1::directory_client::DirectoryClient;
 use juntos_proto::login::v1::login_client::LoginClient;
 use juntos_proto::login::v1::{
     GetProfilesRequest, Profile, ResolvePhonesRequest, UpdateSettingsRequest, Visibility,
 };
+use juntos_tests::clients::sign_in_with_code;
 use juntos_tests::raw::{self, authed};
 use juntos_tests::{ALICE, BOB, CAROL, System};
 use tokio::sync::mpsc;
@@ -27,21 +28,18 @@ use tonic::transport::Channel;
 const DAN: &str = "+12015550104";
 
 /// A signed-in device and the gateway it talks to.
-struct User {
-    channel: Channel,
-    token: String,
-    user_id: String,
-    device_id: String,
+struct User(raw::SignedInDevice);
+
+impl std::ops::Deref for User {
+    type Target = raw::SignedInDevice;
+
+    fn deref(&self) -> &raw::SignedInDevice {
+        &self.0
+    }
 }
 
 async fn sign_in(sys: &System, channel: Channel, phone: &str, name: &str) -> User {
-    let signed = raw::sign_in(sys, &channel, phone, name).await;
-    User {
-        channel,
-        token: signed.tokens.expect("tokens").access_token,
-        user_id: signed.user_id,
-        device_id: signed.device_id,
-    }
+    User(raw::signed_in_device(sys, channel, phone, name).await)
 }
 
 impl User {
@@ -101,23 +99,6 @@ impl User {
             .into_inner();
         Stream { frames, inbound }
     }
-
-    async fn send_to(&self, to: &User, id: &str) {
-        ChatClient::new(self.channel.clone())
-            .send(authed(
-                SendRequest {
-                    client_msg_id: id.to_owned(),
-                    envelopes: vec![OutgoingEnvelope {
-                        recipient_user_id: to.user_id.clone(),
-                        recipient_device_id: to.device_id.clone(),
-                        ciphertext: id.as_bytes().to_vec(),
-                    }],
-                },
-                &self.token,
-            ))
-            .await
-            .expect("send answered OK");
-    }
 }
 
 /// A live `Connect` stream.
@@ -142,41 +123,39 @@ impl Stream {
     /// The next presence frame within `within`, answering heartbeats meanwhile (other frames
     /// are skipped).
     async fn next_presence(&mut self, within: Duration) -> Presence {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let frame = tokio::time::timeout(left, self.inbound.message())
-                .await
-                .unwrap_or_else(|_| panic!("no presence frame within {within:?}"))
-                .expect("stream healthy")
-                .expect("stream open");
-            match frame.frame {
-                Some(server_frame::Frame::Presence(p)) => return p,
-                Some(server_frame::Frame::Heartbeat(beat)) => {
-                    let _ = self
-                        .frames
-                        .send(ClientFrame {
-                            frame: Some(client_frame::Frame::Heartbeat(beat)),
-                        })
-                        .await;
-                }
-                _ => {}
-            }
-        }
+        self.wait_for("presence frame", within, |frame| match frame {
+            server_frame::Frame::Presence(p) => Some(p),
+            _ => None,
+        })
+        .await
     }
 
     /// Waits for an envelope whose body is `body`, answering heartbeats.
     async fn expect_envelope(&mut self, body: &[u8], within: Duration) {
+        self.wait_for("envelope", within, |frame| match frame {
+            server_frame::Frame::Envelope(e) if e.ciphertext == body => Some(()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The first frame `pick` takes within `within` (panicking that there was no `what`),
+    /// answering heartbeats meanwhile; other frames are skipped.
+    async fn wait_for<T>(
+        &mut self,
+        what: &str,
+        within: Duration,
+        mut pick: impl FnMut(server_frame::Frame) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let frame = tokio::time::timeout(left, self.inbound.message())
                 .await
-                .unwrap_or_else(|_| panic!("no envelope within {within:?}"))
+                .unwrap_or_else(|_| panic!("no {what} within {within:?}"))
                 .expect("stream healthy")
                 .expect("stream open");
             match frame.frame {
-                Some(server_frame::Frame::Envelope(e)) if e.ciphertext == body => return,
                 Some(server_frame::Frame::Heartbeat(beat)) => {
                     let _ = self
                         .frames
@@ -185,10 +164,27 @@ impl Stream {
                         })
                         .await;
                 }
-                _ => {}
+                Some(other) => {
+                    if let Some(picked) = pick(other) {
+                        return picked;
+                    }
+                }
+                None => {}
             }
         }
     }
+}
+
+/// What `client` may see of the presence of the user with number `phone`.
+async fn visible_presence(
+    client: &juntos_client::Client,
+    phone: &str,
+) -> Vec<juntos_client::PresenceInfo> {
+    client
+        .presence()
+        .get(vec![phone.into()])
+        .await
+        .expect("presence")
 }
 
 fn unix_ms() -> i64 {
@@ -385,7 +381,8 @@ async fn followers_on_another_pod_see_changes_and_last_seen_and_presence_survive
     let err = alice.presence_of(&[&bob]).await.expect_err("no Redis");
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert_eq!(raw::reason(&err), "PRESENCE_UNAVAILABLE");
-    bob.send_to(&alice, "during-the-outage").await;
+    bob.send(&alice, "during-the-outage", b"during-the-outage")
+        .await;
     alice_stream
         .expect_envelope(b"during-the-outage", Duration::from_secs(5))
         .await;
@@ -430,23 +427,6 @@ impl PresenceEvents {
     }
 }
 
-async fn client_signed_in(
-    sys: &System,
-    name: &str,
-    phone: &str,
-) -> std::sync::Arc<juntos_client::Client> {
-    let client = sys.client(name);
-    client
-        .request_code(phone.to_owned())
-        .await
-        .expect("code requested");
-    client
-        .sign_in(phone.to_owned(), sys.last_code(phone), name.to_owned())
-        .await
-        .expect("signed in");
-    client
-}
-
 #[tokio::test]
 async fn client_core_sets_settings_reads_profiles_and_presence_and_follows_contacts() {
     use juntos_client::Visibility as V;
@@ -454,25 +434,13 @@ async fn client_core_sets_settings_reads_profiles_and_presence_and_follows_conta
         .arg("--chat-heartbeat-secs", "1")
         .start()
         .await;
-    let alice = client_signed_in(&sys, "alice", ALICE).await;
-    let bob = client_signed_in(&sys, "bob", BOB).await;
+    let alice = sys.client("alice");
+    sign_in_with_code(&sys, &alice, "alice", ALICE).await;
+    let bob = sys.client("bob");
+    sign_in_with_code(&sys, &bob, "bob", BOB).await;
     // Mutual contacts by phone number (the client resolves and records them).
-    assert!(
-        alice
-            .presence()
-            .get(vec![BOB.into()])
-            .await
-            .expect("presence")
-            .is_empty()
-    );
-    assert_eq!(
-        bob.presence()
-            .get(vec![ALICE.into()])
-            .await
-            .expect("presence")
-            .len(),
-        1
-    );
+    assert!(visible_presence(&alice, BOB).await.is_empty());
+    assert_eq!(visible_presence(&bob, ALICE).await.len(), 1);
 
     let settings = bob
         .profile()
@@ -537,14 +505,7 @@ async fn client_core_sets_settings_reads_profiles_and_presence_and_follows_conta
         .await
         .expect("privacy");
     events.wait_for("bob hidden", |p| !p.visible).await;
-    assert!(
-        alice
-            .presence()
-            .get(vec![BOB.into()])
-            .await
-            .expect("presence")
-            .is_empty()
-    );
+    assert!(visible_presence(&alice, BOB).await.is_empty());
     assert_eq!(
         alice
             .profile()

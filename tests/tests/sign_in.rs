@@ -7,6 +7,7 @@ use juntos_client::ClientError;
 use juntos_proto::error::retry_after_of;
 use juntos_proto::login::v1::login_client::LoginClient;
 use juntos_proto::login::v1::{MeRequest, RefreshRequest, SignOutRequest};
+use juntos_tests::clients::{another_device, awaiting_code};
 use juntos_tests::raw::{self, authed, reason};
 use juntos_tests::{ALICE, BOB, CAROL, System};
 use tonic::Code;
@@ -35,15 +36,7 @@ async fn full_sign_in_then_a_second_device_joins_the_same_account() {
 
     // Another device of the same person: same account, a new device.
     sys.advance_clock(Duration::from_secs(31));
-    let laptop = sys.client("laptop");
-    laptop
-        .request_code(ALICE.to_owned())
-        .await
-        .expect("second code");
-    let second = laptop
-        .sign_in(ALICE.to_owned(), sys.last_code(ALICE), "laptop".to_owned())
-        .await
-        .expect("signed in");
+    let (laptop, second) = another_device(&sys, "laptop", ALICE).await;
     assert!(!second.new_account);
     assert_eq!(second.user_id, account.user_id);
     assert_ne!(second.device_id, account.device_id);
@@ -63,11 +56,7 @@ async fn full_sign_in_then_a_second_device_joins_the_same_account() {
 #[tokio::test]
 async fn the_fifth_wrong_code_burns_it() {
     let sys = System::start().await;
-    let client = sys.client("a");
-    client
-        .request_code(ALICE.to_owned())
-        .await
-        .expect("code requested");
+    let client = awaiting_code(&sys, "a", ALICE).await;
     let right = sys.last_code(ALICE);
     let wrong = if right == "000000" {
         "111111"
@@ -102,11 +91,7 @@ async fn the_fifth_wrong_code_burns_it() {
 #[tokio::test]
 async fn a_code_expires_after_five_minutes_and_is_single_use() {
     let sys = System::start().await;
-    let client = sys.client("a");
-    client
-        .request_code(ALICE.to_owned())
-        .await
-        .expect("code requested");
+    let client = awaiting_code(&sys, "a", ALICE).await;
     let code = sys.last_code(ALICE);
     sys.advance_clock(Duration::from_secs(5 * 60 + 1));
     let expired = client.sign_in(ALICE.to_owned(), code, "a".to_owned()).await;

@@ -2,23 +2,25 @@
 //! Twilio, login and the gateway on their own.
 
 use juntos_client::ClientError;
+use juntos_tests::clients::awaiting_code;
 use juntos_tests::raw::{self, reason};
 use juntos_tests::{ALICE, BOB, System};
 use tonic::Code;
 
-#[tokio::test]
-async fn sign_in_across_separate_roles_with_redis_and_twilio() {
-    let sys = System::builder()
+/// The roles as separate processes, otp on Redis and SMS through the fake Twilio.
+async fn split_system() -> System {
+    System::builder()
         .split_roles()
         .with_redis()
         .with_twilio()
         .start()
-        .await;
-    let client = sys.client("a");
-    client
-        .request_code(ALICE.to_owned())
         .await
-        .expect("code requested");
+}
+
+#[tokio::test]
+async fn sign_in_across_separate_roles_with_redis_and_twilio() {
+    let sys = split_system().await;
+    let client = awaiting_code(&sys, "a", ALICE).await;
     let twilio = sys.twilio.as_ref().expect("twilio");
     let sent = twilio.messages();
     assert_eq!(sent.len(), 1);
@@ -33,11 +35,7 @@ async fn sign_in_across_separate_roles_with_redis_and_twilio() {
     assert_eq!(client.me().await.expect("me").user_id, account.user_id);
 
     // Codes live in Redis: the wrong-code count and burning work there too.
-    let other = sys.client("b");
-    other
-        .request_code(BOB.to_owned())
-        .await
-        .expect("code requested");
+    let other = awaiting_code(&sys, "b", BOB).await;
     for _ in 0..4 {
         let wrong = other
             .sign_in(BOB.to_owned(), "000000".to_owned(), "b".to_owned())
@@ -58,12 +56,7 @@ async fn sign_in_across_separate_roles_with_redis_and_twilio() {
 
 #[tokio::test]
 async fn twilio_server_errors_are_retried_and_client_errors_are_not() {
-    let sys = System::builder()
-        .split_roles()
-        .with_redis()
-        .with_twilio()
-        .start()
-        .await;
+    let sys = split_system().await;
     let twilio = sys.twilio.as_ref().expect("twilio");
     let channel = sys.channel().await;
 

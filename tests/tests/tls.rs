@@ -11,48 +11,12 @@ use std::time::{Duration, Instant};
 use juntos_client::{Client, ClientConfig, ClientError};
 use juntos_proto::error::{reason, reason_of};
 use juntos_proto::login::v1::{MeRequest, login_client::LoginClient};
+use juntos_testkit::tls::Ca;
 use juntos_tests::{ALICE, BOB, Process, extract_code, juntos_cli_bin};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 /// How long a refused handshake may take on a loaded CI machine (it takes milliseconds).
 const PROMPT: Duration = Duration::from_secs(10);
-
-/// A private certificate authority.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let pem = params.self_signed(&key).expect("CA certificate").pem();
-        Self {
-            issuer: Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// A server certificate for `names` and its key, both PEM.
-    fn leaf(&self, names: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().expect("leaf key");
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                .expect("leaf params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("leaf certificate");
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// `juntos all` serving the gateway over TLS on a free loopback port; killed on drop.
 struct TlsGateway {

@@ -50,6 +50,31 @@ async fn internal_channel(
         .await
 }
 
+/// [`internal_channel`] to the `peer` role at `addr`, presenting `role`'s certificate from
+/// `certs`, which must be valid.
+async fn channel_as(addr: &str, certs: &std::path::Path, peer: &str, role: &str) -> Channel {
+    internal_channel(addr, certs, peer, Some((certs, role)))
+        .await
+        .unwrap_or_else(|e| panic!("{role}'s certificate is valid: {e:?}"))
+}
+
+/// `Login.Me` for `user` over `channel` (see [`me_as`]), which must be refused.
+async fn me_refused(
+    channel: Channel,
+    user: &juntos_proto::login::v1::SignInResponse,
+    why: &str,
+) -> tonic::Status {
+    LoginClient::new(channel)
+        .me(me_as(user))
+        .await
+        .expect_err(why)
+}
+
+/// A status's code and `ErrorInfo.reason`, for assertions.
+fn code_and_reason(status: &tonic::Status) -> (Code, String) {
+    (status.code(), reason(status))
+}
+
 fn identity_of(dir: &std::path::Path, role: &str) -> Identity {
     let read = |name: &str| std::fs::read(dir.join(role).join(name)).expect("certificate file");
     Identity::from_pem(read("tls.crt"), read("tls.key"))
@@ -84,12 +109,9 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
         .connect()
         .await
         .expect("a TCP connection is accepted");
-    let refused = LoginClient::new(plain)
-        .me(me_as(&alice))
-        .await
-        .expect_err("no certificate");
+    let refused = me_refused(plain, &alice, "no certificate").await;
     assert_eq!(
-        (refused.code(), reason(&refused)),
+        code_and_reason(&refused),
         (Code::Unauthenticated, "INTERNAL_CALLER".to_owned()),
         "{refused:?}"
     );
@@ -98,12 +120,9 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
     let anonymous = internal_channel(&login, &certs, "login", None)
         .await
         .expect("TLS without a client certificate connects");
-    let refused = LoginClient::new(anonymous.clone())
-        .me(me_as(&alice))
-        .await
-        .expect_err("no certificate");
+    let refused = me_refused(anonymous.clone(), &alice, "no certificate").await;
     assert_eq!(
-        (refused.code(), reason(&refused)),
+        code_and_reason(&refused),
         (Code::Unauthenticated, "INTERNAL_CALLER".to_owned()),
         "{refused:?}"
     );
@@ -139,9 +158,7 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
 
     // A role's certificate reaches only what that role needs: chat may not ask otp for codes.
     let otp = sys.process_addr("otp", 0);
-    let as_chat = internal_channel(&otp, &certs, "otp", Some((&certs, "chat")))
-        .await
-        .expect("chat's certificate is valid");
+    let as_chat = channel_as(&otp, &certs, "otp", "chat").await;
     let refused = OtpClient::new(as_chat)
         .request_code(RequestCodeRequest {
             phone: BOB.to_owned(),
@@ -151,30 +168,20 @@ async fn internal_roles_answer_only_the_roles_that_may_call_them() {
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
     // Nor may chat speak for a user: its certificate cannot call public methods.
-    let chat_to_login = internal_channel(&login, &certs, "login", Some((&certs, "chat")))
-        .await
-        .expect("chat's certificate is valid");
-    let refused = LoginClient::new(chat_to_login)
-        .me(me_as(&alice))
-        .await
-        .expect_err("chat is not the gateway");
+    let chat_to_login = channel_as(&login, &certs, "login", "chat").await;
+    let refused = me_refused(chat_to_login, &alice, "chat is not the gateway").await;
     assert_eq!(
-        (refused.code(), reason(&refused)),
+        code_and_reason(&refused),
         (Code::PermissionDenied, "NOT_PUBLIC".to_owned()),
         "{refused:?}"
     );
 
     // The gateway's certificate is trusted with the identity headers (login then checks the
     // session they name: this one is made up, so it answers as for a signed-out session).
-    let as_gateway = internal_channel(&login, &certs, "login", Some((&certs, "gateway")))
-        .await
-        .expect("the gateway's certificate is valid");
-    let answered = LoginClient::new(as_gateway)
-        .me(me_as(&alice))
-        .await
-        .expect_err("a made-up session");
+    let as_gateway = channel_as(&login, &certs, "login", "gateway").await;
+    let answered = me_refused(as_gateway, &alice, "a made-up session").await;
     assert_eq!(
-        (answered.code(), reason(&answered)),
+        code_and_reason(&answered),
         (Code::Unauthenticated, "SESSION_REVOKED".to_owned()),
         "login itself answered: {answered:?}"
     );
@@ -328,7 +335,7 @@ async fn a_retryable_call_buffers_one_message_within_a_deadline() {
     let refused = stream_into_sync(channel.clone(), &token, gigabyte).await;
     let after = rss_bytes(pid);
     assert_eq!(
-        (refused.code(), reason(&refused)),
+        code_and_reason(&refused),
         (Code::ResourceExhausted, "TOO_MANY_MESSAGES".to_owned()),
         "{refused:?}"
     );
@@ -365,7 +372,7 @@ async fn a_retryable_call_buffers_one_message_within_a_deadline() {
     let refused = stream_into_sync(channel.clone(), &token, ReceiverStream::new(rx)).await;
     drop(tx);
     assert_eq!(
-        (refused.code(), reason(&refused)),
+        code_and_reason(&refused),
         (Code::DeadlineExceeded, "REQUEST_TOO_SLOW".to_owned()),
         "{refused:?}"
     );
@@ -496,7 +503,7 @@ async fn a_revoked_session_ends_its_stream_and_the_device_goes_offline() {
     let ended = until_end(&mut inbound, HEARTBEAT).await;
     eprintln!("stream ended {:?} after the sign-out", started.elapsed());
     assert_eq!(
-        (ended.code(), reason(&ended)),
+        code_and_reason(&ended),
         (Code::Unauthenticated, "SESSION_REVOKED".to_owned()),
         "{ended:?}"
     );
@@ -532,7 +539,7 @@ async fn a_stream_ends_when_its_token_expires_unless_the_session_refreshed() {
     sys.advance_clock(Duration::from_secs(6 * 60));
     let ended = until_end(&mut alice_inbound, Duration::from_secs(10)).await;
     assert_eq!(
-        (ended.code(), reason(&ended)),
+        code_and_reason(&ended),
         (Code::Unauthenticated, "TOKEN_EXPIRED".to_owned()),
         "{ended:?}"
     );

@@ -50,22 +50,7 @@ pub struct PresenceState {
     pub last_seen_ms: i64,
 }
 
-/// Presence could not be read or written (Redis unreachable).
-#[derive(Debug, thiserror::Error)]
-#[error("presence unavailable: {0}")]
-pub struct PresenceError(String);
-
-impl From<redis::RedisError> for PresenceError {
-    fn from(e: redis::RedisError) -> Self {
-        Self(e.to_string())
-    }
-}
-
-impl From<redis::ParsingError> for PresenceError {
-    fn from(e: redis::ParsingError) -> Self {
-        Self(format!("unexpected answer: {e}"))
-    }
-}
+pub use crate::error::PresenceError;
 
 /// Where presence lives.
 #[async_trait]

@@ -484,7 +484,8 @@ mod tests {
     use juntos_store::sqlite::check_migrations;
 
     use super::*;
-    use crate::store::suite::{mailbox, to_devices};
+    use crate::store::suite::to_devices;
+    use crate::test_support::mailbox;
 
     fn fresh() -> (tempfile::TempDir, SqliteChatStore) {
         let dir = tempfile::tempdir().expect("tempdir");

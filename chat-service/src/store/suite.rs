@@ -6,9 +6,9 @@ use std::collections::HashSet;
 
 use super::{
     ChatStore, EnvelopeKind, Group, GroupListing, GroupMember, GroupRole, GroupWrite,
-    OutgoingEnvelope, SendBatch, SendOutcome, StoredEnvelope,
+    OutgoingEnvelope, SendBatch, SendOutcome,
 };
-use crate::test_support::envelope;
+use crate::test_support::{envelope, mailbox};
 
 /// Runs every case of this suite against the store `$fresh` makes: `$fresh` is an async
 /// expression evaluating to `(guard, store)`, where `guard` (a temporary directory, a test
@@ -76,15 +76,6 @@ fn batch(sender: &str, id: &str, envelopes: Vec<OutgoingEnvelope>, now_ms: i64) 
 pub(crate) fn to_devices(id: &str, devices: &[&str]) -> SendBatch {
     let envelopes = devices.iter().map(|d| envelope("b", d, b"x")).collect();
     batch("a", id, envelopes, 1)
-}
-
-/// Every envelope in `device`'s mailbox (up to a thousand), oldest first.
-pub(crate) async fn mailbox(store: &dyn ChatStore, device: &str) -> Vec<StoredEnvelope> {
-    store
-        .fetch(device, 0, 1_000)
-        .await
-        .expect("fetch")
-        .envelopes
 }
 
 /// Sends one envelope from `sender` to device `bd1` of user `b` at `now_ms`.

@@ -116,18 +116,12 @@ impl SignedPrekeyPair {
 
     /// The versioned storage encoding (holds the secret).
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let record = PrekeyRecord {
-            key_id: self.key_id,
-            secret: self.secret.to_bytes().to_vec(),
-            signature: self.signature.to_vec(),
-        };
-        encode_secret(RECORD_VERSION, &record)
+        encode_prekey(self.key_id, &self.secret, &self.signature)
     }
 
     /// Parses [`SignedPrekeyPair::encode`]'s output.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let record: PrekeyRecord = decode_versioned(RECORD_VERSION, bytes, CryptoError::Corrupt)?;
-        let secret = Zeroizing::new(array32(&record.secret).ok_or(CryptoError::Corrupt)?);
+        let (record, secret) = decode_prekey(bytes)?;
         let signature: [u8; SIGNATURE_LEN] = record
             .signature
             .as_slice()
@@ -200,20 +194,31 @@ impl OneTimePrekeyPair {
 
     /// The versioned storage encoding (holds the secret).
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let record = PrekeyRecord {
-            key_id: self.key_id,
-            secret: self.secret.to_bytes().to_vec(),
-            signature: Vec::new(),
-        };
-        encode_secret(RECORD_VERSION, &record)
+        encode_prekey(self.key_id, &self.secret, &[])
     }
 
     /// Parses [`OneTimePrekeyPair::encode`]'s output.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let record: PrekeyRecord = decode_versioned(RECORD_VERSION, bytes, CryptoError::Corrupt)?;
-        let secret = Zeroizing::new(array32(&record.secret).ok_or(CryptoError::Corrupt)?);
+        let (record, secret) = decode_prekey(bytes)?;
         Ok(Self::from_secret_bytes(record.key_id, &secret))
     }
+}
+
+/// The versioned storage encoding of a prekey (the signature is empty for one-time prekeys).
+fn encode_prekey(key_id: u32, secret: &StaticSecret, signature: &[u8]) -> Zeroizing<Vec<u8>> {
+    let record = PrekeyRecord {
+        key_id,
+        secret: secret.to_bytes().to_vec(),
+        signature: signature.to_vec(),
+    };
+    encode_secret(RECORD_VERSION, &record)
+}
+
+/// Parses [`encode_prekey`]'s output: the record and its secret.
+fn decode_prekey(bytes: &[u8]) -> Result<(PrekeyRecord, Zeroizing<[u8; KEY_LEN]>)> {
+    let record: PrekeyRecord = decode_versioned(RECORD_VERSION, bytes, CryptoError::Corrupt)?;
+    let secret = Zeroizing::new(array32(&record.secret).ok_or(CryptoError::Corrupt)?);
+    Ok((record, secret))
 }
 
 // === PrekeySecrets ===

@@ -91,6 +91,50 @@ pub(crate) fn open(
         .map_err(|_| CryptoError::DecryptFailed)
 }
 
+/// `KDF_CK`: (next chain key, message key), the chain step shared by the Double Ratchet and
+/// sender-key chains.
+pub(crate) fn kdf_ck(chain_key: &[u8; KEY_LEN]) -> (SecretKey, SecretKey) {
+    let message_key = hmac_sha256(chain_key, &[0x01]);
+    let next_chain = hmac_sha256(chain_key, &[0x02]);
+    (next_chain, message_key)
+}
+
+/// The AEAD key and nonce of a message key, derived under the HKDF label `info`.
+fn message_cipher_keys(
+    info: &[u8],
+    message_key: &[u8; KEY_LEN],
+) -> (SecretKey, Zeroizing<[u8; NONCE_LEN]>) {
+    let mut okm = Zeroizing::new([0u8; KEY_LEN + NONCE_LEN]);
+    hkdf_sha256(None, message_key, info, &mut *okm);
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    let mut nonce = Zeroizing::new([0u8; NONCE_LEN]);
+    key.copy_from_slice(&okm[..KEY_LEN]);
+    nonce.copy_from_slice(&okm[KEY_LEN..]);
+    (key, nonce)
+}
+
+/// [`seal`] under the key and nonce `message_key` yields with the HKDF label `info`.
+pub(crate) fn seal_message(
+    info: &[u8],
+    message_key: &[u8; KEY_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    let (key, nonce) = message_cipher_keys(info, message_key);
+    seal(&key, &nonce, aad, plaintext)
+}
+
+/// [`open`] under the key and nonce `message_key` yields with the HKDF label `info`.
+pub(crate) fn open_message(
+    info: &[u8],
+    message_key: &[u8; KEY_LEN],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>> {
+    let (key, nonce) = message_cipher_keys(info, message_key);
+    open(&key, &nonce, aad, ciphertext)
+}
+
 /// A 32-byte array from a slice, `None` unless the length is exactly 32.
 pub(crate) fn array32(bytes: &[u8]) -> Option<[u8; KEY_LEN]> {
     bytes.try_into().ok()

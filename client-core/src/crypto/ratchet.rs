@@ -24,7 +24,7 @@ use super::KEY_LEN;
 use super::encoding::{RatchetRecord, SkippedKeyRecord};
 use super::error::{CryptoError, Result};
 use super::primitives::{
-    NONCE_LEN, SecretKey, array32, dh, hkdf_sha256, hmac_sha256, open, public_of, seal,
+    SecretKey, array32, dh, hkdf_sha256, kdf_ck, open_message, public_of, seal_message,
 };
 
 /// The most message keys one header may ask to skip in one chain.
@@ -184,7 +184,7 @@ impl Ratchet {
             .checked_add(1)
             .ok_or(CryptoError::Corrupt)?;
         let (next_chain, message_key) = kdf_ck(chain);
-        let ciphertext = seal_message(&message_key, aad, plaintext)?;
+        let ciphertext = seal_message(MESSAGE_KEY_INFO, &message_key, aad, plaintext)?;
         self.chains.sending_chain = Some(next_chain);
         self.chains.sending_counter = next_counter;
         self.expire(now_ms, max_age_ms);
@@ -211,7 +211,7 @@ impl Ratchet {
             if is_expired(entry.stored_at_ms, now_ms, max_age_ms) {
                 return Err(CryptoError::Duplicate);
             }
-            let plaintext = open_message(&entry.message_key, aad, ciphertext)?;
+            let plaintext = open_message(MESSAGE_KEY_INFO, &entry.message_key, aad, ciphertext)?;
             self.skipped.remove(index);
             self.expire(now_ms, max_age_ms);
             return Ok(plaintext);
@@ -245,7 +245,7 @@ impl Ratchet {
             .as_ref()
             .ok_or(CryptoError::Corrupt)?;
         let (next_chain, message_key) = kdf_ck(chain);
-        let plaintext = open_message(&message_key, aad, ciphertext)?;
+        let plaintext = open_message(MESSAGE_KEY_INFO, &message_key, aad, ciphertext)?;
         chains.receiving_chain = Some(next_chain);
         chains.receiving_counter = chains
             .receiving_counter
@@ -435,38 +435,10 @@ fn kdf_rk(root_key: &[u8; KEY_LEN], dh_out: &[u8; KEY_LEN]) -> (SecretKey, Secre
     split_keys(&okm)
 }
 
-/// `KDF_CK`: (next chain key, message key).
-fn kdf_ck(chain_key: &[u8; KEY_LEN]) -> (SecretKey, SecretKey) {
-    let message_key = hmac_sha256(chain_key, &[0x01]);
-    let next_chain = hmac_sha256(chain_key, &[0x02]);
-    (next_chain, message_key)
-}
-
 fn split_keys(okm: &[u8; 2 * KEY_LEN]) -> (SecretKey, SecretKey) {
     let mut first = Zeroizing::new([0u8; KEY_LEN]);
     let mut second = Zeroizing::new([0u8; KEY_LEN]);
     first.copy_from_slice(&okm[..KEY_LEN]);
     second.copy_from_slice(&okm[KEY_LEN..]);
     (first, second)
-}
-
-/// The AEAD key and nonce of a message key.
-fn message_cipher_keys(message_key: &[u8; KEY_LEN]) -> (SecretKey, Zeroizing<[u8; NONCE_LEN]>) {
-    let mut okm = Zeroizing::new([0u8; KEY_LEN + NONCE_LEN]);
-    hkdf_sha256(None, message_key, MESSAGE_KEY_INFO, &mut *okm);
-    let mut key = Zeroizing::new([0u8; KEY_LEN]);
-    let mut nonce = Zeroizing::new([0u8; NONCE_LEN]);
-    key.copy_from_slice(&okm[..KEY_LEN]);
-    nonce.copy_from_slice(&okm[KEY_LEN..]);
-    (key, nonce)
-}
-
-fn seal_message(message_key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    let (key, nonce) = message_cipher_keys(message_key);
-    seal(&key, &nonce, aad, plaintext)
-}
-
-fn open_message(message_key: &[u8; KEY_LEN], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
-    let (key, nonce) = message_cipher_keys(message_key);
-    open(&key, &nonce, aad, ciphertext)
 }

@@ -47,7 +47,7 @@ use super::encoding::{
     encode_secret, encode_versioned,
 };
 use super::error::{CryptoError, Result};
-use super::primitives::{NONCE_LEN, SecretKey, array32, hkdf_sha256, hmac_sha256, open, seal};
+use super::primitives::{SecretKey, array32, kdf_ck, open_message, seal_message};
 use super::ratchet::DEFAULT_SKIPPED_KEY_MAX_AGE_MS;
 use super::{KEY_LEN, SIGNATURE_LEN};
 
@@ -154,7 +154,7 @@ impl SenderKeyOwn {
         let body = WireSenderKeyMessage {
             chain_id: self.chain_id,
             iteration: self.iteration,
-            ciphertext: seal_message(&message_key, &aad, plaintext)?,
+            ciphertext: seal_message(MESSAGE_KEY_INFO, &message_key, &aad, plaintext)?,
         };
         let mut wire = encode_versioned(SENDER_KEY_WIRE_VERSION, &body);
         let signature = self.signing.sign(&signature_input(&wire));
@@ -352,7 +352,12 @@ impl SenderKeyReceived {
             if is_expired(entry.stored_at_ms, now_ms, self.skipped_key_max_age_ms) {
                 return Err(CryptoError::Duplicate);
             }
-            let plaintext = open_message(&entry.message_key, &aad, &parsed.body.ciphertext)?;
+            let plaintext = open_message(
+                MESSAGE_KEY_INFO,
+                &entry.message_key,
+                &aad,
+                &parsed.body.ciphertext,
+            )?;
             self.skipped.remove(index);
             self.expire(now_ms);
             return Ok(plaintext);
@@ -376,7 +381,12 @@ impl SenderKeyReceived {
             chain = next_chain;
         }
         let (next_chain, message_key) = kdf_ck(&chain);
-        let plaintext = open_message(&message_key, &aad, &parsed.body.ciphertext)?;
+        let plaintext = open_message(
+            MESSAGE_KEY_INFO,
+            &message_key,
+            &aad,
+            &parsed.body.ciphertext,
+        )?;
 
         // Commit.
         self.chain_key = next_chain;
@@ -532,32 +542,4 @@ fn secret(bytes: &[u8], bad: CryptoError) -> Result<SecretKey> {
 
 fn is_expired(stored_at_ms: i64, now_ms: i64, max_age_ms: i64) -> bool {
     now_ms.saturating_sub(stored_at_ms) > max_age_ms
-}
-
-/// `KDF_CK`: (next chain key, message key), the Double Ratchet's chain step.
-fn kdf_ck(chain_key: &[u8; KEY_LEN]) -> (SecretKey, SecretKey) {
-    let message_key = hmac_sha256(chain_key, &[0x01]);
-    let next_chain = hmac_sha256(chain_key, &[0x02]);
-    (next_chain, message_key)
-}
-
-/// The AEAD key and nonce of a message key.
-fn message_cipher_keys(message_key: &[u8; KEY_LEN]) -> (SecretKey, Zeroizing<[u8; NONCE_LEN]>) {
-    let mut okm = Zeroizing::new([0u8; KEY_LEN + NONCE_LEN]);
-    hkdf_sha256(None, message_key, MESSAGE_KEY_INFO, &mut *okm);
-    let mut key = Zeroizing::new([0u8; KEY_LEN]);
-    let mut nonce = Zeroizing::new([0u8; NONCE_LEN]);
-    key.copy_from_slice(&okm[..KEY_LEN]);
-    nonce.copy_from_slice(&okm[KEY_LEN..]);
-    (key, nonce)
-}
-
-fn seal_message(message_key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    let (key, nonce) = message_cipher_keys(message_key);
-    seal(&key, &nonce, aad, plaintext)
-}
-
-fn open_message(message_key: &[u8; KEY_LEN], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
-    let (key, nonce) = message_cipher_keys(message_key);
-    open(&key, &nonce, aad, ciphertext)
 }

@@ -112,13 +112,8 @@ impl Shared {
         group_id: String,
         members: Vec<String>,
     ) -> Result<GroupInfo> {
-        check_group_id(&group_id)?;
-        let request = chat::MembersRequest {
-            group_id: group_id.clone(),
-            user_ids: self.resolve_members(&members).await?,
-        };
         let answer = self
-            .group_call(&group_id, Api::add_members, request)
+            .members_call(&group_id, &members, Api::add_members)
             .await?;
         self.save_answer(answer.group)
     }
@@ -130,13 +125,8 @@ impl Shared {
         group_id: String,
         members: Vec<String>,
     ) -> Result<GroupInfo> {
-        check_group_id(&group_id)?;
-        let request = chat::MembersRequest {
-            group_id: group_id.clone(),
-            user_ids: self.resolve_members(&members).await?,
-        };
         let answer = self
-            .group_call(&group_id, Api::remove_members, request)
+            .members_call(&group_id, &members, Api::remove_members)
             .await?;
         // Whoever left must not read what this device sends next.
         self.store.write(|tx| tx.forget_own_sender_key(&group_id))?;
@@ -266,6 +256,25 @@ impl Shared {
             users.push(self.resolve(peer).await?);
         }
         Ok(users)
+    }
+
+    /// `Api::add_members` or `Api::remove_members` with `members` (numbers or user ids) of a
+    /// group, through [`Self::group_call`].
+    async fn members_call<C>(
+        &self,
+        group_id: &str,
+        members: &[String],
+        call: C,
+    ) -> Result<chat::GroupResponse>
+    where
+        C: for<'a> Call<'a, chat::MembersRequest, chat::GroupResponse> + Sync,
+    {
+        check_group_id(group_id)?;
+        let request = chat::MembersRequest {
+            group_id: group_id.to_owned(),
+            user_ids: self.resolve_members(members).await?,
+        };
+        self.group_call(group_id, call, request).await
     }
 
     /// A call about one group; NOT_A_MEMBER marks it left here.

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use juntos_proto::otp::v1 as otp;
 use juntos_proto::otp::v1::otp_server::{Otp, OtpServer};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    date_time_ymd,
-};
+use rcgen::{CertificateParams, KeyPair, date_time_ymd};
 use rustls::CertificateError;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
+
+use juntos_testkit::tls::Ca;
 
 use super::*;
 use crate::api::{Api, CONNECT_TIMEOUT};
@@ -24,53 +23,6 @@ use crate::{Client, ClientConfig};
 
 /// How long a refused handshake may take on a loaded 2-core CI machine; it takes milliseconds.
 const PROMPT: Duration = Duration::from_secs(10);
-
-/// A private certificate authority.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    /// A CA called `name` (two CAs of one name would be mistaken for each other).
-    fn new(name: &str) -> Self {
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let pem = params.self_signed(&key).expect("CA certificate").pem();
-        Self {
-            issuer: Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// A server certificate for `names` (DNS names or IP addresses) and its key, both PEM.
-    fn leaf(&self, names: &[&str]) -> (String, String) {
-        self.leaf_with(names, |_| {})
-    }
-
-    /// [`Ca::leaf`] with `adjust` applied to the parameters first.
-    fn leaf_with(
-        &self,
-        names: &[&str],
-        adjust: impl FnOnce(&mut CertificateParams),
-    ) -> (String, String) {
-        let key = KeyPair::generate().expect("leaf key");
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                .expect("leaf params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
-        adjust(&mut params);
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("leaf certificate");
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// Answers every code request.
 struct FakeOtp;

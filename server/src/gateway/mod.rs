@@ -55,9 +55,9 @@ pub use self::pool::PoolSettings;
 use self::pool::{ForwardBody, Member, Pool};
 use self::routes::{Access, Retry, Route, Upstream};
 use self::stream_guard::{Cut, StreamGuard};
-use crate::serve::accept;
 use crate::shutdown::Shutdown;
 use crate::tls::Role;
+use crate::tls::accept;
 use crate::tls::internal::InternalTls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -187,7 +187,7 @@ impl InternalTls {
             loop {
                 let (stream, addr) = tokio::select! {
                     () = tx.closed() => return,
-                    accepted = crate::serve::accept(&listener) => accepted,
+                    accepted = super::accept(&listener) => accepted,
                 };
                 let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
                     throttled_warn(|suppressed| {

@@ -41,8 +41,8 @@ use crate::bench::system::MAX_PODS;
 /// Scenario `group` (`--scenario group --group-size N`, repeatable): N client-core clients
 /// (the sender +1 201 555-0100 and N-1 receivers; numbers +1 AAA 555-01XX over area codes
 /// 201…213) sign in (`signin_secs`, `--signin-tasks` at a time), the sender creates a group of
-/// all of them (`Client::create_group`) and sends M group messages (default 20) with
-/// `Client::send_group_text`, one at a time: each is queued and then `Client::flush_outbox` is
+/// all of them (`Groups::create` (`client.groups()`)) and sends M group messages (default 20) with
+/// `Groups::send_text`, one at a time: each is queued and then `Client::flush_outbox` is
 /// awaited (the outbox sends in order, so this is the client's own pace). The first send also
 /// hands the sender key to every member device over pairwise sessions (device lists, prekey
 /// bundles, X3DH): its queue-to-stored time is `first_send_secs`, the time until every

@@ -10,8 +10,8 @@
 //! one device in flight at once.
 //!
 //! Scenario `group`: one sender and N-1 receivers, every one a client-core `Client` with its own
-//! home, in one group made with `Client::create_group`; the sender sends M group messages with
-//! `Client::send_group_text` (sender-key encryption; the first also hands the sender key to
+//! home, in one group made with `Groups::create` (`client.groups()`); the sender sends M group messages with
+//! `Groups::send_text` (sender-key encryption; the first also hands the sender key to
 //! every member device pairwise), and the receivers poll with `Client::sync_now` (or keep live
 //! connections) until every member has every message.
 //!

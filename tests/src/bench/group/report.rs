@@ -23,7 +23,7 @@ pub(super) struct GroupLine {
     /// Signing in every member (codes, sign-in, prekeys).
     pub(super) signin_secs: f64,
     pub(super) signins_per_sec: f64,
-    /// `Client::create_group` of every member.
+    /// `Groups::create` (`client.groups()`) of every member.
     pub(super) create_group_secs: f64,
     /// Message 1 queued to stored, sender-key hand-out to every member device included.
     pub(super) first_send_secs: f64,
