@@ -696,5 +696,4 @@ fn device_ids(batch: &SendBatch) -> Vec<String> {
 }
 
 #[cfg(test)]
-#[path = "groups/tests.rs"]
 mod tests;

@@ -69,10 +69,7 @@ impl Outbox {
     /// The bodies sent to `phone` so far, after reading what was appended.
     pub(crate) fn with_bodies<T>(&self, phone: &str, f: impl FnOnce(&[String]) -> T) -> T {
         use std::io::{Read, Seek, SeekFrom};
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = juntos_store::lock(&self.state);
         if let Ok(mut file) = std::fs::File::open(&self.path)
             && file.seek(SeekFrom::Start(state.offset)).is_ok()
         {

@@ -297,12 +297,7 @@ pub(crate) async fn run(
             .filter(|s| *s > 0.0)
             .map(|s| round(count as f64 / s, 1))
     };
-    let mut latencies = std::mem::take(
-        &mut *tracker
-            .latencies_ns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
+    let mut latencies = std::mem::take(&mut *juntos_store::lock(&tracker.latencies_ns));
     latencies.sort_unstable();
     send_ns.sort_unstable();
     let ms = |sorted: &[u64], q: f64| quantile_ms(sorted, q).map(|v| round(v, 3));

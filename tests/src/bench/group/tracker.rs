@@ -113,10 +113,7 @@ impl Tracker {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.last_delivery_ns.fetch_max(now_ns, Ordering::Relaxed);
         if seq > 0 {
-            self.latencies_ns
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(now_ns.saturating_sub(sent_ns));
+            juntos_store::lock(&self.latencies_ns).push(now_ns.saturating_sub(sent_ns));
         }
     }
 
